@@ -1,0 +1,102 @@
+//! Redis helpers: a self-healing multiplexed connection, a bound on every round trip, and key
+//! naming under `QC_KEY_PREFIX`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::RedisResult;
+
+/// A dependency could not be reached or did not answer in time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("redis: {0}")]
+    Redis(String),
+    #[error("postgres: {0}")]
+    Postgres(String),
+    #[error("{0} did not answer within {1} ms")]
+    Timeout(&'static str, u64),
+}
+
+impl From<redis::RedisError> for BackendError {
+    fn from(e: redis::RedisError) -> Self {
+        BackendError::Redis(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for BackendError {
+    fn from(e: sqlx::Error) -> Self {
+        BackendError::Postgres(e.to_string())
+    }
+}
+
+/// Opens a connection manager that reconnects by itself; every command is bounded by
+/// `timeout_ms`, and so is each connection attempt.
+pub async fn connect(url: &str, timeout_ms: u64) -> Result<ConnectionManager, BackendError> {
+    let client = redis::Client::open(url)
+        .map_err(|e| BackendError::Redis(format!("bad REDIS_URL {url:?}: {e}")))?;
+    let timeout = Duration::from_millis(timeout_ms);
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(Duration::from_millis(500));
+    bounded(
+        timeout_ms,
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    .map_err(|e| BackendError::Redis(format!("cannot reach Redis at {url}: {e}")))
+}
+
+/// Runs one Redis future with an upper bound, so a dead server gives an error, never a hang.
+pub async fn bounded<T>(
+    timeout_ms: u64,
+    fut: impl Future<Output = RedisResult<T>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), fut).await {
+        Ok(r) => r.map_err(BackendError::from),
+        Err(_) => Err(BackendError::Timeout("redis", timeout_ms)),
+    }
+}
+
+/// Builds keys under the configured prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self(prefix.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// `<prefix><rest>`.
+    pub fn key(&self, rest: &str) -> String {
+        let mut k = String::with_capacity(self.0.len() + rest.len());
+        k.push_str(&self.0);
+        k.push_str(rest);
+        k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_prefix() {
+        assert_eq!(KeyPrefix::new("t1:").key("inv:hubs"), "t1:inv:hubs");
+        assert_eq!(KeyPrefix::default().key("inv:hubs"), "inv:hubs");
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_an_error_within_the_bound() {
+        let started = std::time::Instant::now();
+        // Port 1 on loopback refuses connections.
+        let err = connect("redis://127.0.0.1:1/", 300).await.unwrap_err();
+        assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}
