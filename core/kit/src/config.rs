@@ -104,8 +104,9 @@ impl EnvReader<'_> {
                 default
             }
             Err(_) => {
-                self.errors
-                    .push(format!("{name}={raw:?}: not a number (expected [{min}, {max}])"));
+                self.errors.push(format!(
+                    "{name}={raw:?}: not a number (expected [{min}, {max}])"
+                ));
                 default
             }
         }
@@ -230,7 +231,12 @@ mod tests {
         StoreConfig::read(&mut r);
         let err = r.finish().unwrap_err();
         let text = err.to_string();
-        for name in ["REDIS_URL", "QC_KEY_PREFIX", "REDIS_TIMEOUT_MS", "QC_DB_SCHEMA"] {
+        for name in [
+            "REDIS_URL",
+            "QC_KEY_PREFIX",
+            "REDIS_TIMEOUT_MS",
+            "QC_DB_SCHEMA",
+        ] {
             assert!(text.contains(name), "{name} missing from {text}");
         }
         assert_eq!(err.0.len(), 4);

@@ -26,7 +26,10 @@ impl Lease {
         timeout_ms: u64,
     ) -> Result<bool, BackendError> {
         let mut inv = LEASE_ACQUIRE.prepare_invoke();
-        inv.key(&self.key).arg(now_ms).arg(&self.token).arg(self.ttl_ms);
+        inv.key(&self.key)
+            .arg(now_ms)
+            .arg(&self.token)
+            .arg(self.ttl_ms);
         let got: i64 = bounded(timeout_ms, inv.invoke_async(conn)).await?;
         Ok(got == 1)
     }

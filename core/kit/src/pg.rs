@@ -103,7 +103,9 @@ async fn ensure_schema(base: &PgConnectOptions, schema: &str) -> Result<(), Back
 pub async fn drop_schema(cfg: &StoreConfig) -> Result<(), BackendError> {
     check_schema_name(&cfg.db_schema).map_err(BackendError::Postgres)?;
     if cfg.db_schema == "public" {
-        return Err(BackendError::Postgres("refusing to drop schema public".into()));
+        return Err(BackendError::Postgres(
+            "refusing to drop schema public".into(),
+        ));
     }
     let base = PgConnectOptions::from_str(&cfg.database_url)
         .map_err(|e| BackendError::Postgres(e.to_string()))?;

@@ -1,0 +1,793 @@
+//! The Postgres side (01 §6, §8): the idempotent event writer fed by the per-hub Redis streams,
+//! reconciliation of Postgres against Redis, and rebuilding Redis from Postgres.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use qc_kit::lease::Lease;
+use qc_kit::redis_kit::{bounded, BackendError};
+use redis::aio::ConnectionManager;
+use redis::Value;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::error::InventoryError;
+use crate::model::*;
+use crate::redis_store::InventoryKeys;
+use crate::rules::spread;
+use crate::store::{HoldPolicy, StockStore};
+
+pub const WRITER_GROUP: &str = "pg-writer";
+const READ_COUNT: usize = 100;
+const CLAIM_IDLE_MS: u64 = 60_000;
+
+/// Decodes one stream entry's fields into an event.
+pub fn parse_event(fields: &HashMap<String, String>) -> Result<InventoryEvent, String> {
+    let get = |k: &str| fields.get(k).ok_or_else(|| format!("missing field {k}"));
+    let int = |k: &str| -> Result<i64, String> {
+        get(k)?
+            .parse::<i64>()
+            .map_err(|_| format!("field {k} is not an integer"))
+    };
+    let kind = get("type")?.as_str();
+    let at_ms = int("at")?;
+    if let Some(reason) = StockSetReason::parse(kind) {
+        return Ok(InventoryEvent::StockSet {
+            reason,
+            at_ms,
+            sku: Sku::parse(get("sku")?).map_err(|e| e.to_string())?,
+            on_hand: int("on_hand")?,
+            buckets: u8::try_from(int("buckets")?).map_err(|_| "bad buckets".to_string())?,
+            actor: get("actor")?.clone(),
+        });
+    }
+    let status = ReservationStatus::parse(kind).ok_or_else(|| format!("unknown type {kind}"))?;
+    let items: Vec<Item> =
+        serde_json::from_str(get("items")?).map_err(|e| format!("bad items: {e}"))?;
+    Ok(InventoryEvent::Reservation {
+        status,
+        at_ms,
+        reservation_id: ReservationId::parse(get("rid")?).map_err(|e| e.to_string())?,
+        cart_id: CartId::parse(get("cart_id")?).map_err(|e| e.to_string())?,
+        user_id: UserId::parse(get("user_id")?).map_err(|e| e.to_string())?,
+        created_at: int("created_at")?,
+        expires_at: int("expires_at")?,
+        items,
+    })
+}
+
+fn uuid_of(rid: &ReservationId) -> uuid::Uuid {
+    uuid::Uuid::parse_str(rid.as_str()).expect("ReservationId is always a UUID")
+}
+
+/// Applies one event in one transaction; applying it again changes nothing.
+pub async fn apply_event(
+    pool: &PgPool,
+    hub: &HubId,
+    stream_id: &str,
+    ev: &InventoryEvent,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    match ev {
+        InventoryEvent::StockSet {
+            reason,
+            at_ms,
+            sku,
+            on_hand,
+            buckets,
+            actor,
+        } => {
+            let old: Option<i32> = sqlx::query_scalar(
+                "SELECT on_hand FROM inventory_stock WHERE hub_id = $1 AND sku = $2 FOR UPDATE",
+            )
+            .bind(hub.as_str())
+            .bind(sku.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let delta = *on_hand - i64::from(old.unwrap_or(0));
+            let fresh = insert_movement(
+                &mut tx,
+                hub,
+                sku,
+                delta,
+                *on_hand,
+                reason.as_str(),
+                None,
+                Some(actor),
+                stream_id,
+                *at_ms,
+            )
+            .await?;
+            if fresh {
+                sqlx::query(
+                    "INSERT INTO inventory_stock (hub_id, sku, on_hand, buckets, updated_at)
+                     VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000))
+                     ON CONFLICT (hub_id, sku) DO UPDATE
+                     SET on_hand = EXCLUDED.on_hand, buckets = EXCLUDED.buckets, updated_at = EXCLUDED.updated_at",
+                )
+                .bind(hub.as_str())
+                .bind(sku.as_str())
+                .bind(*on_hand as i32)
+                .bind(i16::from(*buckets))
+                .bind(*at_ms as f64)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        InventoryEvent::Reservation {
+            status,
+            at_ms,
+            reservation_id,
+            cart_id,
+            user_id,
+            created_at,
+            expires_at,
+            items,
+        } => {
+            let rid = uuid_of(reservation_id);
+            // Every event carries the whole hold, so a reservation row exists whatever the order.
+            let inserted = sqlx::query(
+                "INSERT INTO reservations (reservation_id, hub_id, cart_id, user_id, status, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, 'RESERVED', to_timestamp($5::float8 / 1000), to_timestamp($6::float8 / 1000))
+                 ON CONFLICT (reservation_id) DO NOTHING",
+            )
+            .bind(rid)
+            .bind(hub.as_str())
+            .bind(cart_id.as_str())
+            .bind(user_id.as_str())
+            .bind(*created_at as f64)
+            .bind(*expires_at as f64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                for it in items {
+                    sqlx::query(
+                        "INSERT INTO reservation_items (reservation_id, sku, quantity) VALUES ($1, $2, $3)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(rid)
+                    .bind(it.sku.as_str())
+                    .bind(it.quantity as i32)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            if *status != ReservationStatus::Reserved {
+                let column = match status {
+                    ReservationStatus::Confirmed => "confirmed_at",
+                    ReservationStatus::Released => "released_at",
+                    _ => "expired_at",
+                };
+                let changed = sqlx::query(&format!(
+                    "UPDATE reservations SET status = $2, {column} = to_timestamp($3::float8 / 1000)
+                     WHERE reservation_id = $1 AND status = 'RESERVED'"
+                ))
+                .bind(rid)
+                .bind(status.as_str())
+                .bind(*at_ms as f64)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed == 1 && *status == ReservationStatus::Confirmed {
+                    for it in items {
+                        let after: Option<i32> = sqlx::query_scalar(
+                            "UPDATE inventory_stock SET on_hand = on_hand - $3, updated_at = to_timestamp($4::float8 / 1000)
+                             WHERE hub_id = $1 AND sku = $2 RETURNING on_hand",
+                        )
+                        .bind(hub.as_str())
+                        .bind(it.sku.as_str())
+                        .bind(it.quantity as i32)
+                        .bind(*at_ms as f64)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        match after {
+                            Some(after) => {
+                                insert_movement(
+                                    &mut tx,
+                                    hub,
+                                    &it.sku,
+                                    -i64::from(it.quantity),
+                                    i64::from(after),
+                                    "CONFIRM",
+                                    Some(rid),
+                                    None,
+                                    stream_id,
+                                    *at_ms,
+                                )
+                                .await?;
+                            }
+                            None => {
+                                tracing::error!(hub_id = %hub, sku = %it.sku, "confirm for a SKU with no stock row")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tx.commit().await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_movement(
+    tx: &mut Transaction<'_, Postgres>,
+    hub: &HubId,
+    sku: &Sku,
+    delta: i64,
+    on_hand_after: i64,
+    reason: &str,
+    rid: Option<uuid::Uuid>,
+    actor: Option<&str>,
+    stream_id: &str,
+    at_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "INSERT INTO stock_movements (hub_id, sku, delta, on_hand_after, reason, reservation_id, actor, stream_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9::float8 / 1000))
+         ON CONFLICT (hub_id, stream_id, sku) DO NOTHING",
+    )
+    .bind(hub.as_str())
+    .bind(sku.as_str())
+    .bind(delta as i32)
+    .bind(on_hand_after as i32)
+    .bind(reason)
+    .bind(rid)
+    .bind(actor)
+    .bind(stream_id)
+    .bind(at_ms as f64)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Reads the hub streams as consumer group `pg-writer` and applies them to Postgres.
+#[derive(Debug, Clone)]
+pub struct EventWriter {
+    conn: ConnectionManager,
+    pool: PgPool,
+    keys: InventoryKeys,
+    consumer: String,
+    timeout_ms: u64,
+    known_groups: HashSet<HubId>,
+}
+
+/// What one writer round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteReport {
+    pub applied: u64,
+    /// Entries that could not be decoded (acknowledged and logged: a bug, not a retryable state).
+    pub poison: u64,
+}
+
+impl EventWriter {
+    /// `conn` should be a connection of its own: a blocking read holds it for `block_ms`.
+    pub fn new(
+        conn: ConnectionManager,
+        pool: PgPool,
+        keys: InventoryKeys,
+        consumer: String,
+        timeout_ms: u64,
+    ) -> Self {
+        Self {
+            conn,
+            pool,
+            keys,
+            consumer,
+            timeout_ms,
+            known_groups: HashSet::new(),
+        }
+    }
+
+    /// The lease that makes one writer active at a time, keeping each hub's events in order.
+    pub fn lease(&self, ttl_ms: i64) -> Lease {
+        Lease::new(self.keys.writer_lock(), self.consumer.clone(), ttl_ms)
+    }
+
+    async fn hubs(&mut self) -> Result<Vec<HubId>, InventoryError> {
+        let mut c = self.conn.clone();
+        let raw: Vec<String> = bounded(
+            self.timeout_ms,
+            redis::cmd("SMEMBERS")
+                .arg(self.keys.hubs())
+                .query_async(&mut c),
+        )
+        .await?;
+        let mut hubs: Vec<HubId> = raw.iter().filter_map(|h| HubId::parse(h).ok()).collect();
+        hubs.sort();
+        for hub in &hubs {
+            if self.known_groups.contains(hub) {
+                continue;
+            }
+            let r: Result<Value, _> = bounded(
+                self.timeout_ms,
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(self.keys.events(hub))
+                    .arg(WRITER_GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut c),
+            )
+            .await;
+            match r {
+                Ok(_) => {}
+                Err(BackendError::Redis(e)) if e.contains("BUSYGROUP") => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.known_groups.insert(hub.clone());
+        }
+        Ok(hubs)
+    }
+
+    /// One round: our unacknowledged entries first, then entries idle too long at other
+    /// consumers, then new ones (waiting up to `block_ms` when there are none; 0 = do not wait).
+    pub async fn run_once(&mut self, block_ms: u64) -> Result<WriteReport, InventoryError> {
+        let hubs = self.hubs().await?;
+        if hubs.is_empty() {
+            if block_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(block_ms.min(1000))).await;
+            }
+            return Ok(WriteReport::default());
+        }
+        let mut report = WriteReport::default();
+        let pending = self.read(&hubs, "0", 0).await?;
+        if self.apply_batch(pending, &mut report).await? > 0 {
+            return Ok(report);
+        }
+        for hub in &hubs {
+            let claimed = self.autoclaim(hub).await?;
+            self.apply_batch(claimed, &mut report).await?;
+        }
+        let fresh = self.read(&hubs, ">", block_ms).await?;
+        self.apply_batch(fresh, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Runs rounds without waiting until every hub's lag is 0 (tests, shutdown).
+    pub async fn drain(&mut self) -> Result<WriteReport, InventoryError> {
+        let mut total = WriteReport::default();
+        for _ in 0..10_000 {
+            let r = self.run_once(0).await?;
+            total.applied += r.applied;
+            total.poison += r.poison;
+            if r.applied == 0 && r.poison == 0 {
+                let hubs = self.hubs().await?;
+                let mut idle = true;
+                for hub in &hubs {
+                    idle &= stream_lag(&mut self.conn.clone(), &self.keys, hub, self.timeout_ms)
+                        .await?
+                        == Some(0);
+                }
+                if idle {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    async fn read(
+        &mut self,
+        hubs: &[HubId],
+        id: &str,
+        block_ms: u64,
+    ) -> Result<Vec<(HubId, String, HashMap<String, String>)>, InventoryError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(WRITER_GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(READ_COUNT);
+        if block_ms > 0 {
+            cmd.arg("BLOCK").arg(block_ms);
+        }
+        cmd.arg("STREAMS");
+        for hub in hubs {
+            cmd.arg(self.keys.events(hub));
+        }
+        for _ in hubs {
+            cmd.arg(id);
+        }
+        let mut c = self.conn.clone();
+        let v: Value = bounded(self.timeout_ms + block_ms, cmd.query_async(&mut c)).await?;
+        let by_key: HashMap<String, HubId> = hubs
+            .iter()
+            .map(|h| (self.keys.events(h), h.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (key, entries) in stream_reply(&v) {
+            let Some(hub) = by_key.get(&key) else {
+                continue;
+            };
+            for (id, fields) in entries {
+                out.push((hub.clone(), id, fields));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn autoclaim(
+        &mut self,
+        hub: &HubId,
+    ) -> Result<Vec<(HubId, String, HashMap<String, String>)>, InventoryError> {
+        let mut c = self.conn.clone();
+        let v: Value = bounded(
+            self.timeout_ms,
+            redis::cmd("XAUTOCLAIM")
+                .arg(self.keys.events(hub))
+                .arg(WRITER_GROUP)
+                .arg(&self.consumer)
+                .arg(CLAIM_IDLE_MS)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(READ_COUNT)
+                .query_async(&mut c),
+        )
+        .await?;
+        let entries = match &v {
+            Value::Array(parts) if parts.len() >= 2 => entries_of(&parts[1]),
+            _ => Vec::new(),
+        };
+        Ok(entries
+            .into_iter()
+            .map(|(id, f)| (hub.clone(), id, f))
+            .collect())
+    }
+
+    /// Applies entries in order; stops a hub at its first database error so order is kept.
+    async fn apply_batch(
+        &mut self,
+        entries: Vec<(HubId, String, HashMap<String, String>)>,
+        report: &mut WriteReport,
+    ) -> Result<usize, InventoryError> {
+        let n = entries.len();
+        let mut failed: HashSet<HubId> = HashSet::new();
+        for (hub, id, fields) in entries {
+            if failed.contains(&hub) {
+                continue;
+            }
+            match parse_event(&fields) {
+                Ok(ev) => match apply_event(&self.pool, &hub, &id, &ev).await {
+                    Ok(()) => report.applied += 1,
+                    Err(e) => {
+                        tracing::warn!(hub_id = %hub, stream_id = %id, error = %e, "event not applied; will retry");
+                        failed.insert(hub);
+                        continue;
+                    }
+                },
+                Err(why) => {
+                    tracing::error!(hub_id = %hub, stream_id = %id, %why, "undecodable inventory event acknowledged");
+                    report.poison += 1;
+                }
+            }
+            let mut c = self.conn.clone();
+            let _: i64 = bounded(
+                self.timeout_ms,
+                redis::cmd("XACK")
+                    .arg(self.keys.events(&hub))
+                    .arg(WRITER_GROUP)
+                    .arg(&id)
+                    .query_async(&mut c),
+            )
+            .await?;
+        }
+        if let Some(hub) = failed.into_iter().next() {
+            return Err(InventoryError::Backend(BackendError::Postgres(format!(
+                "writer stalled on hub {hub}"
+            ))));
+        }
+        Ok(n)
+    }
+}
+
+/// Entries not yet written to Postgres for a hub (pending + undelivered); None if unknown.
+pub async fn stream_lag(
+    conn: &mut ConnectionManager,
+    keys: &InventoryKeys,
+    hub: &HubId,
+    timeout_ms: u64,
+) -> Result<Option<i64>, InventoryError> {
+    let v: Value = match bounded(
+        timeout_ms,
+        redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(keys.events(hub))
+            .query_async(conn),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(BackendError::Redis(e)) if e.contains("no such key") => return Ok(Some(0)),
+        Err(e) => return Err(e.into()),
+    };
+    let Value::Array(groups) = v else {
+        return Ok(None);
+    };
+    for g in groups {
+        let fields = flat_map(&g);
+        if fields.get("name").map(String::as_str) == Some(WRITER_GROUP) {
+            let pending: i64 = fields
+                .get("pending")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(i64::MAX);
+            let lag: Option<i64> = fields.get("lag").and_then(|p| p.parse().ok());
+            return Ok(lag.map(|l| l + pending));
+        }
+    }
+    Ok(None)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Nil => String::new(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A RESP2 flat array or RESP3 map of field/value pairs.
+fn flat_map(v: &Value) -> HashMap<String, String> {
+    match v {
+        Value::Array(a) => a
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (text(&c[0]), text(&c[1])))
+            .collect(),
+        Value::Map(m) => m.iter().map(|(k, v)| (text(k), text(v))).collect(),
+        _ => HashMap::new(),
+    }
+}
+
+fn entries_of(v: &Value) -> Vec<(String, HashMap<String, String>)> {
+    let Value::Array(entries) = v else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Value::Array(p) if p.len() == 2 => Some((text(&p[0]), flat_map(&p[1]))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// XREADGROUP's reply: [[key, [[id, [f, v, ...]], ...]], ...] (or a RESP3 map).
+fn stream_reply(v: &Value) -> Vec<(String, Vec<(String, HashMap<String, String>)>)> {
+    match v {
+        Value::Array(streams) => streams
+            .iter()
+            .filter_map(|s| match s {
+                Value::Array(p) if p.len() == 2 => Some((text(&p[0]), entries_of(&p[1]))),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(m) => m.iter().map(|(k, v)| (text(k), entries_of(v))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What reconciliation found for one hub.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub skus_checked: usize,
+    pub mismatches: Vec<String>,
+}
+
+/// Compares Postgres with Redis for one hub (call only when the hub's stream lag is 0):
+/// on_hand vs counters + reserved per SKU, and active holds vs the expiry set.
+pub async fn reconcile<S: StockStore>(
+    pool: &PgPool,
+    store: &S,
+    conn: &mut ConnectionManager,
+    keys: &InventoryKeys,
+    hub: &HubId,
+    timeout_ms: u64,
+) -> Result<ReconcileReport, InventoryError> {
+    let rows =
+        sqlx::query("SELECT sku, on_hand FROM inventory_stock WHERE hub_id = $1 ORDER BY sku")
+            .bind(hub.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(BackendError::from)?;
+    let mut report = ReconcileReport::default();
+    for row in rows {
+        let sku: String = row.get(0);
+        let on_hand: i32 = row.get(1);
+        let Ok(sku) = Sku::parse(&sku) else { continue };
+        let level = store.stock(hub, &sku).await?;
+        report.skus_checked += 1;
+        if level.on_hand() != i64::from(on_hand) {
+            report.mismatches.push(format!(
+                "{hub}/{sku}: postgres on_hand {on_hand}, redis counters+reserved {}",
+                level.on_hand()
+            ));
+        }
+    }
+    let active: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM reservations WHERE hub_id = $1 AND status = 'RESERVED'",
+    )
+    .bind(hub.as_str())
+    .fetch_one(pool)
+    .await
+    .map_err(BackendError::from)?;
+    let zcard: i64 = bounded(
+        timeout_ms,
+        redis::cmd("ZCARD").arg(keys.expiry(hub)).query_async(conn),
+    )
+    .await?;
+    if active != zcard {
+        report.mismatches.push(format!(
+            "{hub}: postgres has {active} active holds, redis expiry set {zcard}"
+        ));
+    }
+    Ok(report)
+}
+
+/// What a rebuild restored.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub hubs: usize,
+    pub skus: usize,
+    pub holds: usize,
+}
+
+/// Rebuilds Redis from Postgres when `inv:hubs` is empty but Postgres has stock (01 §8).
+/// Runs under a lease and re-checks emptiness under it, so concurrent starts rebuild once.
+pub async fn rebuild_if_empty(
+    pool: &PgPool,
+    conn: &mut ConnectionManager,
+    keys: &InventoryKeys,
+    policy: HoldPolicy,
+    now_ms: i64,
+    instance: &str,
+    timeout_ms: u64,
+) -> Result<Option<RebuildReport>, InventoryError> {
+    let lease = Lease::new(keys.rebuild_lock(), instance.to_string(), 30_000);
+    if !lease.acquire(conn, now_ms, timeout_ms).await? {
+        return Ok(None);
+    }
+    let result = rebuild_locked(pool, conn, keys, policy, timeout_ms).await;
+    lease.release(conn, now_ms, timeout_ms).await.ok();
+    result
+}
+
+async fn rebuild_locked(
+    pool: &PgPool,
+    conn: &mut ConnectionManager,
+    keys: &InventoryKeys,
+    policy: HoldPolicy,
+    timeout_ms: u64,
+) -> Result<Option<RebuildReport>, InventoryError> {
+    let present: i64 = bounded(
+        timeout_ms,
+        redis::cmd("SCARD").arg(keys.hubs()).query_async(conn),
+    )
+    .await?;
+    if present > 0 {
+        return Ok(None);
+    }
+    let pg = |e: sqlx::Error| InventoryError::Backend(e.into());
+    let stock = sqlx::query(
+        "SELECT hub_id, sku, on_hand, buckets FROM inventory_stock ORDER BY hub_id, sku",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(pg)?;
+    if stock.is_empty() {
+        return Ok(None);
+    }
+    let holds = sqlx::query(
+        "SELECT r.reservation_id::text, r.hub_id, r.cart_id, r.user_id,
+                (extract(epoch FROM r.created_at) * 1000)::bigint, (extract(epoch FROM r.expires_at) * 1000)::bigint,
+                i.sku, i.quantity
+         FROM reservations r JOIN reservation_items i USING (reservation_id)
+         WHERE r.status = 'RESERVED' ORDER BY r.hub_id, r.reservation_id, i.sku",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(pg)?;
+    let mut held: HashMap<(String, String), i64> = HashMap::new();
+    let mut by_rid: BTreeMap<String, Vec<&sqlx::postgres::PgRow>> = BTreeMap::new();
+    for row in &holds {
+        let hub: String = row.get(1);
+        let sku: String = row.get(6);
+        let q: i32 = row.get(7);
+        *held.entry((hub, sku)).or_default() += i64::from(q);
+        by_rid.entry(row.get::<String, _>(0)).or_default().push(row);
+    }
+    let mut report = RebuildReport::default();
+    let mut hubs_seen: HashSet<String> = HashSet::new();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for row in &stock {
+        let (hub_s, sku_s): (String, String) = (row.get(0), row.get(1));
+        let (Ok(hub), Ok(sku)) = (HubId::parse(&hub_s), Sku::parse(&sku_s)) else {
+            continue;
+        };
+        let on_hand: i32 = row.get(2);
+        let buckets = u8::try_from(row.get::<i16, _>(3)).unwrap_or(1).max(1);
+        let reserved = held
+            .get(&(hub_s.clone(), sku_s.clone()))
+            .copied()
+            .unwrap_or(0);
+        for (key, v) in keys
+            .counters(&hub, &sku, buckets)
+            .into_iter()
+            .zip(spread(i64::from(on_hand) - reserved, buckets))
+        {
+            pipe.cmd("SET").arg(key).arg(v).ignore();
+        }
+        pipe.cmd("SET")
+            .arg(keys.reserved(&hub, &sku))
+            .arg(reserved)
+            .ignore();
+        pipe.cmd("HSET")
+            .arg(keys.meta(&hub, &sku))
+            .arg("buckets")
+            .arg(buckets)
+            .ignore();
+        hubs_seen.insert(hub_s);
+        report.skus += 1;
+    }
+    for (rid_s, rows) in &by_rid {
+        let first = rows[0];
+        let (Ok(rid), Ok(hub)) = (
+            ReservationId::parse(rid_s),
+            HubId::parse(&first.get::<String, _>(1)),
+        ) else {
+            continue;
+        };
+        let created: i64 = first.get(4);
+        let expires: i64 = first.get(5);
+        let gc_ms = (expires - created).max(0)
+            + (i64::from(policy.grace_s) + i64::from(policy.retention_s)) * 1000;
+        pipe.cmd("HSET")
+            .arg(keys.res(&hub, &rid))
+            .arg(&[
+                ("rid", rid_s.clone()),
+                ("hub_id", hub.to_string()),
+                ("cart_id", first.get::<String, _>(2)),
+                ("user_id", first.get::<String, _>(3)),
+                ("status", "RESERVED".to_string()),
+                ("created_at", created.to_string()),
+                ("expires_at", expires.to_string()),
+            ])
+            .ignore();
+        for row in rows {
+            pipe.cmd("HSET")
+                .arg(keys.items(&hub, &rid))
+                .arg(row.get::<String, _>(6))
+                .arg(row.get::<i32, _>(7))
+                .ignore();
+        }
+        pipe.cmd("PEXPIRE")
+            .arg(keys.res(&hub, &rid))
+            .arg(gc_ms)
+            .ignore();
+        pipe.cmd("PEXPIRE")
+            .arg(keys.items(&hub, &rid))
+            .arg(gc_ms)
+            .ignore();
+        pipe.cmd("ZADD")
+            .arg(keys.expiry(&hub))
+            .arg(expires)
+            .arg(rid_s)
+            .ignore();
+        pipe.cmd("SET")
+            .arg(keys.resid(&rid))
+            .arg(hub.as_str())
+            .arg("PX")
+            .arg(gc_ms)
+            .ignore();
+        report.holds += 1;
+    }
+    report.hubs = hubs_seen.len();
+    // Written last, in the same MULTI: a rebuild is visible whole or not at all.
+    for hub in &hubs_seen {
+        pipe.cmd("SADD").arg(keys.hubs()).arg(hub).ignore();
+    }
+    let _: () = bounded(timeout_ms, pipe.query_async(conn)).await?;
+    Ok(Some(report))
+}
