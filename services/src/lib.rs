@@ -1,1 +1,29 @@
-//! placeholder
+//! The HTTP services (axum) over the core crates, and the platform plumbing they share.
+//! Only this crate knows HTTP; the `qc` binary (main.rs) starts one service or all of them.
+
+pub mod inventory;
+pub mod platform;
+
+use std::sync::Arc;
+
+use platform::config::{PlatformConfig, ServiceId};
+use platform::server::BuiltService;
+use platform::shutdown::Shutdown;
+use qc_kit::config::EnvSource;
+use qc_kit::WallClock;
+
+/// Builds one service from the environment with the wall clock and its background loops.
+pub async fn build_service(
+    id: ServiceId,
+    cfg: &PlatformConfig,
+    env: &EnvSource,
+    shutdown: Shutdown,
+) -> Result<BuiltService, String> {
+    match id {
+        ServiceId::Inventory => {
+            let inv = inventory::InventoryConfig::from_env(env).map_err(|e| e.to_string())?;
+            let (_, svc) = inventory::build(cfg, inv, Arc::new(WallClock), shutdown, true).await?;
+            Ok(svc)
+        }
+    }
+}

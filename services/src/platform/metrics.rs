@@ -1,0 +1,224 @@
+//! Prometheus metrics (00-platform "Ops endpoints"), rendered as text format 0.0.4.
+//! A small registry of our own: the metric set is fixed and tiny, and this keeps the
+//! services' dependency tree lean.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+pub const DURATION_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    /// Cumulative counts per bucket bound, then +Inf = count.
+    buckets: [u64; 8],
+    count: u64,
+    sum: f64,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    durations: BTreeMap<(String, String), Histogram>,
+    counters: BTreeMap<(&'static str, String), f64>,
+    gauges: BTreeMap<(&'static str, String), f64>,
+    help: BTreeMap<&'static str, &'static str>,
+}
+
+/// One service's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    service: &'static str,
+    in_flight: AtomicI64,
+    inner: Mutex<Inner>,
+}
+
+fn render_labels(labels: &Labels) -> String {
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}=\"{}\"",
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            )
+        })
+        .collect();
+    parts.join(",")
+}
+
+impl Metrics {
+    pub fn new(service: &'static str) -> Self {
+        Self {
+            service,
+            in_flight: AtomicI64::new(0),
+            inner: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request_finished(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut m = self.lock();
+        *m.requests
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default() += 1;
+        let h = m
+            .durations
+            .entry((method.to_string(), route.to_string()))
+            .or_default();
+        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    /// Adds to a counter (`name` ends in `_total`).
+    pub fn count(&self, name: &'static str, help: &'static str, labels: Labels, by: f64) {
+        let mut m = self.lock();
+        m.help.insert(name, help);
+        *m.counters
+            .entry((name, render_labels(&labels)))
+            .or_default() += by;
+    }
+
+    pub fn gauge(&self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
+        let mut m = self.lock();
+        m.help.insert(name, help);
+        m.gauges.insert((name, render_labels(&labels)), value);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let m = self.lock();
+        let mut out = String::with_capacity(4096);
+        let _ = writeln!(
+            out,
+            "# HELP build_info Build information.\n# TYPE build_info gauge"
+        );
+        let _ = writeln!(
+            out,
+            "build_info{{service=\"{}\",version=\"{}\"}} 1",
+            self.service,
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(out, "# HELP http_requests_in_flight Requests being served.\n# TYPE http_requests_in_flight gauge");
+        let _ = writeln!(
+            out,
+            "http_requests_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter"
+        );
+        for ((method, route, status), n) in &m.requests {
+            let _ = writeln!(out, "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP http_request_duration_seconds Request latency.\n# TYPE http_request_duration_seconds histogram"
+        );
+        for ((method, route), h) in &m.durations {
+            for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "http_request_duration_seconds_bucket{{method=\"{method}\",route=\"{route}\",le=\"{bound}\"}} {}",
+                    h.buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{method=\"{method}\",route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_sum{{method=\"{method}\",route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_count{{method=\"{method}\",route=\"{route}\"}} {}",
+                h.count
+            );
+        }
+        let mut last = "";
+        for ((name, labels), v) in &m.counters {
+            if *name != last {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {}\n# TYPE {name} counter",
+                    m.help.get(name).unwrap_or(&"")
+                );
+                last = name;
+            }
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+        for ((name, labels), v) in &m.gauges {
+            if *name != last {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {}\n# TYPE {name} gauge",
+                    m.help.get(name).unwrap_or(&"")
+                );
+                last = name;
+            }
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::new("inventory");
+        m.request_started();
+        m.request_finished("GET", "/stock/{hub_id}/{sku}", 200, 0.003);
+        m.request_started();
+        m.request_finished("GET", "/stock/{hub_id}/{sku}", 200, 0.2);
+        let text = m.render();
+        assert!(text.contains(r#"le="0.001"} 0"#), "{text}");
+        assert!(text.contains(r#"le="0.005"} 1"#), "{text}");
+        assert!(text.contains(r#"le="0.5"} 2"#), "{text}");
+        assert!(text.contains(r#"le="+Inf"} 2"#), "{text}");
+        assert!(text.contains(
+            r#"http_requests_total{method="GET",route="/stock/{hub_id}/{sku}",status="200"} 2"#
+        ));
+        assert!(text.contains("http_requests_in_flight 0"));
+        assert!(text.contains(r#"build_info{service="inventory""#));
+    }
+
+    #[test]
+    fn domain_counters_render_with_help_once() {
+        let m = Metrics::new("inventory");
+        m.count("x_total", "X things.", vec![("result", "ok".into())], 1.0);
+        m.count(
+            "x_total",
+            "X things.",
+            vec![("result", "bad\"q".into())],
+            2.0,
+        );
+        let text = m.render();
+        assert_eq!(text.matches("# TYPE x_total counter").count(), 1);
+        assert!(text.contains(r#"x_total{result="bad\"q"} 2"#), "{text}");
+    }
+}
