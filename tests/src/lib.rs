@@ -35,7 +35,8 @@ impl TestInventory {
 
     /// On the given stores (e.g. a restarted service on the same prefix), after `tweak`.
     pub async fn start_with(store: StoreConfig, tweak: impl FnOnce(&mut PlatformConfig)) -> Self {
-        let mut cfg = PlatformConfig::from_env(&EnvSource::from_pairs([("INSTANCE_ID", "test")])).unwrap();
+        let mut cfg =
+            PlatformConfig::from_env(&EnvSource::from_pairs([("INSTANCE_ID", "test")])).unwrap();
         cfg.store = store;
         tweak(&mut cfg);
         let inv = InventoryConfig::from_env(&EnvSource::from_pairs([])).unwrap();
@@ -64,7 +65,13 @@ impl TestInventory {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.http.post(self.url(path)).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         split(r).await
     }
 
@@ -74,7 +81,10 @@ impl TestInventory {
 
     pub async fn set_stock(&self, hub: &str, sku: &str, quantity: i64) {
         let (s, b) = self
-            .post("/admin/stock", serde_json::json!({"hub_id": hub, "sku": sku, "quantity": quantity}))
+            .post(
+                "/admin/stock",
+                serde_json::json!({"hub_id": hub, "sku": sku, "quantity": quantity}),
+            )
             .await;
         assert_eq!(s, 200, "{b}");
     }
@@ -83,7 +93,10 @@ impl TestInventory {
     pub async fn stock(&self, hub: &str, sku: &str) -> (i64, i64) {
         let (s, b) = self.get(&format!("/stock/{hub}/{sku}")).await;
         assert_eq!(s, 200, "{b}");
-        (b["data"]["available"].as_i64().unwrap(), b["data"]["reserved"].as_i64().unwrap())
+        (
+            b["data"]["available"].as_i64().unwrap(),
+            b["data"]["reserved"].as_i64().unwrap(),
+        )
     }
 
     pub fn prefix(&self) -> KeyPrefix {
@@ -107,7 +120,9 @@ impl TestInventory {
         let store = self.cfg.store.clone();
         let mut conn = self.app.store.connection();
         self.stop().await;
-        delete_prefix(&mut conn, &KeyPrefix::new(store.key_prefix.clone())).await.unwrap();
+        delete_prefix(&mut conn, &KeyPrefix::new(store.key_prefix.clone()))
+            .await
+            .unwrap();
         qc_kit::pg::drop_schema(&store).await.unwrap();
     }
 }
@@ -129,26 +144,52 @@ pub async fn redis_snapshot(t: &TestInventory) -> std::collections::BTreeMap<Str
     let mut conn = t.app.store.connection();
     let mut out = std::collections::BTreeMap::new();
     for key in qc_kit::testing::keys_under(&mut conn, &t.prefix()).await {
-        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let content = match kind.as_str() {
-            "string" => redis::cmd("GET").arg(&key).query_async::<Option<String>>(&mut conn).await.unwrap().unwrap_or_default(),
+            "string" => redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .unwrap()
+                .unwrap_or_default(),
             "hash" => {
-                let m: std::collections::BTreeMap<String, String> =
-                    redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap();
+                let m: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
                 format!("{m:?}")
             }
             "zset" => {
-                let v: Vec<String> =
-                    redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("WITHSCORES").query_async(&mut conn).await.unwrap();
+                let v: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
                 format!("{v:?}")
             }
             "set" => {
-                let mut v: Vec<String> = redis::cmd("SMEMBERS").arg(&key).query_async(&mut conn).await.unwrap();
+                let mut v: Vec<String> = redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
                 v.sort();
                 format!("{v:?}")
             }
             "stream" => {
-                let n: i64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await.unwrap();
+                let n: i64 = redis::cmd("XLEN")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
                 format!("len {n}")
             }
             other => other.to_string(),
@@ -162,7 +203,12 @@ pub async fn redis_snapshot(t: &TestInventory) -> std::collections::BTreeMap<Str
 pub async fn pg_snapshot(t: &TestInventory) -> (i64, i64, i64, i64, i64) {
     let one = |sql: &'static str| {
         let pool = t.app.pool.clone();
-        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
     };
     (
         one("SELECT count(*) FROM inventory_stock").await,

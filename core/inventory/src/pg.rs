@@ -240,6 +240,11 @@ async fn insert_movement(
     Ok(n == 1)
 }
 
+/// One stream entry: id and fields.
+type Entry = (String, HashMap<String, String>);
+/// A stream entry with the hub whose stream it came from.
+type HubEntry = (HubId, String, HashMap<String, String>);
+
 /// Reads the hub streams as consumer group `pg-writer` and applies them to Postgres.
 #[derive(Debug, Clone)]
 pub struct EventWriter {
@@ -371,7 +376,7 @@ impl EventWriter {
         hubs: &[HubId],
         id: &str,
         block_ms: u64,
-    ) -> Result<Vec<(HubId, String, HashMap<String, String>)>, InventoryError> {
+    ) -> Result<Vec<HubEntry>, InventoryError> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(WRITER_GROUP)
@@ -406,10 +411,7 @@ impl EventWriter {
         Ok(out)
     }
 
-    async fn autoclaim(
-        &mut self,
-        hub: &HubId,
-    ) -> Result<Vec<(HubId, String, HashMap<String, String>)>, InventoryError> {
+    async fn autoclaim(&mut self, hub: &HubId) -> Result<Vec<HubEntry>, InventoryError> {
         let mut c = self.conn.clone();
         let v: Value = bounded(
             self.timeout_ms,
@@ -437,7 +439,7 @@ impl EventWriter {
     /// Applies entries in order; stops a hub at its first database error so order is kept.
     async fn apply_batch(
         &mut self,
-        entries: Vec<(HubId, String, HashMap<String, String>)>,
+        entries: Vec<HubEntry>,
         report: &mut WriteReport,
     ) -> Result<usize, InventoryError> {
         let n = entries.len();
@@ -540,7 +542,7 @@ fn flat_map(v: &Value) -> HashMap<String, String> {
     }
 }
 
-fn entries_of(v: &Value) -> Vec<(String, HashMap<String, String>)> {
+fn entries_of(v: &Value) -> Vec<Entry> {
     let Value::Array(entries) = v else {
         return Vec::new();
     };
@@ -554,7 +556,7 @@ fn entries_of(v: &Value) -> Vec<(String, HashMap<String, String>)> {
 }
 
 /// XREADGROUP's reply: [[key, [[id, [f, v, ...]], ...]], ...] (or a RESP3 map).
-fn stream_reply(v: &Value) -> Vec<(String, Vec<(String, HashMap<String, String>)>)> {
+fn stream_reply(v: &Value) -> Vec<(String, Vec<Entry>)> {
     match v {
         Value::Array(streams) => streams
             .iter()

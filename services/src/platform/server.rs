@@ -45,10 +45,17 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 }
 
 /// Serves one router (with peer addresses) until `shutdown`, then lets in-flight requests finish.
-pub async fn serve_until(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+pub async fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.wait().await })
+    .await
 }
 
 /// Serves every listener until `shutdown`, then drains within `timeout`.
