@@ -3,9 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use qc_kit::redis_kit::{bounded, BackendError, KeyPrefix};
-use qc_kit::scripts::{INVENTORY_RESERVE, INVENTORY_SET_STOCK, INVENTORY_TRANSITION};
+use qc_kit::scripts::{
+    evalsha, is_noscript, INVENTORY_RESERVE, INVENTORY_SET_STOCK, INVENTORY_TRANSITION,
+};
 use redis::aio::ConnectionManager;
 use redis::Value;
 
@@ -155,6 +158,8 @@ impl RedisStore {
         Ok(())
     }
 
+    /// One round trip: the reserve script and, pipelined with it, the `inv:resid:<rid>` pointer
+    /// (deleted again when the hold is refused; the id is fresh, so nobody can have read it).
     async fn try_reserve(
         &self,
         now_ms: i64,
@@ -162,39 +167,79 @@ impl RedisStore {
     ) -> Result<Vec<Value>, InventoryError> {
         let k = &self.keys;
         let hub = &cmd.hub_id;
-        let mut inv = INVENTORY_RESERVE.prepare_invoke();
         let idem_key = match &cmd.idempotency_key {
             Some(key) => k.idem(hub, key.as_str()),
             None => k.idem(hub, "-"),
         };
-        inv.key(k.res(hub, &cmd.reservation_id))
-            .key(k.items(hub, &cmd.reservation_id))
-            .key(k.expiry(hub))
-            .key(idem_key)
-            .key(k.events(hub));
-        inv.arg(now_ms)
-            .arg(cmd.reservation_id.as_str())
-            .arg(hub.as_str())
-            .arg(cmd.cart_id.as_str())
-            .arg(cmd.user_id.as_str())
-            .arg(cmd.ttl_s)
-            .arg(self.policy.grace_s)
-            .arg(self.policy.retention_s)
-            .arg(u8::from(cmd.idempotency_key.is_some()))
-            .arg(cmd.items.len());
+        let mut keys = vec![
+            k.res(hub, &cmd.reservation_id),
+            k.items(hub, &cmd.reservation_id),
+            k.expiry(hub),
+            idem_key,
+            k.events(hub),
+        ];
+        let mut args: Vec<String> = vec![
+            now_ms.to_string(),
+            cmd.reservation_id.to_string(),
+            hub.to_string(),
+            cmd.cart_id.to_string(),
+            cmd.user_id.to_string(),
+            cmd.ttl_s.to_string(),
+            self.policy.grace_s.to_string(),
+            self.policy.retention_s.to_string(),
+            u8::from(cmd.idempotency_key.is_some()).to_string(),
+            cmd.items.len().to_string(),
+        ];
         for it in &cmd.items {
             let n = self.cached_layout(hub, &it.sku);
-            inv.key(k.meta(hub, &it.sku)).key(k.reserved(hub, &it.sku));
-            for key in k.counters(hub, &it.sku, n) {
-                inv.key(key);
-            }
-            inv.arg(it.sku.as_str())
-                .arg(it.quantity)
-                .arg(n)
-                .arg(start_bucket(&it.sku, &cmd.user_id, n));
+            keys.push(k.meta(hub, &it.sku));
+            keys.push(k.reserved(hub, &it.sku));
+            keys.extend(k.counters(hub, &it.sku, n));
+            args.extend([
+                it.sku.to_string(),
+                it.quantity.to_string(),
+                n.to_string(),
+                start_bucket(&it.sku, &cmd.user_id, n).to_string(),
+            ]);
         }
+        let gc_ms = (i64::from(cmd.ttl_s)
+            + i64::from(self.policy.grace_s)
+            + i64::from(self.policy.retention_s))
+            * 1000;
+        let resid = k.resid(&cmd.reservation_id);
+        let mut pipe = redis::pipe();
+        pipe.add_command(evalsha(&INVENTORY_RESERVE, &keys, &args));
+        pipe.cmd("SET")
+            .arg(&resid)
+            .arg(hub.as_str())
+            .arg("PX")
+            .arg(gc_ms)
+            .ignore();
         let mut c = self.conn.clone();
-        Ok(bounded(self.timeout_ms, inv.invoke_async(&mut c)).await?)
+        let first = tokio::time::timeout(
+            Duration::from_millis(self.timeout_ms),
+            pipe.query_async::<(Vec<Value>,)>(&mut c),
+        )
+        .await;
+        let reply = match first {
+            Err(_) => return Err(BackendError::Timeout("redis", self.timeout_ms).into()),
+            Ok(Ok((reply,))) => reply,
+            Ok(Err(e)) if is_noscript(&e) => {
+                bounded(
+                    self.timeout_ms,
+                    INVENTORY_RESERVE.prepare_invoke().load_async(&mut c),
+                )
+                .await?;
+                let (reply,): (Vec<Value>,) =
+                    bounded(self.timeout_ms, pipe.query_async(&mut c)).await?;
+                reply
+            }
+            Ok(Err(e)) => return Err(BackendError::from(e).into()),
+        };
+        if reply.first().map(text).as_deref() != Some("OK") {
+            let _: i64 = self.query(redis::cmd("DEL").arg(&resid)).await?;
+        }
+        Ok(reply)
     }
 
     /// The items hash as takes, sorted by (sku, bucket).
@@ -393,19 +438,6 @@ impl StockStore for RedisStore {
                     if remaining.len() != cmd.items.len() {
                         return Err(unexpected("reserve", &reply));
                     }
-                    let gc_ms = (i64::from(cmd.ttl_s)
-                        + i64::from(self.policy.grace_s)
-                        + i64::from(self.policy.retention_s))
-                        * 1000;
-                    let _: () = self
-                        .query(
-                            redis::cmd("SET")
-                                .arg(self.keys.resid(&cmd.reservation_id))
-                                .arg(cmd.hub_id.as_str())
-                                .arg("PX")
-                                .arg(gc_ms),
-                        )
-                        .await?;
                     return Ok(ReserveOutcome::Reserved {
                         expires_at_ms,
                         remaining,

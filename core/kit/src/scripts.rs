@@ -37,6 +37,23 @@ pub async fn preload(conn: &mut impl redis::aio::ConnectionLike) -> redis::Redis
     Ok(())
 }
 
+
+/// `EVALSHA <sha> <numkeys> <keys..> <args..>` as a plain command, so a script can share a
+/// pipeline (one round trip) with other commands. Pair with [`is_noscript`] and [`preload`].
+pub fn evalsha(script: &Script, keys: &[String], args: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+        .arg(args);
+    cmd
+}
+
+/// Whether Redis lost its script cache (restart, SCRIPT FLUSH): load and retry.
+pub fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
