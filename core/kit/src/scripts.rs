@@ -37,7 +37,6 @@ pub async fn preload(conn: &mut impl redis::aio::ConnectionLike) -> redis::Redis
     Ok(())
 }
 
-
 /// `EVALSHA <sha> <numkeys> <keys..> <args..>` as a plain command, so a script can share a
 /// pipeline (one round trip) with other commands. Pair with [`is_noscript`] and [`preload`].
 pub fn evalsha(script: &Script, keys: &[String], args: &[String]) -> redis::Cmd {

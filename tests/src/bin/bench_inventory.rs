@@ -65,8 +65,7 @@ fn redis_benchmark(
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
     let last = text
         .lines()
-        .filter(|l| l.contains("requests per second"))
-        .last()
+        .rfind(|l| l.contains("requests per second"))
         .unwrap_or_default();
     let (rps, p50_ms) = parse_redis_benchmark(last);
     Run {
