@@ -8,7 +8,7 @@ use std::time::Duration;
 use qc_kit::config::EnvSource;
 use qc_services::platform::config::{PlatformConfig, ServiceId};
 use qc_services::platform::logging;
-use qc_services::platform::server::{bind, run};
+use qc_services::platform::server::{bind, run, StartingServer};
 use qc_services::platform::shutdown::Shutdown;
 
 const USAGE: &str = "usage: qc serve <service|all>
@@ -87,7 +87,16 @@ async fn serve(ids: Vec<ServiceId>, cfg: PlatformConfig, env: EnvSource) -> u8 {
                 return 1;
             }
         };
-        match qc_services::build_service(id, &cfg, &env, shutdown.clone()).await {
+        let (listener, starting) = match StartingServer::start(id, listener) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::error!(service = id.name(), error = %e, "cannot serve while starting");
+                return 1;
+            }
+        };
+        let built = qc_services::build_service(id, &cfg, &env, shutdown.clone()).await;
+        starting.finish().await;
+        match built {
             Ok(svc) => services.push((svc, listener)),
             Err(e) => {
                 tracing::error!(service = id.name(), error = %e, "cannot start");

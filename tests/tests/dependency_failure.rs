@@ -53,6 +53,7 @@ async fn redis_outage_gives_503_then_recovers() {
     t.set_stock("hub-f", "jam", 5).await;
     let body = json!({"hub_id": "hub-f", "cart_id": "c", "user_id": "u", "items": [{"sku": "jam", "quantity": 1}]});
     assert_eq!(t.post("/reserve", body.clone()).await.0, 201);
+    t.drain_writer().await;
 
     redis.kill().unwrap();
     redis.wait().unwrap();
@@ -86,11 +87,29 @@ async fn redis_outage_gives_503_then_recovers() {
         assert!(Instant::now() < deadline, "did not recover by itself");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The restarted Redis is empty (no persistence): the hold is refused as unknown, not 503.
+    // The restarted Redis is empty (no persistence): a hold is refused as unknown, not 503...
     let (s, b) = t.post("/reserve", body.clone()).await;
     assert_eq!((s, code(&b)), (409, "SKU_NOT_FOUND"), "{b}");
-    t.set_stock("hub-f", "jam", 5).await;
-    assert_eq!(t.post("/reserve", body).await.0, 201);
+    // ...until the periodic restore rebuilds it from Postgres, the earlier hold included.
+    let restored = qc_services::inventory::restore_if_empty(&t.app)
+        .await
+        .unwrap()
+        .expect("rebuilt");
+    assert_eq!((restored.skus, restored.holds), (1, 1));
+    assert_eq!(t.stock("hub-f", "jam").await, (4, 1));
+    assert!(
+        qc_services::inventory::restore_if_empty(&t.app)
+            .await
+            .unwrap()
+            .is_none(),
+        "only when empty"
+    );
+    let (s, b) = t.post("/reserve", body).await;
+    assert_eq!(
+        (s, &b["data"]["items"][0]["remaining"]),
+        (201, &json!(3)),
+        "{b}"
+    );
     t.finish().await;
     redis.kill().unwrap();
     redis.wait().unwrap();

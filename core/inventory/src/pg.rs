@@ -635,8 +635,9 @@ pub struct RebuildReport {
     pub holds: usize,
 }
 
-/// Rebuilds Redis from Postgres when `inv:hubs` is empty but Postgres has stock (01 §8).
-/// Runs under a lease and re-checks emptiness under it, so concurrent starts rebuild once.
+/// Rebuilds Redis from Postgres when `inv:hubs` is empty but Postgres has stock (01 §8): at
+/// start, and periodically, so a Redis that restarted empty is restored without a redeploy.
+/// Runs under a lease and re-checks emptiness under it, so concurrent instances rebuild once.
 pub async fn rebuild_if_empty(
     pool: &PgPool,
     conn: &mut ConnectionManager,
@@ -646,6 +647,14 @@ pub async fn rebuild_if_empty(
     instance: &str,
     timeout_ms: u64,
 ) -> Result<Option<RebuildReport>, InventoryError> {
+    let present: i64 = bounded(
+        timeout_ms,
+        redis::cmd("SCARD").arg(keys.hubs()).query_async(conn),
+    )
+    .await?;
+    if present > 0 {
+        return Ok(None);
+    }
     let lease = Lease::new(keys.rebuild_lock(), instance.to_string(), 30_000);
     if !lease.acquire(conn, now_ms, timeout_ms).await? {
         return Ok(None);

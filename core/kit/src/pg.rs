@@ -31,7 +31,11 @@ pub async fn connect(cfg: &StoreConfig, max_connections: u32) -> Result<PgPool, 
     check_schema_name(&cfg.db_schema).map_err(BackendError::Postgres)?;
     let base = PgConnectOptions::from_str(&cfg.database_url)
         .map_err(|e| BackendError::Postgres(format!("bad DATABASE_URL: {e}")))?;
-    ensure_database(&base).await?;
+    let shown = crate::redis_kit::redact_url(&cfg.database_url);
+    ensure_database(&base).await.map_err(|e| match e {
+        BackendError::Postgres(m) => BackendError::Postgres(format!("{m} (DATABASE_URL {shown})")),
+        other => other,
+    })?;
     if cfg.db_schema != "public" {
         ensure_schema(&base, &cfg.db_schema).await?;
     }

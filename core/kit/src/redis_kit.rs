@@ -34,7 +34,7 @@ impl From<sqlx::Error> for BackendError {
 /// `timeout_ms`, and so is each connection attempt.
 pub async fn connect(url: &str, timeout_ms: u64) -> Result<ConnectionManager, BackendError> {
     let client = redis::Client::open(url)
-        .map_err(|e| BackendError::Redis(format!("bad REDIS_URL {url:?}: {e}")))?;
+        .map_err(|e| BackendError::Redis(format!("bad REDIS_URL {}: {e}", redact_url(url))))?;
     let timeout = Duration::from_millis(timeout_ms);
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
@@ -47,7 +47,17 @@ pub async fn connect(url: &str, timeout_ms: u64) -> Result<ConnectionManager, Ba
         ConnectionManager::new_with_config(client, config),
     )
     .await
-    .map_err(|e| BackendError::Redis(format!("cannot reach Redis at {url}: {e}")))
+    .map_err(|e| BackendError::Redis(format!("cannot reach Redis at {}: {e}", redact_url(url))))
+}
+
+/// A URL fit for logs: any `user:password@` is replaced by `***@`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Runs one Redis future with an upper bound, so a dead server gives an error, never a hang.
@@ -89,6 +99,19 @@ mod tests {
     fn keys_carry_the_prefix() {
         assert_eq!(KeyPrefix::new("t1:").key("inv:hubs"), "t1:inv:hubs");
         assert_eq!(KeyPrefix::default().key("inv:hubs"), "inv:hubs");
+    }
+
+    #[test]
+    fn credentials_never_reach_logs() {
+        assert_eq!(
+            redact_url("redis://:s3cret@cache:6379/0"),
+            "redis://***@cache:6379/0"
+        );
+        assert_eq!(redact_url("postgres://app:pw@db/q"), "postgres://***@db/q");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
     }
 
     #[tokio::test]

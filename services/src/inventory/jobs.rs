@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qc_inventory::jobs::{reap_once as reap_store, ReapReport};
-use qc_inventory::pg::{reconcile, stream_lag};
+use qc_inventory::pg::{rebuild_if_empty, reconcile, stream_lag, RebuildReport};
 use qc_inventory::{InventoryError, StockStore};
 use qc_kit::lease::Lease;
 use tokio::task::JoinHandle;
@@ -56,6 +56,30 @@ pub async fn reap_once(app: &InventoryApp) -> Result<Option<ReapReport>, Invento
     Ok(Some(report))
 }
 
+/// Restores Redis from Postgres if it came back empty (cheap when it did not: one SCARD).
+pub async fn restore_if_empty(app: &InventoryApp) -> Result<Option<RebuildReport>, InventoryError> {
+    let mut conn = app.store.connection();
+    let report = rebuild_if_empty(
+        &app.pool,
+        &mut conn,
+        &app.keys,
+        app.cfg.policy(),
+        app.clock.now_ms(),
+        &app.instance,
+        app.store.timeout_ms(),
+    )
+    .await?;
+    if let Some(r) = &report {
+        tracing::warn!(
+            hubs = r.hubs,
+            skus = r.skus,
+            holds = r.holds,
+            "Redis was empty: rebuilt inventory from Postgres"
+        );
+    }
+    Ok(report)
+}
+
 /// Reconciles every hub whose stream lag is 0 (01 §8); mismatches are logged and counted.
 pub async fn reconcile_once(app: &InventoryApp) -> Result<JobReport, InventoryError> {
     let mut report = JobReport::default();
@@ -103,6 +127,9 @@ pub fn spawn_all(app: Arc<InventoryApp>, shutdown: Shutdown) -> Vec<JoinHandle<(
         tokio::spawn(async move {
             let every = Duration::from_secs(app.cfg.reaper_interval_s);
             while pause(&sd, every).await {
+                if let Err(e) = restore_if_empty(&app).await {
+                    tracing::warn!(error = %e, "restore check failed");
+                }
                 if let Err(e) = reap_once(&app).await {
                     tracing::warn!(error = %e, "reaper pass failed");
                 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-use qc_inventory::pg::{rebuild_if_empty, EventWriter};
+use qc_inventory::pg::EventWriter;
 use qc_inventory::redis_store::InventoryKeys;
 use qc_inventory::store::HoldPolicy;
 use qc_inventory::RedisStore;
@@ -115,25 +115,6 @@ pub async fn build(
         .map_err(|e| format!("loading Lua scripts: {e}"))?;
     let prefix = KeyPrefix::new(store_cfg.key_prefix.clone());
     let keys = InventoryKeys::new(prefix.clone());
-    if let Some(r) = rebuild_if_empty(
-        &pool,
-        &mut c,
-        &keys,
-        inv.policy(),
-        clock.now_ms(),
-        &cfg.instance_id,
-        store_cfg.redis_timeout_ms,
-    )
-    .await
-    .map_err(|e| format!("rebuilding Redis from Postgres: {e}"))?
-    {
-        tracing::warn!(
-            hubs = r.hubs,
-            skus = r.skus,
-            holds = r.holds,
-            "Redis was empty: rebuilt inventory from Postgres"
-        );
-    }
     let ctx = Arc::new(ServiceCtx::new(
         ServiceId::Inventory,
         shutdown.clone(),
@@ -151,6 +132,9 @@ pub async fn build(
         instance: cfg.instance_id.clone(),
         redis_url: store_cfg.redis_url.clone(),
     });
+    jobs::restore_if_empty(&app)
+        .await
+        .map_err(|e| format!("rebuilding Redis from Postgres: {e}"))?;
     let jobs = if spawn_jobs {
         jobs::spawn_all(app.clone(), shutdown)
     } else {
@@ -178,4 +162,4 @@ fn routes(app: Arc<InventoryApp>) -> Router {
         .with_state(app)
 }
 
-pub use jobs::{reap_once, reconcile_once};
+pub use jobs::{reap_once, reconcile_once, restore_if_empty};

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use super::error::{method_not_allowed, route_not_found};
+use super::config::ServiceId;
+use super::error::{method_not_allowed, route_not_found, ApiError};
 use super::middleware::{observe, panic_response};
 use super::ops::{self, ServiceCtx};
 use super::shutdown::Shutdown;
@@ -35,6 +36,39 @@ pub fn assemble(ctx: Arc<ServiceCtx>, api: Router) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(ctx, observe))
+}
+
+/// Answers on a service's port while it is still connecting to its stores: `/health` 200,
+/// `/ready` and every other route 503 `UNAVAILABLE` ("starting").
+#[derive(Debug)]
+pub struct StartingServer {
+    stop: Shutdown,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl StartingServer {
+    /// Serves on a duplicate of `listener`'s socket; returns the listener for the real server.
+    pub fn start(id: ServiceId, listener: TcpListener) -> std::io::Result<(TcpListener, Self)> {
+        let original = listener.into_std()?;
+        let duplicate = original.try_clone()?;
+        let ctx = Arc::new(ServiceCtx::new(id, Shutdown::new(), None, None, None));
+        let router = ops::routes(ctx.clone())
+            .fallback(|| async { ApiError::unavailable("starting") })
+            .layer(axum::middleware::from_fn_with_state(ctx, observe));
+        let stop = Shutdown::new();
+        let task = tokio::spawn(serve_until(
+            TcpListener::from_std(duplicate)?,
+            router,
+            stop.clone(),
+        ));
+        Ok((TcpListener::from_std(original)?, Self { stop, task }))
+    }
+
+    /// Stops answering (requests in flight finish); the real server takes the socket over.
+    pub async fn finish(self) {
+        self.stop.trigger();
+        let _ = self.task.await;
+    }
 }
 
 /// Binds `addr` with a message naming it on failure.
