@@ -6,18 +6,10 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let store = qc_kit::testing::isolated_store_config();
-    let port = free_port();
+    let port = qc_kit::testing::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_qc"))
         .args(["serve", "inventory"])
         .env("PORT", port.to_string())

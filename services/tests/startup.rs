@@ -7,14 +7,6 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -39,7 +31,7 @@ fn a_service_waiting_for_its_stores_is_alive_but_not_ready_then_fails_clearly() 
             held.push(c);
         }
     });
-    let port = free_port();
+    let port = qc_kit::testing::free_port();
     let store = qc_kit::testing::isolated_store_config();
     let mut child = Command::new(env!("CARGO_BIN_EXE_qc"))
         .args(["serve", "inventory"])

@@ -143,7 +143,10 @@ pub fn code(body: &Value) -> &str {
 pub async fn redis_snapshot(t: &TestInventory) -> std::collections::BTreeMap<String, String> {
     let mut conn = t.app.store.connection();
     let mut out = std::collections::BTreeMap::new();
-    for key in qc_kit::testing::keys_under(&mut conn, &t.prefix()).await {
+    for key in qc_kit::testing::keys_under(&mut conn, &t.prefix())
+        .await
+        .unwrap()
+    {
         let kind: String = redis::cmd("TYPE")
             .arg(&key)
             .query_async(&mut conn)

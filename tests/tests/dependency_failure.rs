@@ -7,14 +7,6 @@ use std::time::{Duration, Instant};
 use qc_tests::*;
 use serde_json::json;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_redis(port: u16) -> Child {
     let child = Command::new("redis-server")
         .args([
@@ -44,7 +36,7 @@ fn start_redis(port: u16) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_gives_503_then_recovers() {
-    let port = free_port();
+    let port = qc_kit::testing::free_port();
     let mut redis = start_redis(port);
     let mut store = qc_kit::testing::isolated_store_config();
     store.redis_url = format!("redis://127.0.0.1:{port}/");

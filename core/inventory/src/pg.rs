@@ -647,12 +647,7 @@ pub async fn rebuild_if_empty(
     instance: &str,
     timeout_ms: u64,
 ) -> Result<Option<RebuildReport>, InventoryError> {
-    let present: i64 = bounded(
-        timeout_ms,
-        redis::cmd("SCARD").arg(keys.hubs()).query_async(conn),
-    )
-    .await?;
-    if present > 0 {
+    if redis_has_hubs(conn, keys, timeout_ms).await? {
         return Ok(None);
     }
     let lease = Lease::new(keys.rebuild_lock(), instance.to_string(), 30_000);
@@ -664,6 +659,19 @@ pub async fn rebuild_if_empty(
     result
 }
 
+async fn redis_has_hubs(
+    conn: &mut ConnectionManager,
+    keys: &InventoryKeys,
+    timeout_ms: u64,
+) -> Result<bool, InventoryError> {
+    let n: i64 = bounded(
+        timeout_ms,
+        redis::cmd("SCARD").arg(keys.hubs()).query_async(conn),
+    )
+    .await?;
+    Ok(n > 0)
+}
+
 async fn rebuild_locked(
     pool: &PgPool,
     conn: &mut ConnectionManager,
@@ -671,12 +679,7 @@ async fn rebuild_locked(
     policy: HoldPolicy,
     timeout_ms: u64,
 ) -> Result<Option<RebuildReport>, InventoryError> {
-    let present: i64 = bounded(
-        timeout_ms,
-        redis::cmd("SCARD").arg(keys.hubs()).query_async(conn),
-    )
-    .await?;
-    if present > 0 {
+    if redis_has_hubs(conn, keys, timeout_ms).await? {
         return Ok(None);
     }
     let pg = |e: sqlx::Error| InventoryError::Backend(e.into());

@@ -34,30 +34,18 @@ pub async fn delete_prefix(
     prefix: &KeyPrefix,
 ) -> redis::RedisResult<u64> {
     assert!(!prefix.as_str().is_empty(), "refusing to delete every key");
-    let mut cursor: u64 = 0;
-    let mut deleted = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{}*", prefix.as_str()))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        if !keys.is_empty() {
-            deleted += keys.len() as u64;
-            let _: () = redis::cmd("DEL").arg(&keys).query_async(conn).await?;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
+    let keys = keys_under(conn, prefix).await?;
+    for chunk in keys.chunks(1000) {
+        let _: () = redis::cmd("DEL").arg(chunk).query_async(conn).await?;
     }
+    Ok(keys.len() as u64)
 }
 
 /// Keys under `prefix`, sorted (for asserting that nothing changed).
-pub async fn keys_under(conn: &mut ConnectionManager, prefix: &KeyPrefix) -> Vec<String> {
+pub async fn keys_under(
+    conn: &mut ConnectionManager,
+    prefix: &KeyPrefix,
+) -> redis::RedisResult<Vec<String>> {
     let mut cursor: u64 = 0;
     let mut all = Vec::new();
     loop {
@@ -68,13 +56,20 @@ pub async fn keys_under(conn: &mut ConnectionManager, prefix: &KeyPrefix) -> Vec
             .arg("COUNT")
             .arg(1000)
             .query_async(conn)
-            .await
-            .expect("SCAN");
+            .await?;
         all.extend(keys);
         if next == 0 {
             all.sort();
-            return all;
+            return Ok(all);
         }
         cursor = next;
     }
+}
+
+/// A loopback port that was free a moment ago (for a child process or server to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
