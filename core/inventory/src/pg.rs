@@ -482,6 +482,32 @@ impl EventWriter {
     }
 }
 
+/// The id of the hub stream's newest entry ("" when empty). Every state change appends one, so
+/// an unchanged id means nothing changed in between.
+pub async fn last_event_id(
+    conn: &mut ConnectionManager,
+    keys: &InventoryKeys,
+    hub: &HubId,
+    timeout_ms: u64,
+) -> Result<String, InventoryError> {
+    let v: Value = bounded(
+        timeout_ms,
+        redis::cmd("XREVRANGE")
+            .arg(keys.events(hub))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn),
+    )
+    .await?;
+    Ok(entries_of(&v)
+        .into_iter()
+        .next()
+        .map(|(id, _)| id)
+        .unwrap_or_default())
+}
+
 /// Entries not yet written to Postgres for a hub (pending + undelivered); None if unknown.
 pub async fn stream_lag(
     conn: &mut ConnectionManager,

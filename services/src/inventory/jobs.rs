@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qc_inventory::jobs::{reap_once as reap_store, ReapReport};
-use qc_inventory::pg::{rebuild_if_empty, reconcile, stream_lag, RebuildReport};
+use qc_inventory::pg::{last_event_id, rebuild_if_empty, reconcile, stream_lag, RebuildReport};
 use qc_inventory::{InventoryError, StockStore};
 use qc_kit::lease::Lease;
 use tokio::task::JoinHandle;
@@ -17,6 +17,7 @@ use crate::platform::shutdown::Shutdown;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct JobReport {
     pub hubs_checked: usize,
+    /// Hubs with events not yet in Postgres, or that changed during the comparison.
     pub hubs_skipped_for_lag: usize,
     pub mismatches: Vec<String>,
 }
@@ -97,7 +98,13 @@ pub async fn reconcile_once(app: &InventoryApp) -> Result<JobReport, InventoryEr
             report.hubs_skipped_for_lag += 1;
             continue;
         }
+        let before = last_event_id(&mut conn, &app.keys, &hub, t).await?;
         let r = reconcile(&app.pool, &app.store, &mut conn, &app.keys, &hub, t).await?;
+        if last_event_id(&mut conn, &app.keys, &hub, t).await? != before {
+            // The hub changed while we compared: judge it next time rather than report noise.
+            report.hubs_skipped_for_lag += 1;
+            continue;
+        }
         report.hubs_checked += 1;
         for m in &r.mismatches {
             tracing::error!(hub_id = %hub, mismatch = %m, "reconciliation mismatch");
@@ -172,12 +179,21 @@ async fn writer_loop(app: Arc<InventoryApp>, sd: Shutdown) {
     while !sd.is_triggered() {
         match lease.acquire(&mut conn, app.clock.now_ms(), t).await {
             Ok(true) => match writer.run_once(1000).await {
-                Ok(r) if r.applied + r.poison > 0 => app.ctx.metrics.count(
-                    "inventory_writer_events_total",
-                    "Stream events written to Postgres.",
-                    vec![],
-                    r.applied as f64,
-                ),
+                Ok(r) if r.applied + r.poison > 0 => {
+                    let m = &app.ctx.metrics;
+                    m.count(
+                        "inventory_writer_events_total",
+                        "Stream events written to Postgres.",
+                        vec![],
+                        r.applied as f64,
+                    );
+                    m.count(
+                        "inventory_writer_poison_total",
+                        "Undecodable stream events acknowledged and logged.",
+                        vec![],
+                        r.poison as f64,
+                    );
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "event writer round failed");
