@@ -51,6 +51,10 @@ impl ReservationId {
     pub fn new_random() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
     }
+    /// From caller-supplied UUID bits (the simulator draws them from its seeded streams).
+    pub fn from_uuid(u: uuid::Uuid) -> Self {
+        Self(u.hyphenated().to_string())
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }

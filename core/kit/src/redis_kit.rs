@@ -91,6 +91,44 @@ impl KeyPrefix {
     }
 }
 
+/// Deletes every key under `prefix`.
+pub async fn delete_prefix(
+    conn: &mut ConnectionManager,
+    prefix: &KeyPrefix,
+) -> redis::RedisResult<u64> {
+    assert!(!prefix.as_str().is_empty(), "refusing to delete every key");
+    let keys = keys_under(conn, prefix).await?;
+    for chunk in keys.chunks(1000) {
+        let _: () = redis::cmd("DEL").arg(chunk).query_async(conn).await?;
+    }
+    Ok(keys.len() as u64)
+}
+
+/// Keys under `prefix`, sorted (for asserting that nothing changed).
+pub async fn keys_under(
+    conn: &mut ConnectionManager,
+    prefix: &KeyPrefix,
+) -> redis::RedisResult<Vec<String>> {
+    let mut cursor: u64 = 0;
+    let mut all = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{}*", prefix.as_str()))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        all.extend(keys);
+        if next == 0 {
+            all.sort();
+            return Ok(all);
+        }
+        cursor = next;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,8 @@
 use redis::aio::ConnectionManager;
 
 use crate::config::{EnvSource, StoreConfig};
-use crate::redis_kit::{connect, KeyPrefix};
+use crate::redis_kit::connect;
+pub use crate::redis_kit::{delete_prefix, keys_under};
 
 /// Store settings from the environment (defaults: local Redis and Postgres) with a unique
 /// `t<random>:` key prefix and `t_<random>` schema.
@@ -26,44 +27,6 @@ pub async fn redis_for_test(cfg: &StoreConfig) -> ConnectionManager {
         .unwrap_or_else(|e| {
             panic!("{e}\nstart Redis with scripts/test.sh (it starts Redis and Postgres)")
         })
-}
-
-/// Deletes every key under `prefix`.
-pub async fn delete_prefix(
-    conn: &mut ConnectionManager,
-    prefix: &KeyPrefix,
-) -> redis::RedisResult<u64> {
-    assert!(!prefix.as_str().is_empty(), "refusing to delete every key");
-    let keys = keys_under(conn, prefix).await?;
-    for chunk in keys.chunks(1000) {
-        let _: () = redis::cmd("DEL").arg(chunk).query_async(conn).await?;
-    }
-    Ok(keys.len() as u64)
-}
-
-/// Keys under `prefix`, sorted (for asserting that nothing changed).
-pub async fn keys_under(
-    conn: &mut ConnectionManager,
-    prefix: &KeyPrefix,
-) -> redis::RedisResult<Vec<String>> {
-    let mut cursor: u64 = 0;
-    let mut all = Vec::new();
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{}*", prefix.as_str()))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        all.extend(keys);
-        if next == 0 {
-            all.sort();
-            return Ok(all);
-        }
-        cursor = next;
-    }
 }
 
 /// A loopback port that was free a moment ago (for a child process or server to bind).

@@ -1,0 +1,208 @@
+//! Chart drawing with plotters into SVG strings (no fonts are loaded: the browser renders the
+//! text), so every report is one self-contained file.
+
+use plotters::prelude::*;
+
+use crate::ReportError;
+
+const W: u32 = 900;
+const H: u32 = 300;
+const PALETTE: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+];
+
+/// A named line.
+pub struct Series2 {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+}
+
+impl Series2 {
+    pub fn new(name: &str, points: Vec<(f64, f64)>, color: usize) -> Self {
+        Self {
+            name: name.into(),
+            points,
+            color: PALETTE[color % PALETTE.len()],
+        }
+    }
+}
+
+fn draw_err<E: std::fmt::Debug>(e: E) -> ReportError {
+    ReportError::Draw(format!("{e:?}"))
+}
+
+fn clock(h: &f64) -> String {
+    let mins = (h * 60.0).round() as i64;
+    format!("{:02}:{:02}", mins / 60 % 24, mins % 60)
+}
+
+fn range(points: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else if lo.is_finite() {
+        (lo, lo + 1.0)
+    } else {
+        (0.0, 1.0)
+    }
+}
+
+/// Lines over a shared x axis; `clock_x` labels x (hours) as HH:MM.
+pub fn lines(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series2],
+    clock_x: bool,
+) -> Result<String, ReportError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let (x0, x1) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
+        let (_, y1) = range(
+            series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1))
+                .chain([0.0]),
+        );
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, 0.0..y1 * 1.08)
+            .map_err(draw_err)?;
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(x_desc)
+            .y_desc(y_desc)
+            .light_line_style(RGBColor(235, 235, 235));
+        if clock_x {
+            mesh.x_label_formatter(&clock);
+        }
+        mesh.draw().map_err(draw_err)?;
+        for s in series {
+            let color = s.color;
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(draw_err)?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}
+
+/// A histogram of `values` in `bins` equal bins.
+pub fn histogram(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    values: &[f64],
+    bins: usize,
+) -> Result<String, ReportError> {
+    let (lo, hi) = range(values.iter().copied().chain([0.0]));
+    let width = (hi - lo) / bins.max(1) as f64;
+    let mut counts = vec![0u64; bins.max(1)];
+    for v in values {
+        let i = (((v - lo) / width) as usize).min(counts.len() - 1);
+        counts[i] += 1;
+    }
+    let ymax = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(lo..hi, 0.0..ymax * 1.08)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(draw_err)?;
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, c)| {
+                let x = lo + i as f64 * width;
+                Rectangle::new(
+                    [(x, 0.0), (x + width, *c as f64)],
+                    PALETTE[0].mix(0.8).filled(),
+                )
+            }))
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}
+
+/// Horizontal labelled bars (`max` fixes the axis end, e.g. 1.0 for rates).
+pub fn bars(
+    title: &str,
+    x_desc: &str,
+    rows: &[(String, f64)],
+    max: Option<f64>,
+) -> Result<String, ReportError> {
+    let n = rows.len().max(1);
+    let height = (60 + 18 * n as u32).max(H);
+    let xmax = max.unwrap_or_else(|| rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0) * 1.08);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(150)
+            .build_cartesian_2d(0.0..xmax, 0.0..n as f64)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_labels(n)
+            .y_label_formatter(&|y: &f64| {
+                let i = y.floor() as usize;
+                labels.get(i).cloned().unwrap_or_default()
+            })
+            .disable_y_mesh()
+            .draw()
+            .map_err(draw_err)?;
+        chart
+            .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
+                let y = i as f64;
+                Rectangle::new(
+                    [(0.0, y + 0.15), (*v, y + 0.85)],
+                    PALETTE[0].mix(0.8).filled(),
+                )
+            }))
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}

@@ -1,0 +1,425 @@
+//! Run reports (10-simulator §5): a pure function from a run folder (`events.parquet`,
+//! `summary.json`) to a self-contained `report.html` with inline SVG charts. Aggregation is done
+//! with polars, drawing with plotters; nothing is fetched from a network.
+
+mod charts;
+
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::*;
+use serde_json::Value;
+
+pub use charts::Series2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("reading {0}: {1}")]
+    Read(String, String),
+    #[error("aggregating: {0}")]
+    Polars(#[from] PolarsError),
+    #[error("drawing: {0}")]
+    Draw(String),
+    #[error("writing report: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// Reads the run folder and writes `report.html` next to the inputs.
+pub fn render_run(dir: &Path) -> Result<(), ReportError> {
+    let events_path = dir.join("events.parquet");
+    let file = File::open(&events_path)
+        .map_err(|e| ReportError::Read(events_path.display().to_string(), e.to_string()))?;
+    let events = ParquetReader::new(file).finish()?;
+    let summary_path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&summary_path)
+        .map_err(|e| ReportError::Read(summary_path.display().to_string(), e.to_string()))?;
+    let summary: Value = serde_json::from_str(&text)
+        .map_err(|e| ReportError::Read(summary_path.display().to_string(), e.to_string()))?;
+    let html = build_html(&events, &summary)?;
+    std::fs::write(dir.join("report.html"), html)?;
+    Ok(())
+}
+
+const BUCKET_MS: i64 = 15 * 60_000;
+
+/// Counts of rows of `kind` per 15-minute bucket: (bucket start in hours since run start, count).
+pub fn per_bucket(events: &DataFrame, kind: &str) -> Result<Vec<(f64, f64)>, ReportError> {
+    let df = events
+        .clone()
+        .lazy()
+        .filter(col("kind").eq(lit(kind)))
+        .with_column(
+            (col("t_ms") / lit(BUCKET_MS))
+                .cast(DataType::Int64)
+                .alias("bucket"),
+        )
+        .group_by([col("bucket")])
+        .agg([len().cast(DataType::Float64).alias("n")])
+        .sort(["bucket"], SortMultipleOptions::default())
+        .collect()?;
+    pairs(&df, "bucket", "n", |b| b * BUCKET_MS as f64 / 3_600_000.0)
+}
+
+/// Σ queue length and Σ busy pickers over hubs, per sample time (hours since start).
+pub fn hub_samples(events: &DataFrame) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), ReportError> {
+    let df = events
+        .clone()
+        .lazy()
+        .filter(col("kind").eq(lit("hub_sample")))
+        .group_by([col("t_ms")])
+        .agg([
+            col("qty").sum().cast(DataType::Float64).alias("queue"),
+            col("value_ms").sum().cast(DataType::Float64).alias("busy"),
+        ])
+        .sort(["t_ms"], SortMultipleOptions::default())
+        .collect()?;
+    let hours = |t: f64| t / 3_600_000.0;
+    Ok((
+        pairs(&df, "t_ms", "queue", hours)?,
+        pairs(&df, "t_ms", "busy", hours)?,
+    ))
+}
+
+/// The `value_ms` of rows of `kind`, in seconds.
+pub fn values_s(events: &DataFrame, kind: &str) -> Result<Vec<f64>, ReportError> {
+    let df = events
+        .clone()
+        .lazy()
+        .filter(col("kind").eq(lit(kind)))
+        .select([(col("value_ms").cast(DataType::Float64) / lit(1000.0)).alias("s")])
+        .collect()?;
+    Ok(df.column("s")?.f64()?.into_no_null_iter().collect())
+}
+
+fn pairs(
+    df: &DataFrame,
+    x: &str,
+    y: &str,
+    fx: impl Fn(f64) -> f64,
+) -> Result<Vec<(f64, f64)>, ReportError> {
+    let xs = df.column(x)?.cast(&DataType::Float64)?;
+    let ys = df.column(y)?.cast(&DataType::Float64)?;
+    Ok(xs
+        .f64()?
+        .into_no_null_iter()
+        .zip(ys.f64()?.into_no_null_iter())
+        .map(|(a, b)| (fx(a), b))
+        .collect())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn num(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => {
+            if *b {
+                "yes".into()
+            } else {
+                "NO".into()
+            }
+        }
+        Value::String(s) => esc(s),
+        Value::Null => "–".into(),
+        other => esc(&other.to_string()),
+    }
+}
+
+/// Minutes after midnight of the run's start ("HH:MM"), for clock labels.
+fn start_hours(summary: &Value) -> f64 {
+    summary["scenario"]["start"]
+        .as_str()
+        .and_then(|s| s.split_once(':'))
+        .and_then(|(h, m)| Some(h.parse::<f64>().ok()? + m.parse::<f64>().ok()? / 60.0))
+        .unwrap_or(0.0)
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = String::from("<table><thead><tr>");
+    for h in headers {
+        t.push_str(&format!("<th>{}</th>", esc(h)));
+    }
+    t.push_str("</tr></thead><tbody>");
+    for r in rows {
+        t.push_str("<tr>");
+        for c in r {
+            t.push_str(&format!("<td>{c}</td>"));
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</tbody></table>");
+    t
+}
+
+/// The whole page.
+pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportError> {
+    let s = summary;
+    let offset = start_hours(s);
+    let shift = |v: Vec<(f64, f64)>| {
+        v.into_iter()
+            .map(|(x, y)| (x + offset, y))
+            .collect::<Vec<_>>()
+    };
+    let placed = shift(per_bucket(events, "order_placed")?);
+    let stockouts = shift(per_bucket(events, "stockout")?);
+    let (queue, busy) = hub_samples(events)?;
+    let (queue, busy) = (shift(queue), shift(busy));
+    let waits = values_s(events, "pick_started")?;
+
+    let orders_svg = charts::lines(
+        "Orders and stockouts per 15 minutes",
+        "time of day",
+        "orders",
+        &[
+            Series2::new("orders placed", placed, 0),
+            Series2::new("lost to stockout", stockouts, 1),
+        ],
+        true,
+    )?;
+    let queue_svg = charts::lines(
+        "Picking queue and busy pickers (all hubs)",
+        "time of day",
+        "orders / pickers",
+        &[
+            Series2::new("orders waiting for a picker", queue, 2),
+            Series2::new("pickers busy", busy, 3),
+        ],
+        true,
+    )?;
+    let wait_svg = charts::histogram("Wait for a picker", "seconds", "orders", &waits, 30)?;
+    let fill: Vec<(String, f64)> = s["skus"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .take(30)
+                .map(|r| {
+                    (
+                        r["sku"].as_str().unwrap_or("?").to_string(),
+                        r["fill_rate"].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let fill_svg = charts::bars(
+        "Fill rate of the 30 most requested SKUs",
+        "fill rate",
+        &fill,
+        Some(1.0),
+    )?;
+
+    let o = &s["orders"];
+    let headline = table(
+        &[
+            "placed",
+            "handed over",
+            "stockout",
+            "payment failed",
+            "abandoned",
+            "hold expired",
+            "unserviceable",
+            "in progress",
+        ],
+        vec![vec![
+            num(&o["placed"]),
+            num(&o["handed_over"]),
+            num(&o["cancelled_stockout"]),
+            num(&o["cancelled_payment"]),
+            num(&o["cancelled_abandoned"]),
+            num(&o["cancelled_hold_expired"]),
+            num(&o["unserviceable"]),
+            num(&o["in_progress"]),
+        ]],
+    );
+    let dist_row = |name: &str, d: &Value| {
+        vec![
+            esc(name),
+            num(&d["count"]),
+            num(&d["mean"]),
+            num(&d["p50"]),
+            num(&d["p90"]),
+            num(&d["p95"]),
+            num(&d["p99"]),
+            num(&d["max"]),
+        ]
+    };
+    let sv = &s["service"];
+    let service = table(
+        &["seconds", "n", "mean", "p50", "p90", "p95", "p99", "max"],
+        vec![
+            dist_row("wait for a picker", &sv["pick_wait_s"]),
+            dist_row("pick time", &sv["pick_time_s"]),
+            dist_row("click to handover", &sv["click_to_handover_s"]),
+        ],
+    );
+    let hubs = table(
+        &[
+            "hub",
+            "pickers",
+            "placed",
+            "handed over",
+            "stockouts",
+            "pick wait p90 (s)",
+            "picker utilisation",
+        ],
+        s["hubs"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|h| {
+                        [
+                            "hub",
+                            "pickers",
+                            "placed",
+                            "handed_over",
+                            "stockouts",
+                            "pick_wait_p90_s",
+                            "picker_utilisation",
+                        ]
+                        .iter()
+                        .map(|k| num(&h[*k]))
+                        .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    );
+    let slo = table(
+        &["SLO", "target", "actual", "met"],
+        s["slo"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        ["name", "target", "actual", "met"]
+                            .iter()
+                            .map(|k| num(&r[*k]))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    );
+    let inv = &s["inventory"];
+    let inventory = table(
+        &[
+            "reservations",
+            "confirmed",
+            "released",
+            "expired (reaper)",
+            "expired at payment",
+            "units sold",
+            "units restocked",
+            "available at end",
+            "held at end",
+        ],
+        vec![[
+            "reservations",
+            "confirmed",
+            "released",
+            "expired_by_reaper",
+            "expired_at_payment",
+            "units_sold",
+            "units_restocked",
+            "units_available_at_end",
+            "units_held_at_end",
+        ]
+        .iter()
+        .map(|k| num(&inv[*k]))
+        .collect()],
+    );
+    let iv = &s["invariants"];
+    let invariants = table(
+        &[
+            "oversell",
+            "non-terminal orders",
+            "conservation violations",
+            "Redis/Postgres drift",
+        ],
+        vec![[
+            "oversell",
+            "non_terminal_orders",
+            "conservation_violations",
+            "redis_pg_drift",
+        ]
+        .iter()
+        .map(|k| num(&iv[*k]))
+        .collect()],
+    );
+    let latency_rows: Vec<(String, Value)> = s["latency"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let latency = if latency_rows.is_empty() {
+        "<p class=\"note\">No store latency: this run used the in-memory backend (run with <code>--backend live</code> to measure Redis and Postgres).</p>".to_string()
+    } else {
+        let bars: Vec<(String, f64)> = latency_rows
+            .iter()
+            .flat_map(|(k, v)| {
+                [
+                    (format!("{k} p50"), v["p50_us"].as_f64().unwrap_or(0.0)),
+                    (format!("{k} p99"), v["p99_us"].as_f64().unwrap_or(0.0)),
+                ]
+            })
+            .collect();
+        let svg = charts::bars("Store operation latency", "microseconds", &bars, None)?;
+        table(
+            &[
+                "operation",
+                "count",
+                "p50 µs",
+                "p99 µs",
+                "p99.9 µs",
+                "max µs",
+            ],
+            latency_rows
+                .iter()
+                .map(|(k, v)| {
+                    vec![
+                        esc(k),
+                        num(&v["count"]),
+                        num(&v["p50_us"]),
+                        num(&v["p99_us"]),
+                        num(&v["p999_us"]),
+                        num(&v["max_us"]),
+                    ]
+                })
+                .collect(),
+        ) + &format!("<figure>{svg}</figure>")
+    };
+    let title = format!(
+        "{} — seed {} — {} backend",
+        esc(s["scenario"]["name"].as_str().unwrap_or("run")),
+        num(&s["scenario"]["seed"]),
+        esc(s["scenario"]["backend"].as_str().unwrap_or("?"))
+    );
+    Ok(format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px auto; max-width: 1000px; color: #222; }}
+h1 {{ font-size: 22px; }} h2 {{ font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }}
+table {{ border-collapse: collapse; margin: 8px 0; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; }}
+figure {{ margin: 8px 0; }} .note {{ color: #666; font-size: 13px; }}
+</style></head><body>
+<h1>{title}</h1>
+<p class="note">Event log hash {hash}. Generated from events.parquet and summary.json.</p>
+<h2>Orders</h2>{headline}<figure>{orders_svg}</figure>
+<h2>Service levels</h2>{slo}{service}
+<h2>Picking</h2><figure>{queue_svg}</figure><figure>{wait_svg}</figure>
+<h2>Hubs</h2>{hubs}
+<h2>Inventory</h2>{inventory}<figure>{fill_svg}</figure>
+<h2>Invariants</h2>{invariants}
+<h2>Store latency</h2>{latency}
+</body></html>
+"#,
+        hash = esc(s["event_log_hash"].as_str().unwrap_or("")),
+    ))
+}

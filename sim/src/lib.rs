@@ -1,0 +1,12 @@
+//! The discrete-event digital twin (10-simulator): a deterministic engine that drives the same
+//! core crates as the services, against the in-memory adapters or live Redis and Postgres.
+
+pub mod backend;
+pub mod engine;
+pub mod geo;
+pub mod log;
+pub mod rng;
+pub mod run;
+pub mod scenario;
+pub mod summary;
+pub mod world;

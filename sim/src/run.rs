@@ -1,0 +1,478 @@
+//! One run: build the world on the chosen backend, drive it to the end, check the invariants,
+//! summarise, and write `events.parquet`, `summary.json`, `engine.json` and `report.html`.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use qc_inventory::pg::{reconcile, EventWriter};
+use qc_inventory::redis_store::InventoryKeys;
+use qc_inventory::store::HoldPolicy;
+use qc_inventory::{MemoryStore, RedisStore, StockStore};
+use qc_kit::config::{EnvSource, StoreConfig};
+use qc_kit::redis_kit::{delete_prefix, KeyPrefix};
+use serde::Serialize;
+
+use crate::backend::{Blocking, Exec, Immediate};
+use crate::engine::SimTime;
+use crate::log::EventLog;
+use crate::scenario::Scenario;
+use crate::summary::*;
+use crate::world::{Order, SimError, World};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Live,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "memory" => Some(Self::Memory),
+            "live" => Some(Self::Live),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Live => "live",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub backend: Backend,
+    /// Overrides `scenario.seed`.
+    pub seed: Option<u64>,
+    /// Live mode: keep the key prefix and schema after the run.
+    pub keep: bool,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Memory,
+            seed: None,
+            keep: false,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Backend(String),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error("writing outputs: {0}")]
+    Output(String),
+}
+
+/// Wall-clock figures (not deterministic, so outside summary.json).
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineStats {
+    pub events: u64,
+    pub wall_ms: u64,
+    pub events_per_s: f64,
+    pub virtual_ms: i64,
+    pub speedup: f64,
+}
+
+pub struct RunOutput {
+    pub summary: Summary,
+    pub log: EventLog,
+    pub orders: Vec<Order>,
+    pub engine: EngineStats,
+}
+
+/// Progress on stderr: a redrawn bar on a terminal, a plain line per 10% otherwise.
+struct Progress {
+    enabled: bool,
+    tty: bool,
+    total_ms: i64,
+    last_decile: i64,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(enabled: bool, total_ms: i64) -> Self {
+        Self {
+            enabled,
+            tty: std::io::stderr().is_terminal(),
+            total_ms: total_ms.max(1),
+            last_decile: -1,
+            started: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, t: SimTime, events: u64) {
+        if !self.enabled {
+            return;
+        }
+        let pct = (t.min(self.total_ms) * 100 / self.total_ms).clamp(0, 100);
+        let rate = events as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let clock = |ms: i64| {
+            format!(
+                "{:02}:{:02}:{:02}",
+                ms / 3_600_000,
+                ms / 60_000 % 60,
+                ms / 1000 % 60
+            )
+        };
+        if self.tty {
+            let filled = (pct / 4) as usize;
+            eprint!(
+                "\r[{}{}] {pct:3}% virtual {} / {}  {:.2}M events/s ",
+                "#".repeat(filled),
+                " ".repeat(25 - filled),
+                clock(t.min(self.total_ms)),
+                clock(self.total_ms),
+                rate / 1e6
+            );
+            let _ = std::io::stderr().flush();
+        } else if pct / 10 > self.last_decile {
+            self.last_decile = pct / 10;
+            eprintln!(
+                "progress {:3}%  virtual {}  events {events}",
+                self.last_decile * 10,
+                clock(t.min(self.total_ms))
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.tty {
+            eprintln!();
+        }
+    }
+}
+
+/// Runs a scenario to the end.
+pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError> {
+    let seed = opts.seed.unwrap_or(sc.scenario.seed);
+    match opts.backend {
+        Backend::Memory => {
+            let store = MemoryStore::new(HoldPolicy::default());
+            let world = World::new(sc, &store, Immediate, seed);
+            drive(sc, seed, opts, world, |_, _| Ok(0))
+        }
+        Backend::Live => run_live(sc, seed, opts),
+    }
+}
+
+fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, RunError> {
+    let env = EnvSource::from_process();
+    let mut r = env.reader();
+    let mut cfg = StoreConfig::read(&mut r);
+    r.finish().map_err(|e| RunError::Backend(e.to_string()))?;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    cfg.key_prefix = format!("sim{}:", &tag[..10]);
+    cfg.db_schema = format!("sim_{}", &tag[..10]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Backend(format!("runtime: {e}")))?;
+    let how = "start local Redis and Postgres with scripts/ensure-stores.sh, or set REDIS_URL / DATABASE_URL";
+    let (conn, pool) = rt.block_on(async {
+        let conn = qc_kit::redis_kit::connect(&cfg.redis_url, 2000)
+            .await
+            .map_err(|e| RunError::Backend(format!("live backend: {e}; {how}")))?;
+        let pool = qc_kit::pg::connect_and_migrate(&cfg, 4)
+            .await
+            .map_err(|e| RunError::Backend(format!("live backend: {e}; {how}")))?;
+        Ok::<_, RunError>((conn, pool))
+    })?;
+    let prefix = KeyPrefix::new(cfg.key_prefix.clone());
+    let keys = InventoryKeys::new(prefix.clone());
+    let store = RedisStore::new(conn.clone(), prefix.clone(), HoldPolicy::default(), 5000);
+    let world = World::new(sc, &store, Blocking::new(rt), seed);
+    let result = drive(
+        sc,
+        seed,
+        opts,
+        world,
+        |exec: &mut Blocking, hubs: &[qc_inventory::HubId]| {
+            // Let the event writer catch up, then compare Postgres with Redis hub by hub.
+            exec.rt
+                .block_on(async {
+                    let writer_conn = qc_kit::redis_kit::connect(&cfg.redis_url, 5000)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut writer = EventWriter::new(
+                        writer_conn,
+                        pool.clone(),
+                        keys.clone(),
+                        "sim".into(),
+                        5000,
+                    );
+                    writer.drain().await.map_err(|e| e.to_string())?;
+                    let mut drift = 0;
+                    let mut c = conn.clone();
+                    for hub in hubs {
+                        let report = reconcile(&pool, &store, &mut c, &keys, hub, 5000)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        drift += report.mismatches.len() as u64;
+                    }
+                    Ok::<u64, String>(drift)
+                })
+                .map_err(RunError::Backend)
+        },
+    );
+    if !opts.keep {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut c = conn.clone();
+            let _ = delete_prefix(&mut c, &prefix).await;
+            pool.close().await;
+            let _ = qc_kit::pg::drop_schema(&cfg).await;
+        });
+    } else if opts.progress {
+        eprintln!(
+            "kept live state: QC_KEY_PREFIX={} QC_DB_SCHEMA={}",
+            cfg.key_prefix, cfg.db_schema
+        );
+    }
+    result
+}
+
+/// Drives a world to the end and summarises it; `drift` checks Redis against Postgres (live).
+fn drive<S: StockStore, X: Exec>(
+    sc: &Scenario,
+    seed: u64,
+    opts: &RunOptions,
+    mut world: World<'_, S, X>,
+    drift: impl FnOnce(&mut X, &[qc_inventory::HubId]) -> Result<u64, RunError>,
+) -> Result<RunOutput, RunError> {
+    let started = Instant::now();
+    let mut progress = Progress::new(opts.progress, sc.duration_ms());
+    world.run(|t, n| progress.update(t, n))?;
+    progress.finish();
+    world.close();
+    let wall = started.elapsed();
+    let hubs: Vec<qc_inventory::HubId> = world.hubs.iter().map(|h| h.id.clone()).collect();
+    let mut invariants = check_invariants(&mut world)?;
+    invariants.redis_pg_drift = drift(&mut world.exec, &hubs)?;
+    if invariants.redis_pg_drift > 0 {
+        invariants.details.push(format!(
+            "{} Redis/Postgres mismatches after reconciliation",
+            invariants.redis_pg_drift
+        ));
+    }
+    let summary = summarise(sc, seed, opts.backend, &mut world, invariants)?;
+    let events = world.events_processed();
+    let virtual_ms = world.now();
+    let engine = EngineStats {
+        events,
+        wall_ms: wall.as_millis() as u64,
+        events_per_s: (events as f64 / wall.as_secs_f64().max(1e-9)).round(),
+        virtual_ms,
+        speedup: (virtual_ms as f64 / (wall.as_secs_f64() * 1000.0).max(1e-9)).round(),
+    };
+    Ok(RunOutput {
+        summary,
+        log: std::mem::take(&mut world.log),
+        orders: std::mem::take(&mut world.orders),
+        engine,
+    })
+}
+
+/// End-of-run invariants: no oversell, every order terminal, stock conserved per (hub, sku).
+fn check_invariants<S: StockStore, X: Exec>(
+    world: &mut World<'_, S, X>,
+) -> Result<Invariants, RunError> {
+    let mut inv = Invariants::default();
+    let note = |inv: &mut Invariants, msg: String| {
+        if inv.details.len() < 20 {
+            inv.details.push(msg);
+        }
+    };
+    inv.non_terminal_orders = world
+        .orders
+        .iter()
+        .filter(|o| !o.state.is_terminal())
+        .count() as u64;
+    if inv.non_terminal_orders > 0 {
+        let n = inv.non_terminal_orders;
+        note(
+            &mut inv,
+            format!("{n} orders did not reach a terminal state"),
+        );
+    }
+    let ledger: Vec<((usize, usize), crate::world::Ledger)> =
+        world.ledger.iter().map(|(k, v)| (*k, *v)).collect();
+    for ((h, s), l) in ledger {
+        let (hub, sku) = (world.hubs[h].id.clone(), world.skus[s].clone());
+        let level = world
+            .exec
+            .run("stock", world_store(world).stock(&hub, &sku))
+            .map_err(SimError::from)?;
+        if level.counter_sum < 0 || l.sold > l.initial + l.restocked {
+            inv.oversell += 1;
+            note(
+                &mut inv,
+                format!(
+                    "oversell at {hub}/{sku}: counter {}, sold {} of {}",
+                    level.counter_sum,
+                    l.sold,
+                    l.initial + l.restocked
+                ),
+            );
+        }
+        if l.initial + l.restocked != level.counter_sum + level.reserved + l.sold {
+            inv.conservation_violations += 1;
+            note(
+                &mut inv,
+                format!(
+                    "stock not conserved at {hub}/{sku}: initial {} + restocked {} != available {} + held {} + sold {}",
+                    l.initial, l.restocked, level.counter_sum, level.reserved, l.sold
+                ),
+            );
+        }
+    }
+    Ok(inv)
+}
+
+fn world_store<'a, S: StockStore, X: Exec>(world: &World<'a, S, X>) -> &'a S {
+    world.store()
+}
+
+fn summarise<S: StockStore, X: Exec>(
+    sc: &Scenario,
+    seed: u64,
+    backend: Backend,
+    world: &mut World<'_, S, X>,
+    invariants: Invariants,
+) -> Result<Summary, RunError> {
+    let warmup = sc.warmup_ms();
+    let orders = order_counts(&world.orders);
+    let (pick_wait_s, pick_time_s, click_to_handover_s) = service(&world.orders, warmup);
+    let elapsed = world.now().max(1);
+    let capacity: i64 = world
+        .hubs
+        .iter()
+        .map(|h| i64::from(h.pickers) * elapsed)
+        .sum();
+    let busy: i64 = world.hubs.iter().map(|h| h.busy_ms).sum();
+    let mut inventory = Inventory {
+        reservations: world.orders.iter().filter(|o| o.rid.is_some()).count() as u64,
+        confirmed: world.confirmed,
+        released: world.released,
+        expired_by_reaper: world.expired_by_reaper,
+        expired_at_payment: world.expired_lazily,
+        stockout_orders: orders.cancelled_stockout,
+        ..Inventory::default()
+    };
+    for l in world.ledger.values() {
+        inventory.units_initial += l.initial;
+        inventory.units_restocked += l.restocked;
+        inventory.units_sold += l.sold;
+    }
+    let pairs: Vec<(usize, usize)> = world.ledger.keys().copied().collect();
+    for (h, s) in pairs {
+        let (hub, sku) = (world.hubs[h].id.clone(), world.skus[s].clone());
+        let level = world
+            .exec
+            .run("stock", world_store(world).stock(&hub, &sku))
+            .map_err(SimError::from)?;
+        inventory.units_available_at_end += level.counter_sum;
+        inventory.units_held_at_end += level.reserved;
+    }
+    let hubs = world
+        .hubs
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let mine: Vec<Order> = world
+                .orders
+                .iter()
+                .filter(|o| o.hub == Some(i))
+                .cloned()
+                .collect();
+            let counts = order_counts(&mine);
+            HubRow {
+                hub: h.id.to_string(),
+                pickers: h.pickers,
+                placed: counts.placed,
+                handed_over: counts.handed_over,
+                stockouts: counts.cancelled_stockout,
+                pick_wait_p90_s: service(&mine, warmup).0.p90,
+                picker_utilisation: ratio(
+                    h.busy_ms as f64,
+                    (i64::from(h.pickers) * elapsed) as f64,
+                ),
+            }
+        })
+        .collect();
+    let sku_names: Vec<String> = world.skus.iter().map(ToString::to_string).collect();
+    let served = (orders.placed - orders.unserviceable) as f64;
+    let stockout_rate = ratio(orders.cancelled_stockout as f64, served);
+    let slo = vec![
+        SloRow {
+            name: "stockout_rate".into(),
+            target: sc.slo.max_stockout_rate,
+            actual: stockout_rate,
+            met: stockout_rate <= sc.slo.max_stockout_rate,
+        },
+        SloRow {
+            name: "pick_wait_p90_s".into(),
+            target: sc.slo.pick_wait_p90_s,
+            actual: pick_wait_s.p90,
+            met: pick_wait_s.p90 <= sc.slo.pick_wait_p90_s,
+        },
+    ];
+    Ok(Summary {
+        scenario: ScenarioInfo {
+            name: sc.scenario.name.clone(),
+            seed,
+            backend: backend.name().into(),
+            start: sc.scenario.start.clone(),
+            duration_ms: sc.duration_ms(),
+            warmup_ms: warmup,
+            hubs: world.hubs.len(),
+            skus: world.skus.len(),
+        },
+        orders,
+        service: Service {
+            pick_wait_s,
+            pick_time_s,
+            click_to_handover_s,
+            picker_utilisation: ratio(busy as f64, capacity as f64),
+        },
+        inventory,
+        hubs,
+        skus: sku_rows(&world.orders, &sku_names, 50),
+        slo,
+        invariants,
+        latency: world.exec.latency(),
+        engine: EngineInfo {
+            events: world.events_processed(),
+            log_rows: world.log.len() as u64,
+        },
+        event_log_hash: world.log.hash_hex(),
+    })
+}
+
+/// Writes the run folder: events.parquet, summary.json, engine.json, report.html.
+pub fn write_outputs(out: &RunOutput, dir: &Path) -> Result<(), RunError> {
+    let err = |e: &dyn std::fmt::Display| RunError::Output(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    out.log
+        .write_parquet(&dir.join("events.parquet"))
+        .map_err(|e| err(&e))?;
+    let summary = serde_json::to_string_pretty(&out.summary).map_err(|e| err(&e))? + "\n";
+    std::fs::write(dir.join("summary.json"), summary).map_err(|e| err(&e))?;
+    let engine = serde_json::to_string_pretty(&out.engine).map_err(|e| err(&e))? + "\n";
+    std::fs::write(dir.join("engine.json"), engine).map_err(|e| err(&e))?;
+    reports::render_run(dir).map_err(|e| err(&e))?;
+    Ok(())
+}

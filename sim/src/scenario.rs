@@ -1,0 +1,784 @@
+//! Scenario files (TOML, `version = 1`): types with documented defaults, `--set` overrides, and
+//! validation that names the key path of every problem. Unknown keys are rejected.
+
+use serde::Deserialize;
+
+use crate::geo::{haversine_km, LatLng};
+
+/// Upper bounds that keep a run's memory and time bounded.
+pub const MAX_HUBS: usize = 200;
+pub const MAX_SKUS: u32 = 100_000;
+pub const MAX_EXPECTED_ORDERS: f64 = 5_000_000.0;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub version: u32,
+    pub scenario: Meta,
+    pub city: City,
+    pub hubs: Vec<Hub>,
+    #[serde(default)]
+    pub catalog: Catalog,
+    #[serde(default)]
+    pub demand: Demand,
+    #[serde(default)]
+    pub picking: Picking,
+    #[serde(default)]
+    pub slo: Slo,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub name: String,
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    /// Local time of day the run starts at, "HH:MM".
+    #[serde(default = "d_start")]
+    pub start: String,
+    /// "3h", "90m", "45s", "1h30m".
+    pub duration: String,
+    /// Orders placed before this are excluded from the metrics.
+    #[serde(default = "d_zero")]
+    pub warmup: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct City {
+    pub lat: f64,
+    pub lng: f64,
+    pub radius_km: f64,
+    #[serde(default = "d_h3")]
+    pub h3_resolution: u8,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hub {
+    pub id: String,
+    pub lat: f64,
+    pub lng: f64,
+    #[serde(default = "d_hub_radius")]
+    pub max_radius_km: f64,
+    #[serde(default = "d_pickers")]
+    pub pickers: u32,
+    /// Multiplies the catalog's initial stock and restock levels at this hub.
+    #[serde(default = "d_one")]
+    pub stock_multiplier: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub skus: u32,
+    /// Popularity of the k-th SKU ∝ 1 / k^s.
+    pub zipf_exponent: f64,
+    pub price_min: i64,
+    pub price_max: i64,
+    /// Average units per SKU per hub at the start (× the hub's stock_multiplier); each SKU's
+    /// level is proportional to its popularity when `stock_by_popularity`, at least `min_stock`.
+    pub initial_stock: i64,
+    pub stock_by_popularity: bool,
+    pub min_stock: i64,
+    /// Restock check period ("0s" disables restocking).
+    pub restock_every: String,
+    /// A SKU whose available stock falls below this fraction of its initial level is topped
+    /// back up to that level.
+    pub restock_below: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Demand {
+    /// City-wide orders per hour before the hourly profile.
+    pub orders_per_hour: f64,
+    /// 24 multipliers, one per local hour (index 0 = 00:00-01:00).
+    pub hourly_profile: Vec<f64>,
+    /// Share of shoppers drawn uniformly over the city disc; the rest come from the hotspots.
+    pub uniform_weight: f64,
+    pub hotspots: Vec<Hotspot>,
+    /// Mean basket size in distinct SKUs: 1 + Poisson(mean - 1), capped at `basket_max_items`.
+    pub basket_mean_items: f64,
+    pub basket_max_items: u32,
+    /// Units per line: uniform in 1..=quantity_max.
+    pub quantity_max: u32,
+    /// Shoppers who never pay (their hold expires through the reaper).
+    pub abandonment_rate: f64,
+    /// Payments that fail (the hold is released at once).
+    pub payment_failure_rate: f64,
+    /// Mean time from hold to payment (exponential).
+    pub checkout_delay_mean_s: f64,
+    pub hold_ttl_s: u32,
+    pub shoppers: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hotspot {
+    pub lat: f64,
+    pub lng: f64,
+    /// Standard deviation of the distance from the centre.
+    pub radius_km: f64,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PickDistribution {
+    Exponential,
+    Lognormal,
+    Fixed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Picking {
+    /// Mean pick time = base_s + per_item_s × units.
+    pub base_s: f64,
+    pub per_item_s: f64,
+    pub distribution: PickDistribution,
+    /// Coefficient of variation (lognormal only).
+    pub cv: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// Share of orders lost to stockouts must stay at or below this.
+    pub max_stockout_rate: f64,
+    /// 90th percentile wait for a picker, seconds.
+    pub pick_wait_p90_s: f64,
+}
+
+fn d_seed() -> u64 {
+    1
+}
+fn d_start() -> String {
+    "11:00".into()
+}
+fn d_zero() -> String {
+    "0s".into()
+}
+fn d_h3() -> u8 {
+    9
+}
+fn d_hub_radius() -> f64 {
+    3.0
+}
+fn d_pickers() -> u32 {
+    4
+}
+fn d_one() -> f64 {
+    1.0
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self {
+            skus: 200,
+            zipf_exponent: 1.0,
+            price_min: 5_000,
+            price_max: 150_000,
+            initial_stock: 50,
+            stock_by_popularity: true,
+            min_stock: 2,
+            restock_every: "30m".into(),
+            restock_below: 0.3,
+        }
+    }
+}
+
+impl Default for Demand {
+    fn default() -> Self {
+        Self {
+            orders_per_hour: 300.0,
+            hourly_profile: vec![1.0; 24],
+            uniform_weight: 1.0,
+            hotspots: Vec::new(),
+            basket_mean_items: 4.0,
+            basket_max_items: 20,
+            quantity_max: 3,
+            abandonment_rate: 0.05,
+            payment_failure_rate: 0.02,
+            checkout_delay_mean_s: 60.0,
+            hold_ttl_s: 900,
+            shoppers: 100_000,
+        }
+    }
+}
+
+impl Default for Picking {
+    fn default() -> Self {
+        Self {
+            base_s: 60.0,
+            per_item_s: 12.0,
+            distribution: PickDistribution::Lognormal,
+            cv: 0.35,
+        }
+    }
+}
+
+impl Default for Slo {
+    fn default() -> Self {
+        Self {
+            max_stockout_rate: 0.02,
+            pick_wait_p90_s: 300.0,
+        }
+    }
+}
+
+/// One problem in a scenario: where (a key path such as `hubs[1].lat`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Everything wrong with a scenario, one problem per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ScenarioError(pub Vec<Problem>);
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+    ScenarioError(vec![Problem {
+        path: path.into(),
+        message: message.into(),
+    }])
+}
+
+/// Parses "3h", "90m", "45s", "1h30m", "250ms" into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit_ms = match c {
+            'h' => 3_600_000,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            'm' => 60_000,
+            's' => 1_000,
+            _ => {
+                return Err(format!(
+                    "{s:?}: expected a number followed by h, m, s or ms"
+                ))
+            }
+        };
+        let n: i64 = digits
+            .parse()
+            .map_err(|_| format!("{s:?}: a unit needs a number before it"))?;
+        total = total
+            .checked_add(n.checked_mul(unit_ms).ok_or("duration too long")?)
+            .ok_or("duration too long")?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "{s:?}: the number {digits} needs a unit (h, m, s, ms)"
+        ));
+    }
+    Ok(total)
+}
+
+/// Parses "HH:MM" into ms after midnight.
+pub fn parse_clock_ms(s: &str) -> Result<i64, String> {
+    let (h, m) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected HH:MM"))?;
+    let h: i64 = h.parse().map_err(|_| format!("{s:?}: expected HH:MM"))?;
+    let m: i64 = m.parse().map_err(|_| format!("{s:?}: expected HH:MM"))?;
+    if !(0..24).contains(&h) || !(0..60).contains(&m) {
+        return Err(format!("{s:?}: not a time of day"));
+    }
+    Ok((h * 60 + m) * 60_000)
+}
+
+/// Applies `key.path=value` overrides (`demand.orders_per_hour=500`, `hubs[0].pickers=6`);
+/// values are read as TOML, else taken as strings.
+fn apply_override(doc: &mut toml::Value, assignment: &str) -> Result<(), ScenarioError> {
+    let (path, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| problem(assignment, "--set needs key=value"))?;
+    let path = path.trim();
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let mut node = doc;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => {
+                let idx = rest
+                    .trim_end_matches(']')
+                    .parse::<usize>()
+                    .map_err(|_| problem(path, "bad index"))?;
+                (n, Some(idx))
+            }
+            None => (*part, None),
+        };
+        let last = i + 1 == parts.len();
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| problem(path, format!("{name} is not inside a table")))?;
+        if last && index.is_none() {
+            table.insert(name.to_string(), value);
+            return Ok(());
+        }
+        let child = table
+            .entry(name.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match index {
+            Some(idx) => child
+                .as_array_mut()
+                .and_then(|a| a.get_mut(idx))
+                .ok_or_else(|| problem(path, format!("{name}[{idx}] does not exist")))?,
+            None => child,
+        };
+        if last {
+            *node = value;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+impl Scenario {
+    /// Parses and validates; every problem is reported with its key path.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self, ScenarioError> {
+        let mut doc: toml::Value = toml::from_str::<toml::Table>(text)
+            .map(toml::Value::Table)
+            .map_err(|e| problem("(file)", e.message().to_string() + &line_of(text, e.span())))?;
+        for o in overrides {
+            apply_override(&mut doc, o)?;
+        }
+        let scenario: Scenario = serde_path_to_error::deserialize(doc).map_err(|e| {
+            let path = e.path().to_string();
+            problem(
+                if path == "." {
+                    "(top level)".to_string()
+                } else {
+                    path
+                },
+                e.inner().to_string(),
+            )
+        })?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| problem(path.display().to_string(), format!("cannot read: {e}")))?;
+        Self::parse(&text, overrides)
+    }
+
+    pub fn duration_ms(&self) -> i64 {
+        parse_duration_ms(&self.scenario.duration).unwrap_or(0)
+    }
+    pub fn warmup_ms(&self) -> i64 {
+        parse_duration_ms(&self.scenario.warmup).unwrap_or(0)
+    }
+    pub fn start_of_day_ms(&self) -> i64 {
+        parse_clock_ms(&self.scenario.start).unwrap_or(0)
+    }
+    pub fn restock_every_ms(&self) -> i64 {
+        parse_duration_ms(&self.catalog.restock_every).unwrap_or(0)
+    }
+
+    /// Semantic checks: ranges, consistency, bounds.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let mut p: Vec<Problem> = Vec::new();
+        let mut err = |path: &str, msg: String| {
+            p.push(Problem {
+                path: path.into(),
+                message: msg,
+            })
+        };
+        if self.version != 1 {
+            err("version", format!("must be 1, got {}", self.version));
+        }
+        if self.scenario.name.is_empty()
+            || !self
+                .scenario
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            err("scenario.name", "must be non-empty [A-Za-z0-9_.-]".into());
+        }
+        let duration = parse_duration_ms(&self.scenario.duration);
+        match &duration {
+            Ok(d) if *d <= 0 => err("scenario.duration", "must be positive".into()),
+            Ok(d) if *d > 7 * 24 * 3_600_000 => err("scenario.duration", "at most 7 days".into()),
+            Err(e) => err("scenario.duration", e.clone()),
+            _ => {}
+        }
+        match (parse_duration_ms(&self.scenario.warmup), &duration) {
+            (Err(e), _) => err("scenario.warmup", e),
+            (Ok(w), Ok(d)) if w >= *d => err(
+                "scenario.warmup",
+                "must be shorter than the duration".into(),
+            ),
+            _ => {}
+        }
+        if let Err(e) = parse_clock_ms(&self.scenario.start) {
+            err("scenario.start", e);
+        }
+        let c = &self.city;
+        if !(-90.0..=90.0).contains(&c.lat) {
+            err(
+                "city.lat",
+                format!("must be within [-90, 90], got {}", c.lat),
+            );
+        }
+        if !(-180.0..=180.0).contains(&c.lng) {
+            err(
+                "city.lng",
+                format!("must be within [-180, 180], got {}", c.lng),
+            );
+        }
+        if !(c.radius_km > 0.0 && c.radius_km <= 200.0) {
+            err(
+                "city.radius_km",
+                format!("must be within (0, 200], got {}", c.radius_km),
+            );
+        }
+        if !(0..=15).contains(&c.h3_resolution) {
+            err("city.h3_resolution", "must be within [0, 15]".into());
+        }
+        if self.hubs.is_empty() {
+            err("hubs", "at least one hub is required".into());
+        }
+        if self.hubs.len() > MAX_HUBS {
+            err("hubs", format!("at most {MAX_HUBS} hubs"));
+        }
+        let center = LatLng {
+            lat: c.lat,
+            lng: c.lng,
+        };
+        let demand_positive = self.demand.orders_per_hour > 0.0;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, h) in self.hubs.iter().enumerate() {
+            let at = |k: &str| format!("hubs[{i}].{k}");
+            if qc_kit::validate_id("id", &h.id).is_err() {
+                err(
+                    &at("id"),
+                    "must be 1-64 characters of [A-Za-z0-9_.-]".into(),
+                );
+            } else if !seen.insert(h.id.clone()) {
+                err(&at("id"), format!("duplicate hub id {:?}", h.id));
+            }
+            if !(-90.0..=90.0).contains(&h.lat) || !(-180.0..=180.0).contains(&h.lng) {
+                err(&at("lat"), "coordinates out of range".into());
+            } else {
+                let d = haversine_km(
+                    center,
+                    LatLng {
+                        lat: h.lat,
+                        lng: h.lng,
+                    },
+                );
+                if d > c.radius_km {
+                    err(
+                        &at("lat"),
+                        format!(
+                            "hub is {d:.2} km from the city centre, outside city.radius_km = {}",
+                            c.radius_km
+                        ),
+                    );
+                }
+            }
+            if !(h.max_radius_km > 0.0 && h.max_radius_km <= 50.0) {
+                err(
+                    &at("max_radius_km"),
+                    format!("must be within (0, 50], got {}", h.max_radius_km),
+                );
+            }
+            if h.pickers == 0 && demand_positive {
+                err(
+                    &at("pickers"),
+                    "zero pickers with demand: orders would never be picked".into(),
+                );
+            }
+            if h.pickers > 1000 {
+                err(&at("pickers"), "at most 1000".into());
+            }
+            if !(h.stock_multiplier >= 0.0 && h.stock_multiplier <= 1000.0) {
+                err(&at("stock_multiplier"), "must be within [0, 1000]".into());
+            }
+        }
+        let k = &self.catalog;
+        if !(1..=MAX_SKUS).contains(&k.skus) {
+            err(
+                "catalog.skus",
+                format!("must be within [1, {MAX_SKUS}], got {}", k.skus),
+            );
+        }
+        if !(k.zipf_exponent >= 0.0 && k.zipf_exponent <= 5.0) {
+            err("catalog.zipf_exponent", "must be within [0, 5]".into());
+        }
+        if k.price_min < 0 || k.price_max < k.price_min {
+            err(
+                "catalog.price_min",
+                "need 0 <= price_min <= price_max".into(),
+            );
+        }
+        if !(0..=1_000_000).contains(&k.initial_stock) {
+            err(
+                "catalog.initial_stock",
+                "must be within [0, 1000000]".into(),
+            );
+        }
+        match parse_duration_ms(&k.restock_every) {
+            Err(e) => err("catalog.restock_every", e),
+            Ok(ms) if ms != 0 && ms < 60_000 => err(
+                "catalog.restock_every",
+                "at least 1m, or 0s to disable".into(),
+            ),
+            _ => {}
+        }
+        if !(0.0..=1.0).contains(&k.restock_below) {
+            err(
+                "catalog.restock_below",
+                format!("must be a fraction within [0, 1], got {}", k.restock_below),
+            );
+        }
+        if !(0..=k.initial_stock.max(0)).contains(&k.min_stock) {
+            err(
+                "catalog.min_stock",
+                "must be within [0, initial_stock]".into(),
+            );
+        }
+        let d = &self.demand;
+        if !(d.orders_per_hour >= 0.0 && d.orders_per_hour <= 1_000_000.0) {
+            err(
+                "demand.orders_per_hour",
+                format!("must be within [0, 1000000], got {}", d.orders_per_hour),
+            );
+        }
+        if d.hourly_profile.len() != 24 {
+            err(
+                "demand.hourly_profile",
+                format!("needs 24 values, got {}", d.hourly_profile.len()),
+            );
+        }
+        for (i, m) in d.hourly_profile.iter().enumerate() {
+            if !(*m >= 0.0 && *m <= 100.0) {
+                err(
+                    &format!("demand.hourly_profile[{i}]"),
+                    format!("must be within [0, 100], got {m}"),
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&d.uniform_weight) {
+            err("demand.uniform_weight", "must be within [0, 1]".into());
+        }
+        if d.uniform_weight < 1.0 && d.hotspots.is_empty() {
+            err(
+                "demand.hotspots",
+                "uniform_weight < 1 needs at least one hotspot".into(),
+            );
+        }
+        for (i, h) in d.hotspots.iter().enumerate() {
+            if !(h.radius_km > 0.0) || !(h.weight > 0.0) {
+                err(
+                    &format!("demand.hotspots[{i}]"),
+                    "radius_km and weight must be positive".into(),
+                );
+            }
+            if !(-90.0..=90.0).contains(&h.lat) || !(-180.0..=180.0).contains(&h.lng) {
+                err(
+                    &format!("demand.hotspots[{i}].lat"),
+                    "coordinates out of range".into(),
+                );
+            }
+        }
+        if !(d.basket_mean_items >= 1.0 && d.basket_mean_items <= 50.0) {
+            err("demand.basket_mean_items", "must be within [1, 50]".into());
+        }
+        if !(1..=50).contains(&d.basket_max_items) {
+            err("demand.basket_max_items", "must be within [1, 50]".into());
+        }
+        if !(1..=50).contains(&d.quantity_max) {
+            err("demand.quantity_max", "must be within [1, 50]".into());
+        }
+        for (key, v) in [
+            ("demand.abandonment_rate", d.abandonment_rate),
+            ("demand.payment_failure_rate", d.payment_failure_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                err(key, format!("must be within [0, 1], got {v}"));
+            }
+        }
+        if !(d.checkout_delay_mean_s >= 0.0 && d.checkout_delay_mean_s <= 3600.0) {
+            err(
+                "demand.checkout_delay_mean_s",
+                "must be within [0, 3600]".into(),
+            );
+        }
+        if !(1..=3600).contains(&d.hold_ttl_s) {
+            err("demand.hold_ttl_s", "must be within [1, 3600]".into());
+        }
+        if d.shoppers == 0 {
+            err("demand.shoppers", "must be positive".into());
+        }
+        if let Ok(dur) = duration {
+            let peak = d.hourly_profile.iter().copied().fold(0.0, f64::max);
+            let expected = d.orders_per_hour * peak * dur as f64 / 3_600_000.0;
+            if expected > MAX_EXPECTED_ORDERS {
+                err(
+                    "demand.orders_per_hour",
+                    format!(
+                        "would place up to {expected:.0} orders; at most {MAX_EXPECTED_ORDERS}"
+                    ),
+                );
+            }
+        }
+        let pk = &self.picking;
+        if !(pk.base_s > 0.0 && pk.base_s <= 7200.0) {
+            err("picking.base_s", "must be within (0, 7200]".into());
+        }
+        if !(pk.per_item_s >= 0.0 && pk.per_item_s <= 600.0) {
+            err("picking.per_item_s", "must be within [0, 600]".into());
+        }
+        if !(pk.cv > 0.0 && pk.cv <= 5.0) {
+            err("picking.cv", "must be within (0, 5]".into());
+        }
+        if !(0.0..=1.0).contains(&self.slo.max_stockout_rate) {
+            err("slo.max_stockout_rate", "must be within [0, 1]".into());
+        }
+        if !(self.slo.pick_wait_p90_s >= 0.0) {
+            err("slo.pick_wait_p90_s", "must be non-negative".into());
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ScenarioError(p))
+        }
+    }
+}
+
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    span.map(|s| {
+        format!(
+            " (line {})",
+            text[..s.start.min(text.len())].lines().count().max(1)
+        )
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const MINIMAL: &str = r#"
+version = 1
+[scenario]
+name = "t"
+duration = "1h"
+[city]
+lat = -6.2
+lng = 106.8
+radius_km = 10
+[[hubs]]
+id = "h1"
+lat = -6.2
+lng = 106.8
+"#;
+
+    #[test]
+    fn a_minimal_scenario_takes_the_defaults() {
+        let s = Scenario::parse(MINIMAL, &[]).unwrap();
+        assert_eq!(s.duration_ms(), 3_600_000);
+        assert_eq!(s.hubs[0].pickers, 4);
+        assert_eq!(s.demand.hourly_profile.len(), 24);
+        assert_eq!(s.start_of_day_ms(), 11 * 3_600_000);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert_eq!(parse_duration_ms("45s"), Ok(45_000));
+        assert!(parse_duration_ms("10").is_err());
+        assert!(parse_duration_ms("h").is_err());
+        assert!(parse_duration_ms("3d").is_err());
+    }
+
+    fn errors(text: &str, sets: &[&str]) -> String {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Scenario::parse(text, &sets).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path() {
+        let e = errors(
+            &format!("{MINIMAL}\n[demand]\norders_per_hour = 5\nhourly_profil = []\n"),
+            &[],
+        );
+        assert!(e.contains("demand") && e.contains("hourly_profil"), "{e}");
+        let e = errors(
+            &MINIMAL.replace("lat = -6.2\nlng = 106.8\n\"#", ""),
+            &["hubs[0].colour=\"red\""],
+        );
+        assert!(e.contains("hubs[0]") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn inconsistent_values_are_named_with_their_path() {
+        let e = errors(MINIMAL, &["demand.orders_per_hour=-5"]);
+        assert!(e.contains("demand.orders_per_hour: must be within"), "{e}");
+        let e = errors(MINIMAL, &["hubs[0].lat=-7.5"]);
+        assert!(
+            e.contains("hubs[0].lat: hub is") && e.contains("outside city.radius_km"),
+            "{e}"
+        );
+        let e = errors(MINIMAL, &["hubs[0].pickers=0"]);
+        assert!(
+            e.contains("hubs[0].pickers: zero pickers with demand"),
+            "{e}"
+        );
+        let e = errors(MINIMAL, &["scenario.duration=\"3 days\""]);
+        assert!(e.contains("scenario.duration"), "{e}");
+        let e = errors(MINIMAL, &["demand.abandonment_rate=1.5", "catalog.skus=0"]);
+        assert!(
+            e.contains("demand.abandonment_rate") && e.contains("catalog.skus"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn malformed_toml_reports_a_line() {
+        let e = errors("version = 1\n[scenario\nname = 1", &[]);
+        assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_before_validation() {
+        let s = Scenario::parse(
+            MINIMAL,
+            &["hubs[0].pickers=7".into(), "scenario.seed=99".into()],
+        )
+        .unwrap();
+        assert_eq!((s.hubs[0].pickers, s.scenario.seed), (7, 99));
+    }
+}

@@ -1,0 +1,737 @@
+//! The world at this stage: a city, hubs, a Zipf catalog with restocking, Poisson demand shaped
+//! by a 24-hour profile and a spatial model, shoppers whose baskets take multi-item holds through
+//! the inventory core, payments, abandonment (holds expire through the reaper in virtual time),
+//! and `c` pickers per hub serving a FIFO queue.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use qc_inventory::jobs::reap_once;
+use qc_inventory::*;
+use rand::Rng;
+use rand_distr::{Distribution, Exp, LogNormal, Poisson};
+
+use crate::backend::Exec;
+use crate::engine::{Queue, SimTime};
+use crate::geo::{haversine_km, offset, LatLng};
+use crate::log::{kind, EventLog};
+use crate::rng::{Stream, Streams};
+use crate::scenario::{PickDistribution, Scenario};
+
+/// Virtual epoch of the scenario's day: Monday 2026-01-05 00:00 UTC, in ms.
+pub const DAY_EPOCH_MS: i64 = 1_767_571_200_000;
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+pub const REAPER_INTERVAL_MS: i64 = 5_000;
+const SAMPLE_INTERVAL_MS: i64 = 60_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("store: {0}")]
+    Store(#[from] InventoryError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderState {
+    /// Holding stock, waiting for payment.
+    Held,
+    Paid,
+    Picking,
+    /// Terminal: picked and handed over (dispatch arrives in a later stage).
+    HandedOver,
+    /// Terminal: the shopper left; the hold expires through the reaper.
+    Abandoned,
+    /// Terminal: payment declined; the hold was released.
+    PaymentFailed,
+    /// Terminal: paid after the hold lapsed.
+    HoldExpired,
+    /// Terminal: some line could not be held.
+    Stockout,
+    /// Terminal: no hub covers the address.
+    Unserviceable,
+}
+
+impl OrderState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Held | Self::Paid | Self::Picking)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: u64,
+    pub hub: Option<usize>,
+    pub placed_at: SimTime,
+    pub lines: Vec<(usize, u32)>,
+    pub rid: Option<ReservationId>,
+    pub state: OrderState,
+    pub paid_at: Option<SimTime>,
+    pub pick_started_at: Option<SimTime>,
+    pub handed_over_at: Option<SimTime>,
+}
+
+impl Order {
+    pub fn units(&self) -> u32 {
+        self.lines.iter().map(|l| l.1).sum()
+    }
+}
+
+#[derive(Debug)]
+pub struct HubState {
+    pub id: HubId,
+    pub loc: LatLng,
+    pub max_radius_km: f64,
+    pub pickers: u32,
+    pub busy: u32,
+    pub queue: VecDeque<usize>,
+    /// Σ busy pickers × time, for utilisation.
+    pub busy_ms: i64,
+    last_change: SimTime,
+}
+
+/// Per (hub, sku) units, for the conservation check.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ledger {
+    pub initial: i64,
+    pub restocked: i64,
+    pub sold: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ev {
+    Arrival,
+    Checkout(usize),
+    PickDone(usize),
+    Restock(usize),
+    Reap,
+    Sample,
+}
+
+struct Rngs {
+    demand: Stream,
+    spatial: Stream,
+    basket: Stream,
+    shoppers: Stream,
+    checkout: Stream,
+    payment: Stream,
+    picking: Stream,
+    ids: Stream,
+}
+
+/// The simulation state; `run` drives it to the end.
+pub struct World<'a, S: StockStore, X: Exec> {
+    sc: &'a Scenario,
+    store: &'a S,
+    pub exec: X,
+    q: Queue<Ev>,
+    rng: Rngs,
+    pub hubs: Vec<HubState>,
+    pub skus: Vec<Sku>,
+    zipf_cdf: Vec<f64>,
+    pub orders: Vec<Order>,
+    pub log: EventLog,
+    pub ledger: BTreeMap<(usize, usize), Ledger>,
+    holds_awaiting_expiry: u64,
+    in_flight: u64,
+    pub expired_by_reaper: u64,
+    /// Holds found past their expiry by a payment (release or confirm) rather than the reaper.
+    pub expired_lazily: u64,
+    pub released: u64,
+    pub confirmed: u64,
+    duration_ms: i64,
+    epoch_ms: i64,
+}
+
+fn zipf_cdf(n: u32, s: f64) -> Vec<f64> {
+    let w: Vec<f64> = (1..=n).map(|k| 1.0 / f64::from(k).powf(s)).collect();
+    let total: f64 = w.iter().sum();
+    let mut acc = 0.0;
+    w.iter()
+        .map(|x| {
+            acc += x / total;
+            acc
+        })
+        .collect()
+}
+
+impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
+    pub fn new(sc: &'a Scenario, store: &'a S, exec: X, seed: u64) -> Self {
+        let streams = Streams::new(seed);
+        let hubs = sc
+            .hubs
+            .iter()
+            .map(|h| HubState {
+                id: HubId::parse(&h.id).expect("validated"),
+                loc: LatLng {
+                    lat: h.lat,
+                    lng: h.lng,
+                },
+                max_radius_km: h.max_radius_km,
+                pickers: h.pickers,
+                busy: 0,
+                queue: VecDeque::new(),
+                busy_ms: 0,
+                last_change: 0,
+            })
+            .collect();
+        let width = sc.catalog.skus.to_string().len();
+        Self {
+            sc,
+            store,
+            exec,
+            q: Queue::new(),
+            rng: Rngs {
+                demand: streams.stream("demand"),
+                spatial: streams.stream("spatial"),
+                basket: streams.stream("baskets"),
+                shoppers: streams.stream("shoppers"),
+                checkout: streams.stream("checkout"),
+                payment: streams.stream("payments"),
+                picking: streams.stream("picking"),
+                ids: streams.stream("ids"),
+            },
+            hubs,
+            skus: (0..sc.catalog.skus)
+                .map(|i| Sku::parse(&format!("sku-{i:0width$}")).expect("valid sku"))
+                .collect(),
+            zipf_cdf: zipf_cdf(sc.catalog.skus, sc.catalog.zipf_exponent),
+            orders: Vec::new(),
+            log: EventLog::new(),
+            ledger: BTreeMap::new(),
+            holds_awaiting_expiry: 0,
+            in_flight: 0,
+            expired_by_reaper: 0,
+            expired_lazily: 0,
+            released: 0,
+            confirmed: 0,
+            duration_ms: sc.duration_ms(),
+            epoch_ms: DAY_EPOCH_MS + sc.start_of_day_ms(),
+        }
+    }
+
+    /// The inventory core's clock: the virtual epoch plus virtual time.
+    fn now_ms(&self) -> i64 {
+        self.epoch_ms + self.q.now()
+    }
+
+    /// A SKU's initial (and restock) level at a hub.
+    fn sku_level(&self, hub: usize, sku: usize) -> i64 {
+        let c = &self.sc.catalog;
+        let mean = c.initial_stock as f64 * self.sc.hubs[hub].stock_multiplier;
+        let share = if c.stock_by_popularity {
+            let p = self.zipf_cdf[sku]
+                - if sku == 0 {
+                    0.0
+                } else {
+                    self.zipf_cdf[sku - 1]
+                };
+            p * self.skus.len() as f64
+        } else {
+            1.0
+        };
+        ((mean * share).round() as i64).max(c.min_stock)
+    }
+
+    /// Loads initial stock and schedules the first events.
+    pub fn start(&mut self) -> Result<(), SimError> {
+        for h in 0..self.hubs.len() {
+            for s in 0..self.skus.len() {
+                let on_hand = self.sku_level(h, s);
+                let cmd = SetStockCommand {
+                    hub_id: self.hubs[h].id.clone(),
+                    sku: self.skus[s].clone(),
+                    on_hand,
+                    buckets: 1,
+                    reason: StockSetReason::AdminSet,
+                    actor: "sim".into(),
+                };
+                let now = self.now_ms();
+                let store = self.store;
+                self.exec.run("set_stock", store.set_stock(now, &cmd))?;
+                self.ledger.entry((h, s)).or_default().initial = on_hand;
+            }
+        }
+        if let Some(t) = self.next_arrival(0) {
+            self.q.at(t, Ev::Arrival);
+        }
+        let restock = self.sc.restock_every_ms();
+        if restock > 0 {
+            for h in 0..self.hubs.len() {
+                self.q.at(restock, Ev::Restock(h));
+            }
+        }
+        self.q.at(REAPER_INTERVAL_MS, Ev::Reap);
+        self.q.at(SAMPLE_INTERVAL_MS, Ev::Sample);
+        Ok(())
+    }
+
+    /// Runs to the end: arrivals stop at the duration; the run drains until every order is
+    /// terminal and every abandoned hold has expired. `progress` sees (virtual now, events).
+    pub fn run(&mut self, mut progress: impl FnMut(SimTime, u64)) -> Result<(), SimError> {
+        self.start()?;
+        while let Some((t, ev)) = self.q.pop() {
+            match ev {
+                Ev::Arrival => self.on_arrival(t)?,
+                Ev::Checkout(o) => self.on_checkout(t, o)?,
+                Ev::PickDone(o) => self.on_pick_done(t, o),
+                Ev::Restock(h) => self.on_restock(t, h)?,
+                Ev::Reap => self.on_reap(t)?,
+                Ev::Sample => self.on_sample(t),
+            }
+            if self.q.processed() % 4096 == 0 {
+                progress(t, self.q.processed());
+            }
+        }
+        progress(self.q.now(), self.q.processed());
+        Ok(())
+    }
+
+    pub fn store(&self) -> &'a S {
+        self.store
+    }
+
+    pub fn events_processed(&self) -> u64 {
+        self.q.processed()
+    }
+
+    pub fn now(&self) -> SimTime {
+        self.q.now()
+    }
+
+    /// Periodic work continues until the run has nothing left to finish.
+    fn finished(&self) -> bool {
+        self.q.now() >= self.duration_ms && self.in_flight == 0 && self.holds_awaiting_expiry == 0
+    }
+
+    fn rate_per_ms(&self, t: SimTime) -> f64 {
+        let hour = (((self.sc.start_of_day_ms() + t) % DAY_MS) / HOUR_MS) as usize;
+        self.sc.demand.orders_per_hour * self.sc.demand.hourly_profile[hour] / HOUR_MS as f64
+    }
+
+    /// Next arrival of the non-homogeneous Poisson process (piecewise constant per local hour;
+    /// exact: the exponential is memoryless, so a draw crossing an hour restarts there).
+    fn next_arrival(&mut self, from: SimTime) -> Option<SimTime> {
+        let mut t = from;
+        loop {
+            if t >= self.duration_ms {
+                return None;
+            }
+            let day_ms = self.sc.start_of_day_ms() + t;
+            let boundary = t + (HOUR_MS - day_ms.rem_euclid(HOUR_MS));
+            let rate = self.rate_per_ms(t);
+            if rate <= 0.0 {
+                t = boundary;
+                continue;
+            }
+            let dt = Exp::new(rate)
+                .expect("positive rate")
+                .sample(&mut self.rng.demand);
+            let next = t as f64 + dt;
+            if next < boundary as f64 {
+                let next = (next.ceil() as i64).max(t);
+                return (next < self.duration_ms).then_some(next);
+            }
+            t = boundary;
+        }
+    }
+
+    fn sample_location(&mut self) -> LatLng {
+        let d = &self.sc.demand;
+        let r = &mut self.rng.spatial;
+        let city = LatLng {
+            lat: self.sc.city.lat,
+            lng: self.sc.city.lng,
+        };
+        if d.hotspots.is_empty() || r.random::<f64>() < d.uniform_weight {
+            let radius = self.sc.city.radius_km * r.random::<f64>().sqrt();
+            let angle = r.random::<f64>() * std::f64::consts::TAU;
+            return offset(city, radius * angle.cos(), radius * angle.sin());
+        }
+        let total: f64 = d.hotspots.iter().map(|h| h.weight).sum();
+        let mut pick = r.random::<f64>() * total;
+        let spot = d
+            .hotspots
+            .iter()
+            .find(|h| {
+                pick -= h.weight;
+                pick <= 0.0
+            })
+            .unwrap_or(&d.hotspots[d.hotspots.len() - 1]);
+        let gauss = |r: &mut Stream| {
+            // Box-Muller.
+            let (u1, u2): (f64, f64) = (r.random::<f64>().max(1e-12), r.random());
+            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        };
+        let (e, n) = (gauss(r) * spot.radius_km, gauss(r) * spot.radius_km);
+        offset(
+            LatLng {
+                lat: spot.lat,
+                lng: spot.lng,
+            },
+            e,
+            n,
+        )
+    }
+
+    /// The nearest hub that covers `p` (a later stage routes this through geo).
+    fn serving_hub(&self, p: LatLng) -> Option<usize> {
+        self.hubs
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (i, haversine_km(h.loc, p)))
+            .filter(|(i, d)| *d <= self.hubs[*i].max_radius_km)
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+            .map(|(i, _)| i)
+    }
+
+    fn sample_basket(&mut self) -> Vec<(usize, u32)> {
+        let d = &self.sc.demand;
+        let r = &mut self.rng.basket;
+        let extra = if d.basket_mean_items > 1.0 {
+            Poisson::new(d.basket_mean_items - 1.0)
+                .expect("positive mean")
+                .sample(r) as u32
+        } else {
+            0
+        };
+        let want = (1 + extra)
+            .min(d.basket_max_items)
+            .min(self.skus.len() as u32) as usize;
+        let mut lines: Vec<(usize, u32)> = Vec::with_capacity(want);
+        let mut tries = 0;
+        while lines.len() < want && tries < 20 * want {
+            tries += 1;
+            let u: f64 = r.random();
+            let sku = self
+                .zipf_cdf
+                .partition_point(|c| *c < u)
+                .min(self.skus.len() - 1);
+            if lines.iter().all(|l| l.0 != sku) {
+                lines.push((sku, r.random_range(1..=d.quantity_max)));
+            }
+        }
+        lines
+    }
+
+    fn on_arrival(&mut self, t: SimTime) -> Result<(), SimError> {
+        if let Some(next) = self.next_arrival(t + 1) {
+            self.q.at(next, Ev::Arrival);
+        }
+        let id = self.orders.len() as u64;
+        let loc = self.sample_location();
+        let hub = self.serving_hub(loc);
+        let lines = if hub.is_some() {
+            self.sample_basket()
+        } else {
+            Vec::new()
+        };
+        let mut order = Order {
+            id,
+            hub,
+            placed_at: t,
+            lines,
+            rid: None,
+            state: OrderState::Unserviceable,
+            paid_at: None,
+            pick_started_at: None,
+            handed_over_at: None,
+        };
+        let Some(h) = hub else {
+            self.log
+                .push(t, kind::UNSERVICEABLE, Some(id), "", "", 0, 0);
+            self.orders.push(order);
+            return Ok(());
+        };
+        let hub_id = self.hubs[h].id.clone();
+        self.log.push(
+            t,
+            kind::ORDER_PLACED,
+            Some(id),
+            hub_id.as_str(),
+            "",
+            i64::from(order.units()),
+            order.lines.len() as i64,
+        );
+        let user = self.rng.shoppers.random_range(0..self.sc.demand.shoppers);
+        let rid = ReservationId::from_uuid(
+            uuid::Builder::from_random_bytes(self.rng.ids.random()).into_uuid(),
+        );
+        let cmd = ReserveCommand {
+            reservation_id: rid.clone(),
+            hub_id: hub_id.clone(),
+            cart_id: CartId::parse(&format!("o{id}")).expect("valid"),
+            user_id: UserId::parse(&format!("u{user}")).expect("valid"),
+            items: order
+                .lines
+                .iter()
+                .map(|(s, q)| Item {
+                    sku: self.skus[*s].clone(),
+                    quantity: *q,
+                })
+                .collect(),
+            ttl_s: self.sc.demand.hold_ttl_s,
+            idempotency_key: None,
+        };
+        let now = self.now_ms();
+        let store = self.store;
+        match self.exec.run("reserve", store.reserve(now, &cmd)) {
+            Ok(ReserveOutcome::Reserved { remaining, .. }) => {
+                debug_assert!(remaining.iter().all(|r| *r >= 0), "oversell: {remaining:?}");
+                order.rid = Some(rid);
+                if self.rng.checkout.random::<f64>() < self.sc.demand.abandonment_rate {
+                    order.state = OrderState::Abandoned;
+                    self.holds_awaiting_expiry += 1;
+                    self.log
+                        .push(t, kind::ABANDONED, Some(id), hub_id.as_str(), "", 0, 0);
+                } else {
+                    order.state = OrderState::Held;
+                    self.in_flight += 1;
+                    let mean = self.sc.demand.checkout_delay_mean_s * 1000.0;
+                    let delay = if mean > 0.0 {
+                        Exp::new(1.0 / mean)
+                            .expect("positive")
+                            .sample(&mut self.rng.checkout)
+                            .round() as i64
+                    } else {
+                        0
+                    };
+                    self.q.after(delay, Ev::Checkout(id as usize));
+                }
+            }
+            Ok(ReserveOutcome::Replay { .. }) => {
+                unreachable!("the simulator sends no idempotency keys")
+            }
+            Err(InventoryError::InsufficientStock { sku, .. })
+            | Err(InventoryError::SkuNotFound { sku }) => {
+                order.state = OrderState::Stockout;
+                self.log.push(
+                    t,
+                    kind::STOCKOUT,
+                    Some(id),
+                    hub_id.as_str(),
+                    sku.as_str(),
+                    0,
+                    0,
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.orders.push(order);
+        Ok(())
+    }
+
+    fn on_checkout(&mut self, t: SimTime, o: usize) -> Result<(), SimError> {
+        let h = self.orders[o].hub.expect("held orders have a hub");
+        let hub_id = self.hubs[h].id.clone();
+        let rid = self.orders[o].rid.clone().expect("held orders have a hold");
+        let now = self.now_ms();
+        let store = self.store;
+        let id = Some(o as u64);
+        if self.rng.payment.random::<f64>() < self.sc.demand.payment_failure_rate {
+            let out = self.exec.run(
+                "release",
+                store.transition(now, &hub_id, &rid, Action::Release),
+            )?;
+            match out {
+                TransitionOutcome::Done => self.released += 1,
+                TransitionOutcome::Expired => self.expired_lazily += 1,
+                _ => {}
+            }
+            self.orders[o].state = OrderState::PaymentFailed;
+            self.in_flight -= 1;
+            self.log
+                .push(t, kind::PAYMENT_FAILED, id, hub_id.as_str(), "", 0, 0);
+            return Ok(());
+        }
+        match self.exec.run(
+            "confirm",
+            store.transition(now, &hub_id, &rid, Action::Confirm),
+        )? {
+            TransitionOutcome::Done | TransitionOutcome::Already(_) => {
+                self.confirmed += 1;
+                for (s, q) in self.orders[o].lines.clone() {
+                    self.ledger.entry((h, s)).or_default().sold += i64::from(q);
+                }
+                let order = &mut self.orders[o];
+                order.state = OrderState::Paid;
+                order.paid_at = Some(t);
+                self.log.push(
+                    t,
+                    kind::PAID,
+                    id,
+                    hub_id.as_str(),
+                    "",
+                    0,
+                    t - self.orders[o].placed_at,
+                );
+                self.enqueue_pick(t, h, o);
+            }
+            _ => {
+                self.expired_lazily += 1;
+                self.orders[o].state = OrderState::HoldExpired;
+                self.in_flight -= 1;
+                self.log.push(
+                    t,
+                    kind::HOLD_EXPIRED_AT_PAYMENT,
+                    id,
+                    hub_id.as_str(),
+                    "",
+                    0,
+                    0,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn account_busy(&mut self, t: SimTime, h: usize) {
+        let hub = &mut self.hubs[h];
+        hub.busy_ms += i64::from(hub.busy) * (t - hub.last_change);
+        hub.last_change = t;
+    }
+
+    fn enqueue_pick(&mut self, t: SimTime, h: usize, o: usize) {
+        if self.hubs[h].busy < self.hubs[h].pickers {
+            self.start_pick(t, h, o);
+        } else {
+            self.hubs[h].queue.push_back(o);
+        }
+    }
+
+    fn pick_duration_ms(&mut self, units: u32) -> i64 {
+        let p = &self.sc.picking;
+        let mean_s = p.base_s + p.per_item_s * f64::from(units);
+        let secs = match p.distribution {
+            PickDistribution::Fixed => mean_s,
+            PickDistribution::Exponential => Exp::new(1.0 / mean_s)
+                .expect("positive")
+                .sample(&mut self.rng.picking),
+            PickDistribution::Lognormal => {
+                let sigma2 = (1.0 + p.cv * p.cv).ln();
+                LogNormal::new(mean_s.ln() - sigma2 / 2.0, sigma2.sqrt())
+                    .expect("valid")
+                    .sample(&mut self.rng.picking)
+            }
+        };
+        ((secs * 1000.0).round() as i64).max(1)
+    }
+
+    fn start_pick(&mut self, t: SimTime, h: usize, o: usize) {
+        self.account_busy(t, h);
+        self.hubs[h].busy += 1;
+        let units = self.orders[o].units();
+        let order = &mut self.orders[o];
+        order.state = OrderState::Picking;
+        order.pick_started_at = Some(t);
+        let wait = t - order.paid_at.unwrap_or(t);
+        let hub_id = self.hubs[h].id.to_string();
+        self.log
+            .push(t, kind::PICK_STARTED, Some(o as u64), &hub_id, "", 0, wait);
+        let d = self.pick_duration_ms(units);
+        self.q.after(d, Ev::PickDone(o));
+    }
+
+    fn on_pick_done(&mut self, t: SimTime, o: usize) {
+        let h = self.orders[o].hub.expect("picked orders have a hub");
+        self.account_busy(t, h);
+        self.hubs[h].busy -= 1;
+        let order = &mut self.orders[o];
+        order.state = OrderState::HandedOver;
+        order.handed_over_at = Some(t);
+        let pick = t - order.pick_started_at.unwrap_or(t);
+        self.in_flight -= 1;
+        let hub_id = self.hubs[h].id.to_string();
+        self.log
+            .push(t, kind::HANDED_OVER, Some(o as u64), &hub_id, "", 0, pick);
+        if let Some(next) = self.hubs[h].queue.pop_front() {
+            self.start_pick(t, h, next);
+        }
+    }
+
+    fn on_restock(&mut self, t: SimTime, h: usize) -> Result<(), SimError> {
+        let hub_id = self.hubs[h].id.clone();
+        for s in 0..self.skus.len() {
+            let to = self.sku_level(h, s);
+            let below = (to as f64 * self.sc.catalog.restock_below).ceil() as i64;
+            let store = self.store;
+            let sku = self.skus[s].clone();
+            let level = self.exec.run("stock", store.stock(&hub_id, &sku))?;
+            if level.available < below {
+                let add = to - level.available;
+                let cmd = SetStockCommand {
+                    hub_id: hub_id.clone(),
+                    sku: sku.clone(),
+                    on_hand: level.on_hand() + add,
+                    buckets: 1,
+                    reason: StockSetReason::AdminSet,
+                    actor: "restock".into(),
+                };
+                let now = self.now_ms();
+                self.exec.run("set_stock", store.set_stock(now, &cmd))?;
+                self.ledger.entry((h, s)).or_default().restocked += add;
+                self.log.push(
+                    t,
+                    kind::RESTOCK,
+                    None,
+                    hub_id.as_str(),
+                    sku.as_str(),
+                    add,
+                    0,
+                );
+            }
+        }
+        if !self.finished() {
+            self.q.after(self.sc.restock_every_ms(), Ev::Restock(h));
+        }
+        Ok(())
+    }
+
+    fn on_reap(&mut self, t: SimTime) -> Result<(), SimError> {
+        let now = self.now_ms();
+        let store = self.store;
+        let report = self.exec.run("reap", reap_once(store, now, 100))?;
+        if report.expired > 0 {
+            self.expired_by_reaper += report.expired;
+            self.holds_awaiting_expiry = self.holds_awaiting_expiry.saturating_sub(report.expired);
+            self.log.push(
+                t,
+                kind::HOLDS_EXPIRED,
+                None,
+                "",
+                "",
+                report.expired as i64,
+                0,
+            );
+        }
+        if !self.finished() {
+            self.q.after(REAPER_INTERVAL_MS, Ev::Reap);
+        }
+        Ok(())
+    }
+
+    fn on_sample(&mut self, t: SimTime) {
+        for h in 0..self.hubs.len() {
+            let hub = &self.hubs[h];
+            let id = hub.id.to_string();
+            self.log.push(
+                t,
+                kind::HUB_SAMPLE,
+                None,
+                &id,
+                "",
+                hub.queue.len() as i64,
+                i64::from(hub.busy),
+            );
+        }
+        if !self.finished() {
+            self.q.after(SAMPLE_INTERVAL_MS, Ev::Sample);
+        }
+    }
+
+    /// Closes the busy-time accounting at the end of the run.
+    pub fn close(&mut self) {
+        let t = self.q.now();
+        for h in 0..self.hubs.len() {
+            self.account_busy(t, h);
+        }
+    }
+}
