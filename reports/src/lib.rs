@@ -42,8 +42,11 @@ pub fn render_run(dir: &Path) -> Result<(), ReportError> {
 
 const BUCKET_MS: i64 = 15 * 60_000;
 
+/// (x, y) pairs for a chart.
+pub type Points = Vec<(f64, f64)>;
+
 /// Counts of rows of `kind` per 15-minute bucket: (bucket start in hours since run start, count).
-pub fn per_bucket(events: &DataFrame, kind: &str) -> Result<Vec<(f64, f64)>, ReportError> {
+pub fn per_bucket(events: &DataFrame, kind: &str) -> Result<Points, ReportError> {
     let df = events
         .clone()
         .lazy()
@@ -61,7 +64,7 @@ pub fn per_bucket(events: &DataFrame, kind: &str) -> Result<Vec<(f64, f64)>, Rep
 }
 
 /// Σ queue length and Σ busy pickers over hubs, per sample time (hours since start).
-pub fn hub_samples(events: &DataFrame) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), ReportError> {
+pub fn hub_samples(events: &DataFrame) -> Result<(Points, Points), ReportError> {
     let df = events
         .clone()
         .lazy()
@@ -396,7 +399,7 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
         "{} — seed {} — {} backend",
         esc(s["scenario"]["name"].as_str().unwrap_or("run")),
         num(&s["scenario"]["seed"]),
-        esc(s["scenario"]["backend"].as_str().unwrap_or("?"))
+        esc(s["engine"]["backend"].as_str().unwrap_or("?"))
     );
     Ok(format!(
         r#"<!DOCTYPE html>

@@ -160,7 +160,7 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
     let sv = &s.service;
     println!(
         "\n{} (seed {}, {} backend)",
-        s.scenario.name, s.scenario.seed, s.scenario.backend
+        s.scenario.name, s.scenario.seed, s.engine.backend
     );
     println!("  orders           placed {}  handed over {}  stockout {}  payment failed {}  abandoned {}  unserviceable {}",
         o.placed, o.handed_over, o.cancelled_stockout, o.cancelled_payment, o.cancelled_abandoned, o.unserviceable);

@@ -157,13 +157,20 @@ impl Progress {
 pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError> {
     let seed = opts.seed.unwrap_or(sc.scenario.seed);
     match opts.backend {
-        Backend::Memory => {
-            let store = MemoryStore::new(HoldPolicy::default());
-            let world = World::new(sc, &store, Immediate, seed);
-            drive(sc, seed, opts, world, |_, _| Ok(0))
-        }
+        Backend::Memory => run_with_store(sc, &MemoryStore::new(HoldPolicy::default()), opts),
         Backend::Live => run_live(sc, seed, opts),
     }
+}
+
+/// Runs on any store whose operations complete at once (the memory adapter, or a test double).
+pub fn run_with_store<S: StockStore>(
+    sc: &Scenario,
+    store: &S,
+    opts: &RunOptions,
+) -> Result<RunOutput, RunError> {
+    let seed = opts.seed.unwrap_or(sc.scenario.seed);
+    let world = World::new(sc, store, Immediate, seed);
+    drive(sc, seed, opts, world, |_, _| Ok(0))
 }
 
 fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, RunError> {
@@ -434,7 +441,6 @@ fn summarise<S: StockStore, X: Exec>(
         scenario: ScenarioInfo {
             name: sc.scenario.name.clone(),
             seed,
-            backend: backend.name().into(),
             start: sc.scenario.start.clone(),
             duration_ms: sc.duration_ms(),
             warmup_ms: warmup,
@@ -455,6 +461,7 @@ fn summarise<S: StockStore, X: Exec>(
         invariants,
         latency: world.exec.latency(),
         engine: EngineInfo {
+            backend: backend.name().into(),
             events: world.events_processed(),
             log_rows: world.log.len() as u64,
         },

@@ -69,7 +69,7 @@ pub struct Hub {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Catalog {
     pub skus: u32,
     /// Popularity of the k-th SKU ∝ 1 / k^s.
@@ -89,7 +89,7 @@ pub struct Catalog {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Demand {
     /// City-wide orders per hour before the hourly profile.
     pub orders_per_hour: f64,
@@ -132,7 +132,7 @@ pub enum PickDistribution {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Picking {
     /// Mean pick time = base_s + per_item_s × units.
     pub base_s: f64,
@@ -143,7 +143,7 @@ pub struct Picking {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Slo {
     /// Share of orders lost to stockouts must stay at or below this.
     pub max_stockout_rate: f64,
@@ -598,7 +598,7 @@ impl Scenario {
             );
         }
         for (i, h) in d.hotspots.iter().enumerate() {
-            if !(h.radius_km > 0.0) || !(h.weight > 0.0) {
+            if !positive(h.radius_km) || !positive(h.weight) {
                 err(
                     &format!("demand.hotspots[{i}]"),
                     "radius_km and weight must be positive".into(),
@@ -665,7 +665,7 @@ impl Scenario {
         if !(0.0..=1.0).contains(&self.slo.max_stockout_rate) {
             err("slo.max_stockout_rate", "must be within [0, 1]".into());
         }
-        if !(self.slo.pick_wait_p90_s >= 0.0) {
+        if !non_negative(self.slo.pick_wait_p90_s) {
             err("slo.pick_wait_p90_s", "must be non-negative".into());
         }
         if p.is_empty() {
@@ -674,6 +674,15 @@ impl Scenario {
             Err(ScenarioError(p))
         }
     }
+}
+
+/// False for NaN too (TOML can spell `nan`), which is why checks are written as `!positive(x)`.
+fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
+fn non_negative(x: f64) -> bool {
+    x >= 0.0
 }
 
 fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {

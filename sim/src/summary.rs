@@ -31,7 +31,6 @@ pub struct Summary {
 pub struct ScenarioInfo {
     pub name: String,
     pub seed: u64,
-    pub backend: String,
     pub start: String,
     pub duration_ms: i64,
     pub warmup_ms: i64,
@@ -168,6 +167,7 @@ impl Invariants {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineInfo {
+    pub backend: String,
     pub events: u64,
     pub log_rows: u64,
 }

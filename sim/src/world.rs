@@ -28,6 +28,8 @@ const SAMPLE_INTERVAL_MS: i64 = 60_000;
 pub enum SimError {
     #[error("store: {0}")]
     Store(#[from] InventoryError),
+    #[error("the store answered {0}, which the model never expects")]
+    Unexpected(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +132,8 @@ pub struct World<'a, S: StockStore, X: Exec> {
     pub orders: Vec<Order>,
     pub log: EventLog,
     pub ledger: BTreeMap<(usize, usize), Ledger>,
-    holds_awaiting_expiry: u64,
+    /// Latest `expires_at` (virtual ms) of any hold taken: the reaper keeps running past it.
+    last_hold_expiry: SimTime,
     in_flight: u64,
     pub expired_by_reaper: u64,
     /// Holds found past their expiry by a payment (release or confirm) rather than the reaper.
@@ -197,7 +200,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             orders: Vec::new(),
             log: EventLog::new(),
             ledger: BTreeMap::new(),
-            holds_awaiting_expiry: 0,
+            last_hold_expiry: 0,
             in_flight: 0,
             expired_by_reaper: 0,
             expired_lazily: 0,
@@ -277,7 +280,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                 Ev::Reap => self.on_reap(t)?,
                 Ev::Sample => self.on_sample(t),
             }
-            if self.q.processed() % 4096 == 0 {
+            if self.q.processed().is_multiple_of(4096) {
                 progress(t, self.q.processed());
             }
         }
@@ -297,9 +300,14 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         self.q.now()
     }
 
-    /// Periodic work continues until the run has nothing left to finish.
+    /// Periodic work continues until the run has nothing left to finish: arrivals are over,
+    /// every order is terminal, and every hold ever taken is past expiry + grace (so the reaper
+    /// has returned all abandoned stock).
     fn finished(&self) -> bool {
-        self.q.now() >= self.duration_ms && self.in_flight == 0 && self.holds_awaiting_expiry == 0
+        let grace_ms = i64::from(self.store.policy().grace_s) * 1000;
+        self.q.now() >= self.duration_ms
+            && self.in_flight == 0
+            && self.q.now() > self.last_hold_expiry + grace_ms
     }
 
     fn rate_per_ms(&self, t: SimTime) -> f64 {
@@ -474,12 +482,15 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         let now = self.now_ms();
         let store = self.store;
         match self.exec.run("reserve", store.reserve(now, &cmd)) {
-            Ok(ReserveOutcome::Reserved { remaining, .. }) => {
+            Ok(ReserveOutcome::Reserved {
+                remaining,
+                expires_at_ms,
+            }) => {
                 debug_assert!(remaining.iter().all(|r| *r >= 0), "oversell: {remaining:?}");
                 order.rid = Some(rid);
+                self.last_hold_expiry = self.last_hold_expiry.max(expires_at_ms - self.epoch_ms);
                 if self.rng.checkout.random::<f64>() < self.sc.demand.abandonment_rate {
                     order.state = OrderState::Abandoned;
-                    self.holds_awaiting_expiry += 1;
                     self.log
                         .push(t, kind::ABANDONED, Some(id), hub_id.as_str(), "", 0, 0);
                 } else {
@@ -565,8 +576,14 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                 );
                 self.enqueue_pick(t, h, o);
             }
-            _ => {
-                self.expired_lazily += 1;
+            TransitionOutcome::Expired => {
+                // Either this call expired the hold or the reaper did earlier: the record says.
+                let res = self
+                    .exec
+                    .run("reservation", store.reservation(&hub_id, &rid))?;
+                if res.and_then(|r| r.expired_at) == Some(now) {
+                    self.expired_lazily += 1;
+                }
                 self.orders[o].state = OrderState::HoldExpired;
                 self.in_flight -= 1;
                 self.log.push(
@@ -578,6 +595,11 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                     0,
                     0,
                 );
+            }
+            other => {
+                return Err(SimError::Unexpected(format!(
+                    "{other:?} to a confirm of order {o}"
+                )))
             }
         }
         Ok(())
@@ -691,7 +713,6 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         let report = self.exec.run("reap", reap_once(store, now, 100))?;
         if report.expired > 0 {
             self.expired_by_reaper += report.expired;
-            self.holds_awaiting_expiry = self.holds_awaiting_expiry.saturating_sub(report.expired);
             self.log.push(
                 t,
                 kind::HOLDS_EXPIRED,

@@ -1,0 +1,472 @@
+//! The simulator's guarantees: determinism, end-of-run invariants (and that the checker bites),
+//! agreement with queueing theory, and clear errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use qc_inventory::store::HoldPolicy;
+use qc_inventory::*;
+use sim::run::{run, run_with_store, write_outputs, Backend, RunOptions};
+use sim::scenario::Scenario;
+
+fn scenario(name: &str) -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name);
+    Scenario::load(&path, &[]).unwrap()
+}
+
+fn outputs(sc: &Scenario, opts: &RunOptions) -> (tempfile::TempDir, sim::run::RunOutput) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(sc, opts).unwrap();
+    write_outputs(&out, dir.path()).unwrap();
+    (dir, out)
+}
+
+fn bytes(dir: &Path, file: &str) -> Vec<u8> {
+    std::fs::read(dir.join(file)).unwrap()
+}
+
+#[test]
+fn same_scenario_and_seed_give_byte_identical_outputs() {
+    let sc = scenario("smoke.toml");
+    let opts = RunOptions::default();
+    let (a, out_a) = outputs(&sc, &opts);
+    let (b, _) = outputs(&sc, &opts);
+    assert!(
+        out_a.summary.orders.placed > 50,
+        "the smoke run does something"
+    );
+    assert_eq!(
+        bytes(a.path(), "events.parquet"),
+        bytes(b.path(), "events.parquet")
+    );
+    assert_eq!(
+        bytes(a.path(), "summary.json"),
+        bytes(b.path(), "summary.json")
+    );
+    let (c, out_c) = outputs(
+        &sc,
+        &RunOptions {
+            seed: Some(7),
+            ..RunOptions::default()
+        },
+    );
+    assert_ne!(
+        bytes(a.path(), "events.parquet"),
+        bytes(c.path(), "events.parquet")
+    );
+    assert_ne!(out_a.summary.event_log_hash, out_c.summary.event_log_hash);
+    assert_eq!(out_c.summary.scenario.seed, 7);
+}
+
+#[test]
+fn every_run_ends_with_the_invariants_holding() {
+    for seed in 1..=5 {
+        let sc = scenario("smoke.toml");
+        let out = run(
+            &sc,
+            &RunOptions {
+                seed: Some(seed),
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+        let s = &out.summary;
+        assert!(s.invariants.hold(), "seed {seed}: {:?}", s.invariants);
+        assert_eq!(s.orders.in_progress, 0);
+        let o = &s.orders;
+        assert_eq!(
+            o.placed,
+            o.handed_over
+                + o.cancelled_stockout
+                + o.cancelled_payment
+                + o.cancelled_abandoned
+                + o.cancelled_hold_expired
+                + o.unserviceable,
+            "every order is in exactly one terminal state"
+        );
+        let inv = &s.inventory;
+        assert_eq!(
+            inv.units_initial + inv.units_restocked,
+            inv.units_available_at_end + inv.units_held_at_end + inv.units_sold,
+            "stock is conserved"
+        );
+        assert_eq!(
+            inv.units_held_at_end, 0,
+            "every abandoned hold expired through the reaper"
+        );
+        assert!(
+            inv.expired_by_reaper >= o.cancelled_abandoned,
+            "abandoned holds expire through the reaper"
+        );
+    }
+}
+
+#[test]
+fn expiry_counts_match_the_stores_records() {
+    // Slow payers against short holds: some holds lapse before payment.
+    let sc = Scenario::load(
+        &scenario_path("smoke.toml"),
+        &[
+            "demand.hold_ttl_s=40".into(),
+            "demand.checkout_delay_mean_s=60".into(),
+        ],
+    )
+    .unwrap();
+    let store = MemoryStore::new(HoldPolicy::default());
+    let out = run_with_store(&sc, &store, &RunOptions::default()).unwrap();
+    let s = &out.summary;
+    assert!(s.invariants.hold(), "{:?}", s.invariants);
+    assert!(
+        s.orders.cancelled_hold_expired > 0,
+        "the scenario exercises late payment"
+    );
+    let mut expired = 0;
+    for o in &out.orders {
+        let (Some(rid), Some(h)) = (&o.rid, o.hub) else {
+            continue;
+        };
+        let hub = HubId::parse(&s.hubs[h].hub).unwrap();
+        let r = futures::executor::block_on(store.reservation(&hub, rid))
+            .unwrap()
+            .unwrap();
+        assert!(
+            r.status.is_terminal(),
+            "order {} hold still {:?}",
+            o.id,
+            r.status
+        );
+        expired += u64::from(r.status == ReservationStatus::Expired);
+    }
+    assert_eq!(
+        s.inventory.expired_by_reaper + s.inventory.expired_at_payment,
+        expired
+    );
+}
+
+/// A store that "forgets" to deduct confirmed units: the conservation check must catch it.
+struct LeakyConfirm(MemoryStore);
+
+impl StockStore for LeakyConfirm {
+    async fn set_stock(
+        &self,
+        now_ms: i64,
+        cmd: &SetStockCommand,
+    ) -> Result<StockSetResult, InventoryError> {
+        self.0.set_stock(now_ms, cmd).await
+    }
+    async fn stock(&self, hub: &HubId, sku: &Sku) -> Result<StockLevel, InventoryError> {
+        self.0.stock(hub, sku).await
+    }
+    async fn reserve(
+        &self,
+        now_ms: i64,
+        cmd: &ReserveCommand,
+    ) -> Result<ReserveOutcome, InventoryError> {
+        self.0.reserve(now_ms, cmd).await
+    }
+    async fn transition(
+        &self,
+        now_ms: i64,
+        hub: &HubId,
+        rid: &ReservationId,
+        action: Action,
+    ) -> Result<TransitionOutcome, InventoryError> {
+        // The bug: a confirm releases the units instead of selling them.
+        let action = if action == Action::Confirm {
+            Action::Release
+        } else {
+            action
+        };
+        self.0.transition(now_ms, hub, rid, action).await
+    }
+    async fn reservation(
+        &self,
+        hub: &HubId,
+        rid: &ReservationId,
+    ) -> Result<Option<Reservation>, InventoryError> {
+        self.0.reservation(hub, rid).await
+    }
+    async fn locate(&self, rid: &ReservationId) -> Result<Option<HubId>, InventoryError> {
+        self.0.locate(rid).await
+    }
+    async fn due_expiries(
+        &self,
+        now_ms: i64,
+        hub: &HubId,
+        limit: usize,
+    ) -> Result<Vec<ReservationId>, InventoryError> {
+        self.0.due_expiries(now_ms, hub, limit).await
+    }
+    async fn hubs(&self) -> Result<Vec<HubId>, InventoryError> {
+        self.0.hubs().await
+    }
+    fn policy(&self) -> HoldPolicy {
+        self.0.policy()
+    }
+}
+
+#[test]
+fn the_invariant_checker_catches_a_store_that_loses_sales() {
+    let sc = scenario("smoke.toml");
+    let out = run_with_store(
+        &sc,
+        &LeakyConfirm(MemoryStore::new(HoldPolicy::default())),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let inv = &out.summary.invariants;
+    assert!(!inv.hold());
+    assert!(inv.conservation_violations > 0, "{inv:?}");
+    assert!(
+        inv.details.iter().any(|d| d.contains("not conserved")),
+        "{inv:?}"
+    );
+}
+
+/// M/M/c: Poisson arrivals, exponential picking, c pickers, one hub, no losses.
+fn mmc_scenario(c: u32, lambda_per_h: f64, mean_pick_s: f64) -> Scenario {
+    let text = format!(
+        r#"
+version = 1
+[scenario]
+name = "mmc"
+seed = 11
+duration = "168h"
+warmup = "4h"
+[city]
+lat = -6.2
+lng = 106.8
+radius_km = 2
+[[hubs]]
+id = "only"
+lat = -6.2
+lng = 106.8
+max_radius_km = 5
+pickers = {c}
+[catalog]
+skus = 20
+zipf_exponent = 0.0
+price_min = 1
+price_max = 1
+initial_stock = 1000000
+stock_by_popularity = false
+min_stock = 0
+restock_every = "0s"
+restock_below = 0.0
+[demand]
+orders_per_hour = {lambda_per_h}
+hourly_profile = [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]
+uniform_weight = 1.0
+hotspots = []
+basket_mean_items = 1
+basket_max_items = 1
+quantity_max = 1
+abandonment_rate = 0.0
+payment_failure_rate = 0.0
+checkout_delay_mean_s = 0
+hold_ttl_s = 900
+shoppers = 1000
+[picking]
+base_s = {mean_pick_s}
+per_item_s = 0
+distribution = "exponential"
+cv = 1.0
+"#
+    );
+    Scenario::parse(&text, &[]).unwrap()
+}
+
+/// Erlang C: mean wait in queue for M/M/c, in seconds.
+fn erlang_c_wait_s(c: u32, lambda_per_h: f64, mean_pick_s: f64) -> f64 {
+    let mu = 3600.0 / mean_pick_s;
+    let a = lambda_per_h / mu;
+    let mut term = 1.0;
+    let mut sum = 0.0;
+    for k in 0..c {
+        if k > 0 {
+            term *= a / f64::from(k);
+        }
+        sum += term;
+    }
+    let top = term * a / f64::from(c) * f64::from(c) / (f64::from(c) - a);
+    let p_wait = top / (sum + top);
+    p_wait / (f64::from(c) * mu - lambda_per_h) * 3600.0
+}
+
+#[test]
+fn picking_queue_wait_agrees_with_erlang_c() {
+    // rho = 0.8; fast service gives ~23,000 customers in the simulated week.
+    let (c, lambda, pick_s) = (3, 144.0, 60.0);
+    let sc = mmc_scenario(c, lambda, pick_s);
+    let out = run(&sc, &RunOptions::default()).unwrap();
+    assert!(out.summary.invariants.hold());
+    let warmup = sc.warmup_ms();
+    let waits: Vec<f64> = out
+        .orders
+        .iter()
+        .filter(|o| o.placed_at >= warmup)
+        .filter_map(|o| Some((o.pick_started_at? - o.paid_at?) as f64 / 1000.0))
+        .collect();
+    assert!(waits.len() > 20_000, "{} customers", waits.len());
+    // Batch means over 20 consecutive batches give a 95% confidence interval for the mean.
+    let batches = 20;
+    let size = waits.len() / batches;
+    let means: Vec<f64> = (0..batches)
+        .map(|b| waits[b * size..(b + 1) * size].iter().sum::<f64>() / size as f64)
+        .collect();
+    let mean = means.iter().sum::<f64>() / batches as f64;
+    let var = means.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (batches - 1) as f64;
+    let half_width = 2.093 * (var / batches as f64).sqrt();
+    let theory = erlang_c_wait_s(c, lambda, pick_s);
+    println!("M/M/{c} λ={lambda}/h pick={pick_s}s: simulated Wq {mean:.1} s ± {half_width:.1} (95%), Erlang C {theory:.1} s");
+    // Hand-computed: a = 2.4, C(3, 2.4) = 0.6472, Wq = C / (c·mu - lambda) = 0.6472 / 36 h.
+    assert!((theory - 64.72).abs() < 0.05, "formula check: {theory}");
+    assert!(
+        (mean - theory).abs() <= half_width,
+        "simulated {mean:.1} ± {half_width:.1} vs Erlang C {theory:.1}"
+    );
+}
+
+fn sim_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sim"))
+}
+
+fn scenario_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name)
+}
+
+#[test]
+fn bad_scenarios_name_the_key_and_exit_non_zero() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--set", "demand.orders_per_hourz=5"], "orders_per_hourz"),
+        (
+            &["--set", "demand.orders_per_hour=-3"],
+            "demand.orders_per_hour: must be within",
+        ),
+        (&["--set", "hubs[1].lat=-7.0"], "hubs[1].lat: hub is"),
+        (
+            &["--set", "hubs[0].pickers=0"],
+            "hubs[0].pickers: zero pickers with demand",
+        ),
+        (
+            &["--set", "catalog.restock_below=2"],
+            "catalog.restock_below",
+        ),
+    ];
+    for (args, expected) in cases {
+        for command in ["validate", "run"] {
+            let out = Command::new(sim_bin())
+                .arg(command)
+                .arg(scenario_path("smoke.toml"))
+                .args(args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {args:?}: {err}");
+            assert!(err.contains(expected), "{command} {args:?}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("unknown.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(scenario_path("smoke.toml"))
+            .unwrap()
+            .replace("[picking]", "[picking]\nspeed = 3"),
+    )
+    .unwrap();
+    let out = Command::new(sim_bin())
+        .args(["validate"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("picking") && err.contains("speed"), "{err}");
+}
+
+#[test]
+fn an_unreachable_live_backend_names_the_url_and_how_to_start_it() {
+    let port = qc_kit::testing::free_port();
+    let out = Command::new(sim_bin())
+        .args(["run"])
+        .arg(scenario_path("smoke.toml"))
+        .args(["--backend", "live", "--quiet"])
+        .env("REDIS_URL", format!("redis://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("scripts/ensure-stores.sh"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn memory_and_live_backends_agree_on_every_domain_outcome() {
+    let sc = scenario("smoke.toml");
+    let memory = run(&sc, &RunOptions::default()).unwrap();
+    let live = run(
+        &sc,
+        &RunOptions {
+            backend: Backend::Live,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    let strip = |s: &sim::summary::Summary| {
+        let mut v = serde_json::to_value(s).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("latency");
+        o.remove("engine");
+        v
+    };
+    assert_eq!(strip(&memory.summary), strip(&live.summary));
+    assert!(
+        live.summary.invariants.hold(),
+        "{:?}",
+        live.summary.invariants
+    );
+    assert!(
+        live.summary.latency.contains_key("reserve"),
+        "live mode measures store latency"
+    );
+    assert!(memory.summary.latency.is_empty());
+    assert_eq!(live.summary.engine.backend, "live");
+}
+
+#[test]
+fn the_report_is_self_contained_with_every_chart() {
+    let sc = scenario("smoke.toml");
+    let (dir, _) = outputs(&sc, &RunOptions::default());
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        4,
+        "orders, queue, wait histogram, fill rate"
+    );
+    for section in [
+        "Orders",
+        "Service levels",
+        "Picking",
+        "Hubs",
+        "Inventory",
+        "Invariants",
+        "Store latency",
+    ] {
+        assert!(html.contains(&format!("<h2>{section}</h2>")), "{section}");
+    }
+    assert!(
+        !html.contains("<script") && !html.contains("<link") && !html.contains("src=\"http"),
+        "no external resources"
+    );
+    assert!(
+        html.contains("central") && html.contains("north"),
+        "per-hub rows"
+    );
+}
