@@ -2,6 +2,7 @@
 //! text), so every report is one self-contained file.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::ReportError;
 
@@ -160,7 +161,8 @@ pub fn histogram(
     Ok(svg)
 }
 
-/// Horizontal labelled bars (`max` fixes the axis end, e.g. 1.0 for rates).
+/// Horizontal bars, first row on top, each labelled with its name and value beside the bar
+/// (`max` fixes the axis end, e.g. 1.0 for rates).
 pub fn bars(
     title: &str,
     x_desc: &str,
@@ -168,37 +170,53 @@ pub fn bars(
     max: Option<f64>,
 ) -> Result<String, ReportError> {
     let n = rows.len().max(1);
-    let height = (60 + 18 * n as u32).max(H);
-    let xmax = max.unwrap_or_else(|| rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0) * 1.08);
+    let height = (70 + 20 * n as u32).max(H);
+    let data_max = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+    // Room on the right for the labels.
+    let xmax = max.unwrap_or(data_max).max(1e-9) * 1.45;
+    let is_rate = max == Some(1.0);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, height)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
-        let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
-            .y_label_area_size(150)
+            .y_label_area_size(10)
             .build_cartesian_2d(0.0..xmax, 0.0..n as f64)
             .map_err(draw_err)?;
         chart
             .configure_mesh()
             .x_desc(x_desc)
-            .y_labels(n)
-            .y_label_formatter(&|y: &f64| {
-                let i = y.floor() as usize;
-                labels.get(i).cloned().unwrap_or_default()
-            })
+            .y_labels(0)
             .disable_y_mesh()
+            .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(draw_err)?;
+        let row_y = |i: usize| (n - 1 - i) as f64;
         chart
             .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
-                let y = i as f64;
+                let y = row_y(i);
                 Rectangle::new(
                     [(0.0, y + 0.15), (*v, y + 0.85)],
                     PALETTE[0].mix(0.8).filled(),
+                )
+            }))
+            .map_err(draw_err)?;
+        let style =
+            TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        chart
+            .draw_series(rows.iter().enumerate().map(|(i, (label, v))| {
+                let value = if is_rate {
+                    format!("{v:.3}")
+                } else {
+                    format!("{v:.0}")
+                };
+                Text::new(
+                    format!("{label}  {value}"),
+                    (v + xmax * 0.01, row_y(i) + 0.5),
+                    style.clone(),
                 )
             }))
             .map_err(draw_err)?;
