@@ -401,17 +401,22 @@ impl StockStore for RedisStore {
 
     async fn stock(&self, hub: &HubId, sku: &Sku) -> Result<StockLevel, InventoryError> {
         let k = &self.keys;
-        let (meta, reserved): (Option<u8>, Option<i64>) = {
+        // One round trip for the usual unbucketed SKU: layout, held units and the base counter.
+        let (meta, reserved, base): (Option<u8>, Option<i64>, Option<i64>) = {
             let mut pipe = redis::pipe();
             pipe.cmd("HGET").arg(k.meta(hub, sku)).arg("buckets");
             pipe.cmd("GET").arg(k.reserved(hub, sku));
+            pipe.cmd("GET").arg(k.counter(hub, sku, 1, 0));
             let mut c = self.conn.clone();
             bounded(self.timeout_ms, pipe.query_async(&mut c)).await?
         };
         let buckets = meta.unwrap_or(1).max(1);
-        let counters: Vec<Option<i64>> = self
-            .query(redis::cmd("MGET").arg(k.counters(hub, sku, buckets)))
-            .await?;
+        let counters: Vec<Option<i64>> = if buckets == 1 {
+            vec![base]
+        } else {
+            self.query(redis::cmd("MGET").arg(k.counters(hub, sku, buckets)))
+                .await?
+        };
         let present: Vec<i64> = counters.iter().flatten().copied().collect();
         Ok(StockLevel {
             available: present.iter().map(|v| (*v).max(0)).sum(),
