@@ -225,59 +225,6 @@ fn the_invariant_checker_catches_a_store_that_loses_sales() {
     );
 }
 
-/// M/M/c: Poisson arrivals, exponential picking, c pickers, one hub, no losses.
-fn mmc_scenario(c: u32, lambda_per_h: f64, mean_pick_s: f64) -> Scenario {
-    let text = format!(
-        r#"
-version = 1
-[scenario]
-name = "mmc"
-seed = 11
-duration = "168h"
-warmup = "4h"
-[city]
-lat = -6.2
-lng = 106.8
-radius_km = 2
-[[hubs]]
-id = "only"
-lat = -6.2
-lng = 106.8
-max_radius_km = 5
-pickers = {c}
-[catalog]
-skus = 20
-zipf_exponent = 0.0
-price_min = 1
-price_max = 1
-initial_stock = 1000000
-stock_by_popularity = false
-min_stock = 0
-restock_every = "0s"
-restock_below = 0.0
-[demand]
-orders_per_hour = {lambda_per_h}
-hourly_profile = [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]
-uniform_weight = 1.0
-hotspots = []
-basket_mean_items = 1
-basket_max_items = 1
-quantity_max = 1
-abandonment_rate = 0.0
-payment_failure_rate = 0.0
-checkout_delay_mean_s = 0
-hold_ttl_s = 900
-shoppers = 1000
-[picking]
-base_s = {mean_pick_s}
-per_item_s = 0
-distribution = "exponential"
-cv = 1.0
-"#
-    );
-    Scenario::parse(&text, &[]).unwrap()
-}
-
 /// Erlang C: mean wait in queue for M/M/c, in seconds.
 fn erlang_c_wait_s(c: u32, lambda_per_h: f64, mean_pick_s: f64) -> f64 {
     let mu = 3600.0 / mean_pick_s;
@@ -297,9 +244,13 @@ fn erlang_c_wait_s(c: u32, lambda_per_h: f64, mean_pick_s: f64) -> f64 {
 
 #[test]
 fn picking_queue_wait_agrees_with_erlang_c() {
-    // rho = 0.8; fast service gives ~23,000 customers in the simulated week.
-    let (c, lambda, pick_s) = (3, 144.0, 60.0);
-    let sc = mmc_scenario(c, lambda, pick_s);
+    // scenarios/mmc.toml: rho = 0.8, ~23,000 customers in the simulated week.
+    let sc = scenario("mmc.toml");
+    let (c, lambda, pick_s) = (
+        sc.hubs[0].pickers,
+        sc.demand.orders_per_hour,
+        sc.picking.base_s,
+    );
     let out = run(&sc, &RunOptions::default()).unwrap();
     assert!(out.summary.invariants.hold());
     let warmup = sc.warmup_ms();
