@@ -98,6 +98,7 @@ struct Progress {
     total_ms: i64,
     last_decile: i64,
     started: Instant,
+    last_draw: Option<Instant>,
 }
 
 impl Progress {
@@ -108,6 +109,7 @@ impl Progress {
             total_ms: total_ms.max(1),
             last_decile: -1,
             started: Instant::now(),
+            last_draw: None,
         }
     }
 
@@ -126,6 +128,15 @@ impl Progress {
             )
         };
         if self.tty {
+            // At most ten redraws a second, but always the final state.
+            if pct < 100
+                && self
+                    .last_draw
+                    .is_some_and(|d| d.elapsed().as_millis() < 100)
+            {
+                return;
+            }
+            self.last_draw = Some(Instant::now());
             let filled = (pct / 4) as usize;
             eprint!(
                 "\r[{}{}] {pct:3}% virtual {} / {}  {:.2}M events/s ",

@@ -280,7 +280,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                 Ev::Reap => self.on_reap(t)?,
                 Ev::Sample => self.on_sample(t),
             }
-            if self.q.processed().is_multiple_of(4096) {
+            if self.q.processed().is_multiple_of(256) {
                 progress(t, self.q.processed());
             }
         }
