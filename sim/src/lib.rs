@@ -3,7 +3,6 @@
 
 pub mod backend;
 pub mod engine;
-pub mod geo;
 pub mod log;
 pub mod rng;
 pub mod run;

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::geo::{haversine_km, LatLng};
+use qc_geo::{haversine_km, Point};
 
 /// Upper bounds that keep a run's memory and time bounded.
 pub const MAX_HUBS: usize = 200;
@@ -470,7 +470,7 @@ impl Scenario {
         if self.hubs.len() > MAX_HUBS {
             err("hubs", format!("at most {MAX_HUBS} hubs"));
         }
-        let center = LatLng {
+        let center = Point {
             lat: c.lat,
             lng: c.lng,
         };
@@ -491,7 +491,7 @@ impl Scenario {
             } else {
                 let d = haversine_km(
                     center,
-                    LatLng {
+                    Point {
                         lat: h.lat,
                         lng: h.lng,
                     },

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use qc_geo::Point;
 use qc_inventory::jobs::reap_once;
 use qc_inventory::*;
 use rand::Rng;
@@ -12,7 +13,6 @@ use rand_distr::{Distribution, Exp, LogNormal, Poisson};
 
 use crate::backend::Exec;
 use crate::engine::{Queue, SimTime};
-use crate::geo::{haversine_km, offset, LatLng};
 use crate::log::{kind, EventLog};
 use crate::rng::{Stream, Streams};
 use crate::scenario::{PickDistribution, Scenario};
@@ -80,8 +80,6 @@ impl Order {
 #[derive(Debug)]
 pub struct HubState {
     pub id: HubId,
-    pub loc: LatLng,
-    pub max_radius_km: f64,
     pub pickers: u32,
     pub busy: u32,
     pub queue: VecDeque<usize>,
@@ -127,6 +125,8 @@ pub struct World<'a, S: StockStore, X: Exec> {
     q: Queue<Ev>,
     rng: Rngs,
     pub hubs: Vec<HubState>,
+    /// The hubs as geo sees them (stock and rider availability are not modelled yet: 1.0).
+    geo_hubs: Vec<qc_geo::Hub>,
     pub skus: Vec<Sku>,
     zipf_cdf: Vec<f64>,
     pub orders: Vec<Order>,
@@ -164,11 +164,6 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             .iter()
             .map(|h| HubState {
                 id: HubId::parse(&h.id).expect("validated"),
-                loc: LatLng {
-                    lat: h.lat,
-                    lng: h.lng,
-                },
-                max_radius_km: h.max_radius_km,
                 pickers: h.pickers,
                 busy: 0,
                 queue: VecDeque::new(),
@@ -193,6 +188,21 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                 ids: streams.stream("ids"),
             },
             hubs,
+            geo_hubs: sc
+                .hubs
+                .iter()
+                .map(|h| qc_geo::Hub {
+                    id: h.id.clone(),
+                    name: String::new(),
+                    lat: h.lat,
+                    lng: h.lng,
+                    max_radius_km: h.max_radius_km,
+                    priority: 0,
+                    stock: 1.0,
+                    rider_avail: 1.0,
+                    active: true,
+                })
+                .collect(),
             skus: (0..sc.catalog.skus)
                 .map(|i| Sku::parse(&format!("sku-{i:0width$}")).expect("valid sku"))
                 .collect(),
@@ -342,17 +352,17 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         }
     }
 
-    fn sample_location(&mut self) -> LatLng {
+    fn sample_location(&mut self) -> Point {
         let d = &self.sc.demand;
         let r = &mut self.rng.spatial;
-        let city = LatLng {
+        let city = Point {
             lat: self.sc.city.lat,
             lng: self.sc.city.lng,
         };
         if d.hotspots.is_empty() || r.random::<f64>() < d.uniform_weight {
             let radius = self.sc.city.radius_km * r.random::<f64>().sqrt();
             let angle = r.random::<f64>() * std::f64::consts::TAU;
-            return offset(city, radius * angle.cos(), radius * angle.sin());
+            return city.offset_km(radius * angle.cos(), radius * angle.sin());
         }
         let total: f64 = d.hotspots.iter().map(|h| h.weight).sum();
         let mut pick = r.random::<f64>() * total;
@@ -370,25 +380,17 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
         };
         let (e, n) = (gauss(r) * spot.radius_km, gauss(r) * spot.radius_km);
-        offset(
-            LatLng {
-                lat: spot.lat,
-                lng: spot.lng,
-            },
-            e,
-            n,
-        )
+        Point {
+            lat: spot.lat,
+            lng: spot.lng,
+        }
+        .offset_km(e, n)
     }
 
-    /// The nearest hub that covers `p` (a later stage routes this through geo).
-    fn serving_hub(&self, p: LatLng) -> Option<usize> {
-        self.hubs
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (i, haversine_km(h.loc, p)))
-            .filter(|(i, d)| *d <= self.hubs[*i].max_radius_km)
-            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
-            .map(|(i, _)| i)
+    /// The hub geo would choose for `p` (02 §3: eligibility, score, tie-breaks), if any.
+    fn serving_hub(&self, p: Point) -> Option<usize> {
+        let winner = qc_geo::best(p, &self.geo_hubs, qc_geo::Weights::default())?;
+        self.geo_hubs.iter().position(|h| h.id == winner.hub.id)
     }
 
     fn sample_basket(&mut self) -> Vec<(usize, u32)> {

@@ -48,6 +48,18 @@ impl Point {
         Ok(Self { lat, lng })
     }
 
+    /// The point `east_km` east and `north_km` north of this one (local flat approximation,
+    /// fine at city scale); latitude is clamped to the valid range.
+    pub fn offset_km(self, east_km: f64, north_km: f64) -> Point {
+        let km_per_deg = EARTH_RADIUS_KM * std::f64::consts::PI / 180.0;
+        let lat = (self.lat + north_km / km_per_deg).clamp(-90.0, 90.0);
+        let lng = self.lng + east_km / (km_per_deg * self.lat.to_radians().cos().max(1e-6));
+        Point {
+            lat,
+            lng: (lng + 540.0).rem_euclid(360.0) - 180.0,
+        }
+    }
+
     /// The H3 cell containing the point.
     pub fn cell(self, resolution: Resolution) -> CellIndex {
         h3o::LatLng::new(self.lat, self.lng)
@@ -343,6 +355,14 @@ mod tests {
         // A real score difference beats distance.
         far.stock = 0.9;
         assert_eq!(best(p, [&near, &far], w).unwrap().hub.id, "a-far");
+    }
+
+    #[test]
+    fn offsets_round_trip_through_haversine() {
+        let o = Point::new(-6.2, 106.8).unwrap();
+        assert!((haversine_km(o, o.offset_km(3.0, 4.0)) - 5.0).abs() < 0.01);
+        let wrapped = Point::new(0.0, 179.99).unwrap().offset_km(5.0, 0.0);
+        assert!(Point::new(wrapped.lat, wrapped.lng).is_ok() && wrapped.lng < 0.0);
     }
 
     #[test]
