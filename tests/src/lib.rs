@@ -221,3 +221,31 @@ pub async fn pg_snapshot(t: &TestInventory) -> (i64, i64, i64, i64, i64) {
         one("SELECT count(*) FROM stock_movements").await,
     )
 }
+
+/// A throw-away `redis-server` on `port` (for outage tests), ready when this returns.
+pub fn start_redis(port: u16) -> std::process::Child {
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH (scripts/test.sh installs it)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}

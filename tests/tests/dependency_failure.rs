@@ -1,38 +1,10 @@
 //! With its own Redis stopped, the service answers 503 within the configured timeout (never a
 //! 500 or a hang) and recovers by itself when Redis is back.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use qc_tests::*;
 use serde_json::json;
-
-fn start_redis(port: u16) -> Child {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH (scripts/test.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not start on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_gives_503_then_recovers() {

@@ -16,6 +16,7 @@ lua!(INVENTORY_RESERVE, "inventory_reserve.lua");
 lua!(INVENTORY_TRANSITION, "inventory_transition.lua");
 lua!(INVENTORY_SET_STOCK, "inventory_set_stock.lua");
 lua!(LEASE_ACQUIRE, "lease_acquire.lua");
+lua!(GEO_CACHE_WRITE, "geo_cache_write.lua");
 lua!(LEASE_RELEASE, "lease_release.lua");
 
 /// Every script, with its file name, for preloading and diagnostics.
@@ -25,6 +26,7 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("inventory_transition", &*INVENTORY_TRANSITION),
         ("inventory_set_stock", &*INVENTORY_SET_STOCK),
         ("lease_acquire", &*LEASE_ACQUIRE),
+        ("geo_cache_write", &*GEO_CACHE_WRITE),
         ("lease_release", &*LEASE_RELEASE),
     ]
 }

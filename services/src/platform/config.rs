@@ -6,20 +6,23 @@ use qc_kit::config::{ConfigError, EnvReader, EnvSource, StoreConfig};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceId {
     Inventory,
+    Geo,
 }
 
 impl ServiceId {
     /// Every service that exists so far (`serve all` starts these).
-    pub const ALL: &'static [ServiceId] = &[ServiceId::Inventory];
+    pub const ALL: &'static [ServiceId] = &[ServiceId::Inventory, ServiceId::Geo];
 
     pub fn name(self) -> &'static str {
         match self {
             ServiceId::Inventory => "inventory",
+            ServiceId::Geo => "geo",
         }
     }
     pub fn default_port(self) -> u16 {
         match self {
             ServiceId::Inventory => 8091,
+            ServiceId::Geo => 8092,
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
