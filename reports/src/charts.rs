@@ -113,6 +113,75 @@ pub fn lines(
     Ok(svg)
 }
 
+/// An empirical CDF (x, share ≤ x) with an optional vertical target line and a horizontal
+/// line at `quantile`.
+pub fn cdf(
+    title: &str,
+    x_desc: &str,
+    points: &[(f64, f64)],
+    target: Option<f64>,
+    quantile: f64,
+) -> Result<String, ReportError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let (_, x1) = range(points.iter().map(|p| p.0).chain(target).chain([0.0]));
+        let x1 = x1 * 1.05;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..x1, 0.0..1.0)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("share of orders")
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(draw_err)?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                PALETTE[0].stroke_width(2),
+            ))
+            .map_err(draw_err)?
+            .label("delivered within x minutes")
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[0].stroke_width(2))
+            });
+        if let Some(t) = target {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, quantile), (x1, quantile)],
+                    RGBColor(170, 170, 170).stroke_width(1),
+                ))
+                .map_err(draw_err)?;
+            chart
+                .draw_series(LineSeries::new(
+                    [(t, 0.0), (t, 1.0)],
+                    PALETTE[1].stroke_width(2),
+                ))
+                .map_err(draw_err)?
+                .label(format!("SLO: p{:.0} within {t} min", quantile * 100.0))
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[1].stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}
+
 /// A histogram of `values` in `bins` equal bins.
 pub fn histogram(
     title: &str,

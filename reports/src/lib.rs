@@ -159,20 +159,73 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     t
 }
 
+/// Σ busy riders and Σ riders on shift over hubs, per sample time (hours since start).
+pub fn rider_samples(events: &DataFrame) -> Result<(Points, Points), ReportError> {
+    let df = events
+        .clone()
+        .lazy()
+        .filter(col("kind").eq(lit("rider_sample")))
+        .group_by([col("t_ms")])
+        .agg([
+            col("qty").sum().cast(DataType::Float64).alias("busy"),
+            col("value_ms")
+                .sum()
+                .cast(DataType::Float64)
+                .alias("on_shift"),
+        ])
+        .sort(["t_ms"], SortMultipleOptions::default())
+        .collect()?;
+    let hours = |t: f64| t / 3_600_000.0;
+    Ok((
+        pairs(&df, "t_ms", "busy", hours)?,
+        pairs(&df, "t_ms", "on_shift", hours)?,
+    ))
+}
+
+/// One table row of `keys` read from `obj`.
+fn row(obj: &Value, keys: &[&str]) -> Vec<String> {
+    keys.iter().map(|k| num(&obj[*k])).collect()
+}
+
+/// A table of the objects in `rows` (a JSON array), one column per key.
+fn rows_table(headers: &[&str], rows: &Value, keys: &[&str]) -> String {
+    table(
+        headers,
+        rows.as_array()
+            .map(|a| a.iter().map(|r| row(r, keys)).collect())
+            .unwrap_or_default(),
+    )
+}
+
 /// The whole page.
 pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportError> {
     let s = summary;
     let offset = start_hours(s);
-    let shift = |v: Vec<(f64, f64)>| {
+    let shift = |v: Points| {
         v.into_iter()
             .map(|(x, y)| (x + offset, y))
-            .collect::<Vec<_>>()
+            .collect::<Points>()
     };
     let placed = shift(per_bucket(events, "order_placed")?);
     let stockouts = shift(per_bucket(events, "stockout")?);
     let (queue, busy) = hub_samples(events)?;
-    let (queue, busy) = (shift(queue), shift(busy));
+    let (riders_busy, riders_on) = rider_samples(events)?;
     let waits = values_s(events, "pick_started")?;
+    let mut door_min: Vec<f64> = values_s(events, "delivered")?
+        .into_iter()
+        .map(|v| v / 60.0)
+        .collect();
+    door_min.sort_by(f64::total_cmp);
+    let n = door_min.len().max(1) as f64;
+    let cdf: Points = door_min
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (*m, (i + 1) as f64 / n))
+        .collect();
+    let slo_min = s["slo"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == "click_to_door_p90_min"))
+        .and_then(|r| r["target"].as_f64());
 
     let orders_svg = charts::lines(
         "Orders and stockouts per 15 minutes",
@@ -184,17 +237,34 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
         ],
         true,
     )?;
+    let door_svg = charts::cdf(
+        "Click to door (delivered orders)",
+        "minutes",
+        &cdf,
+        slo_min,
+        0.9,
+    )?;
     let queue_svg = charts::lines(
         "Picking queue and busy pickers (all hubs)",
         "time of day",
         "orders / pickers",
         &[
-            Series2::new("orders waiting for a picker", queue, 2),
-            Series2::new("pickers busy", busy, 3),
+            Series2::new("orders waiting for a picker", shift(queue), 2),
+            Series2::new("pickers busy", shift(busy), 3),
         ],
         true,
     )?;
     let wait_svg = charts::histogram("Wait for a picker", "seconds", "orders", &waits, 30)?;
+    let riders_svg = charts::lines(
+        "Riders on shift and busy (all hubs)",
+        "time of day",
+        "riders",
+        &[
+            Series2::new("on shift", shift(riders_on), 3),
+            Series2::new("busy", shift(riders_busy), 0),
+        ],
+        true,
+    )?;
     let fill: Vec<(String, f64)> = s["skus"]
         .as_array()
         .map(|rows| {
@@ -216,40 +286,38 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
         Some(1.0),
     )?;
 
-    let o = &s["orders"];
     let headline = table(
         &[
             "placed",
-            "handed over",
+            "delivered",
             "stockout",
             "payment failed",
             "abandoned",
             "hold expired",
+            "no rider",
             "unserviceable",
             "in progress",
         ],
-        vec![vec![
-            num(&o["placed"]),
-            num(&o["handed_over"]),
-            num(&o["cancelled_stockout"]),
-            num(&o["cancelled_payment"]),
-            num(&o["cancelled_abandoned"]),
-            num(&o["cancelled_hold_expired"]),
-            num(&o["unserviceable"]),
-            num(&o["in_progress"]),
-        ]],
+        vec![row(
+            &s["orders"],
+            &[
+                "placed",
+                "delivered",
+                "cancelled_stockout",
+                "cancelled_payment",
+                "cancelled_abandoned",
+                "cancelled_hold_expired",
+                "cancelled_dispatch",
+                "unserviceable",
+                "in_progress",
+            ],
+        )],
     );
+    let dist_keys = ["count", "mean", "p50", "p90", "p95", "p99", "max"];
     let dist_row = |name: &str, d: &Value| {
-        vec![
-            esc(name),
-            num(&d["count"]),
-            num(&d["mean"]),
-            num(&d["p50"]),
-            num(&d["p90"]),
-            num(&d["p95"]),
-            num(&d["p99"]),
-            num(&d["max"]),
-        ]
+        let mut r = vec![esc(name)];
+        r.extend(row(d, &dist_keys));
+        r
     };
     let sv = &s["service"];
     let service = table(
@@ -258,57 +326,89 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
             dist_row("wait for a picker", &sv["pick_wait_s"]),
             dist_row("pick time", &sv["pick_time_s"]),
             dist_row("click to handover", &sv["click_to_handover_s"]),
+            dist_row("click to door", &sv["click_to_door_s"]),
         ],
+    ) + &table(
+        &["delivered within 10 min", "within 15 min"],
+        vec![row(sv, &["within_10_min", "within_15_min"])],
     );
-    let hubs = table(
+    let fleet = table(
+        &[
+            "riders",
+            "utilisation",
+            "orders / rider-hour",
+            "offers",
+            "rejected",
+            "timed out",
+            "reassignments",
+        ],
+        vec![row(
+            &s["riders"],
+            &[
+                "riders",
+                "utilisation",
+                "orders_per_rider_hour",
+                "offers",
+                "offers_rejected",
+                "offers_timed_out",
+                "reassignments",
+            ],
+        )],
+    ) + &table(
+        &[
+            "matcher",
+            "batches",
+            "batching rate",
+            "mean pickup km",
+            "greedy cost",
+            "optimal cost",
+            "greedy − optimal %",
+        ],
+        vec![row(
+            &s["dispatch"],
+            &[
+                "matcher",
+                "batches",
+                "batching_rate",
+                "mean_pickup_km",
+                "greedy_cost",
+                "optimal_cost",
+                "greedy_gap_pct",
+            ],
+        )],
+    );
+    let hubs = rows_table(
         &[
             "hub",
             "pickers",
+            "riders",
             "placed",
-            "handed over",
+            "delivered",
             "stockouts",
             "pick wait p90 (s)",
             "picker utilisation",
+            "click to door p90 (s)",
+            "rider utilisation",
         ],
-        s["hubs"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .map(|h| {
-                        [
-                            "hub",
-                            "pickers",
-                            "placed",
-                            "handed_over",
-                            "stockouts",
-                            "pick_wait_p90_s",
-                            "picker_utilisation",
-                        ]
-                        .iter()
-                        .map(|k| num(&h[*k]))
-                        .collect()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        &s["hubs"],
+        &[
+            "hub",
+            "pickers",
+            "riders",
+            "placed",
+            "delivered",
+            "stockouts",
+            "pick_wait_p90_s",
+            "picker_utilisation",
+            "click_to_door_p90_s",
+            "rider_utilisation",
+        ],
     );
-    let slo = table(
+    let slo = rows_table(
         &["SLO", "target", "actual", "met"],
-        s["slo"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        ["name", "target", "actual", "met"]
-                            .iter()
-                            .map(|k| num(&r[*k]))
-                            .collect()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        &s["slo"],
+        &["name", "target", "actual", "met"],
     );
-    let inv = &s["inventory"];
     let inventory = table(
         &[
             "reservations",
@@ -321,38 +421,39 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
             "available at end",
             "held at end",
         ],
-        vec![[
-            "reservations",
-            "confirmed",
-            "released",
-            "expired_by_reaper",
-            "expired_at_payment",
-            "units_sold",
-            "units_restocked",
-            "units_available_at_end",
-            "units_held_at_end",
-        ]
-        .iter()
-        .map(|k| num(&inv[*k]))
-        .collect()],
+        vec![row(
+            &s["inventory"],
+            &[
+                "reservations",
+                "confirmed",
+                "released",
+                "expired_by_reaper",
+                "expired_at_payment",
+                "units_sold",
+                "units_restocked",
+                "units_available_at_end",
+                "units_held_at_end",
+            ],
+        )],
     );
-    let iv = &s["invariants"];
     let invariants = table(
         &[
             "oversell",
             "non-terminal orders",
             "conservation violations",
             "Redis/Postgres drift",
+            "illegal rider transitions",
         ],
-        vec![[
-            "oversell",
-            "non_terminal_orders",
-            "conservation_violations",
-            "redis_pg_drift",
-        ]
-        .iter()
-        .map(|k| num(&iv[*k]))
-        .collect()],
+        vec![row(
+            &s["invariants"],
+            &[
+                "oversell",
+                "non_terminal_orders",
+                "conservation_violations",
+                "redis_pg_drift",
+                "illegal_rider_transitions",
+            ],
+        )],
     );
     let latency_rows: Vec<(String, Value)> = s["latency"]
         .as_object()
@@ -383,14 +484,9 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
             latency_rows
                 .iter()
                 .map(|(k, v)| {
-                    vec![
-                        esc(k),
-                        num(&v["count"]),
-                        num(&v["p50_us"]),
-                        num(&v["p99_us"]),
-                        num(&v["p999_us"]),
-                        num(&v["max_us"]),
-                    ]
+                    let mut r = vec![esc(k)];
+                    r.extend(row(v, &["count", "p50_us", "p99_us", "p999_us", "max_us"]));
+                    r
                 })
                 .collect(),
         ) + &format!("<figure>{svg}</figure>")
@@ -415,8 +511,9 @@ figure {{ margin: 8px 0; }} .note {{ color: #666; font-size: 13px; }}
 <h1>{title}</h1>
 <p class="note">Event log hash {hash}. Generated from events.parquet and summary.json.</p>
 <h2>Orders</h2>{headline}<figure>{orders_svg}</figure>
-<h2>Service levels</h2>{slo}{service}
+<h2>Service levels</h2>{slo}{service}<figure>{door_svg}</figure>
 <h2>Picking</h2><figure>{queue_svg}</figure><figure>{wait_svg}</figure>
+<h2>Riders and dispatch</h2>{fleet}<figure>{riders_svg}</figure>
 <h2>Hubs</h2>{hubs}
 <h2>Inventory</h2>{inventory}<figure>{fill_svg}</figure>
 <h2>Invariants</h2>{invariants}

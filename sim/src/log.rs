@@ -21,6 +21,9 @@ pub mod kind {
     pub const RESTOCK: &str = "restock";
     pub const HOLDS_EXPIRED: &str = "holds_expired";
     pub const HUB_SAMPLE: &str = "hub_sample";
+    pub const DELIVERED: &str = "delivered";
+    pub const DISPATCH_FAILED: &str = "dispatch_failed";
+    pub const RIDER_SAMPLE: &str = "rider_sample";
 }
 
 /// Columns: `t_ms`, `kind`, `order_id` (-1 if none), `hub` ("" if none), `sku` ("" if none),

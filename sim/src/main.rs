@@ -162,8 +162,8 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         "\n{} (seed {}, {} backend)",
         s.scenario.name, s.scenario.seed, s.engine.backend
     );
-    println!("  orders           placed {}  handed over {}  stockout {}  payment failed {}  abandoned {}  unserviceable {}",
-        o.placed, o.handed_over, o.cancelled_stockout, o.cancelled_payment, o.cancelled_abandoned, o.unserviceable);
+    println!("  orders           placed {}  delivered {}  stockout {}  payment failed {}  abandoned {}  no rider {}  unserviceable {}",
+        o.placed, o.delivered, o.cancelled_stockout, o.cancelled_payment, o.cancelled_abandoned, o.cancelled_dispatch, o.unserviceable);
     println!(
         "  wait for picker  p50 {:.0}s  p90 {:.0}s  p99 {:.0}s",
         sv.pick_wait_s.p50, sv.pick_wait_s.p90, sv.pick_wait_s.p99
@@ -172,7 +172,24 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         "  click→handover   p50 {:.0}s  p90 {:.0}s  p99 {:.0}s",
         sv.click_to_handover_s.p50, sv.click_to_handover_s.p90, sv.click_to_handover_s.p99
     );
+    println!(
+        "  click→door       p50 {:.1} min  p90 {:.1} min  p99 {:.1} min  within 10 min {:.0}%  within 15 min {:.0}%",
+        sv.click_to_door_s.p50 / 60.0,
+        sv.click_to_door_s.p90 / 60.0,
+        sv.click_to_door_s.p99 / 60.0,
+        sv.within_10_min * 100.0,
+        sv.within_15_min * 100.0
+    );
     println!("  pickers busy     {:.0}%", sv.picker_utilisation * 100.0);
+    let (r, d) = (&s.riders, &s.dispatch);
+    println!(
+        "  riders           {} riders {:.0}% busy, {:.2} orders/rider-hour, offers {} (rejected {}, timed out {}), reassignments {}",
+        r.riders, r.utilisation * 100.0, r.orders_per_rider_hour, r.offers, r.offers_rejected, r.offers_timed_out, r.reassignments
+    );
+    println!(
+        "  dispatch         {} matcher, {} batches, batching {:.0}%, pickup {:.2} km, greedy costs {:.1}% more than optimal",
+        d.matcher, d.batches, d.batching_rate * 100.0, d.mean_pickup_km, d.greedy_gap_pct
+    );
     for slo in &s.slo {
         println!(
             "  SLO {:<16} target {:<8} actual {:<8} {}",

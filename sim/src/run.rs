@@ -279,6 +279,10 @@ fn drive<S: StockStore, X: Exec>(
     let wall = started.elapsed();
     let hubs: Vec<qc_inventory::HubId> = world.hubs.iter().map(|h| h.id.clone()).collect();
     let mut invariants = check_invariants(&mut world)?;
+    invariants.illegal_rider_transitions = world.fleet.illegal_transitions;
+    invariants
+        .details
+        .extend(world.fleet.illegal_details.iter().cloned());
     invariants.redis_pg_drift = drift(&mut world.exec, &hubs)?;
     if invariants.redis_pg_drift > 0 {
         invariants.details.push(format!(
@@ -374,7 +378,10 @@ fn summarise<S: StockStore, X: Exec>(
     let warmup = sc.warmup_ms();
     let orders = order_counts(&world.orders);
     let (pick_wait_s, pick_time_s, click_to_handover_s) = service(&world.orders, warmup);
-    let elapsed = world.now().max(1);
+    let door_s = click_to_door(&world.orders, warmup);
+    let door = Dist::of(door_s.clone());
+    // Pickers are measured over their working period: until the last order was picked.
+    let elapsed = world.last_pick_done.max(1);
     let capacity: i64 = world
         .hubs
         .iter()
@@ -417,16 +424,24 @@ fn summarise<S: StockStore, X: Exec>(
                 .cloned()
                 .collect();
             let counts = order_counts(&mine);
+            let riders: Vec<&crate::fleet::Rider> =
+                world.riders.iter().filter(|r| r.hub == i).collect();
             HubRow {
                 hub: h.id.to_string(),
                 pickers: h.pickers,
+                riders: riders.len() as u32,
                 placed: counts.placed,
-                handed_over: counts.handed_over,
+                delivered: counts.delivered,
                 stockouts: counts.cancelled_stockout,
                 pick_wait_p90_s: service(&mine, warmup).0.p90,
                 picker_utilisation: ratio(
                     h.busy_ms as f64,
                     (i64::from(h.pickers) * elapsed) as f64,
+                ),
+                click_to_door_p90_s: Dist::of(click_to_door(&mine, warmup)).p90,
+                rider_utilisation: ratio(
+                    riders.iter().map(|r| r.busy_ms).sum::<i64>() as f64,
+                    riders.iter().map(|r| r.on_shift_ms).sum::<i64>() as f64,
                 ),
             }
         })
@@ -447,7 +462,43 @@ fn summarise<S: StockStore, X: Exec>(
             actual: pick_wait_s.p90,
             met: pick_wait_s.p90 <= sc.slo.pick_wait_p90_s,
         },
+        SloRow {
+            name: "click_to_door_p90_min".into(),
+            target: sc.slo.click_to_door_p90_min,
+            actual: ratio(door.p90, 60.0),
+            met: door.p90 <= sc.slo.click_to_door_p90_min * 60.0,
+        },
     ];
+    let f = &world.fleet;
+    let on_shift_ms: i64 = world.riders.iter().map(|r| r.on_shift_ms).sum();
+    let riders = Riders {
+        riders: world.riders.len(),
+        utilisation: ratio(
+            world.riders.iter().map(|r| r.busy_ms).sum::<i64>() as f64,
+            on_shift_ms as f64,
+        ),
+        orders_per_rider_hour: ratio(orders.delivered as f64, on_shift_ms as f64 / 3_600_000.0),
+        offers: f.offers,
+        offers_rejected: f.offers_rejected,
+        offers_timed_out: f.offers_timed_out,
+        reassignments: f.reassignments,
+    };
+    let dispatch = DispatchInfo {
+        matcher: format!("{:?}", sc.dispatch.matcher).to_lowercase(),
+        batches: f.batches,
+        batching_rate: ratio(
+            f.orders_in_multi_order_batches as f64,
+            f.batched_orders as f64,
+        ),
+        mean_pickup_km: ratio(f.pickup_km, f.pickups as f64),
+        greedy_cost: (f.greedy_cost * 1000.0).round() / 1000.0,
+        optimal_cost: (f.optimal_cost * 1000.0).round() / 1000.0,
+        greedy_gap_pct: ratio(
+            (f.greedy_cost - f.optimal_cost) * 100.0,
+            f.optimal_cost.abs(),
+        ),
+        compared_batches: f.compared_batches,
+    };
     Ok(Summary {
         scenario: ScenarioInfo {
             name: sc.scenario.name.clone(),
@@ -463,9 +514,20 @@ fn summarise<S: StockStore, X: Exec>(
             pick_wait_s,
             pick_time_s,
             click_to_handover_s,
+            within_10_min: ratio(
+                door_s.iter().filter(|s| **s <= 600.0).count() as f64,
+                door_s.len() as f64,
+            ),
+            within_15_min: ratio(
+                door_s.iter().filter(|s| **s <= 900.0).count() as f64,
+                door_s.len() as f64,
+            ),
+            click_to_door_s: door,
             picker_utilisation: ratio(busy as f64, capacity as f64),
         },
         inventory,
+        riders,
+        dispatch,
         hubs,
         skus: sku_rows(&world.orders, &sku_names, 50),
         slo,

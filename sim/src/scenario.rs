@@ -24,6 +24,12 @@ pub struct Scenario {
     #[serde(default)]
     pub picking: Picking,
     #[serde(default)]
+    pub riders: Riders,
+    #[serde(default)]
+    pub traffic: Traffic,
+    #[serde(default)]
+    pub dispatch: Dispatch,
+    #[serde(default)]
     pub slo: Slo,
 }
 
@@ -66,6 +72,9 @@ pub struct Hub {
     /// Multiplies the catalog's initial stock and restock levels at this hub.
     #[serde(default = "d_one")]
     pub stock_multiplier: f64,
+    /// Riders based at this hub.
+    #[serde(default = "d_riders")]
+    pub riders: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +158,96 @@ pub struct Slo {
     pub max_stockout_rate: f64,
     /// 90th percentile wait for a picker, seconds.
     pub pick_wait_p90_s: f64,
+    /// 90th percentile click-to-door, minutes.
+    pub click_to_door_p90_min: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Riders {
+    /// Mean riding speed (km/h) before traffic; each trip draws lognormally around it.
+    pub speed_kmh: f64,
+    pub speed_cv: f64,
+    /// Road distance = road_factor × haversine distance.
+    pub road_factor: f64,
+    /// Probability a rider accepts an offer when answering in time.
+    pub accept_probability: f64,
+    /// Mean time to answer an offer (exponential); answers after the timeout are timeouts.
+    pub answer_mean_s: f64,
+    pub offer_timeout_s: f64,
+    /// Time to collect an order at the hub, and to hand it over at the door.
+    pub pickup_s: f64,
+    pub handover_s: f64,
+    /// Shifts; each hub's riders are split over them in proportion to `share`.
+    pub shifts: Vec<Shift>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shift {
+    /// "HH:MM" local; a shift whose end is before its start runs past midnight.
+    pub start: String,
+    pub end: String,
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Traffic {
+    /// 24 speed multipliers per local hour (< 1 is slower).
+    pub hourly_speed: Vec<f64>,
+    /// Coefficient of variation of a trip's travel time around its traffic-adjusted mean.
+    pub noise_cv: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dispatch {
+    /// A batch flushes when the pool holds `min_orders`, or `window_s` after it was armed.
+    pub window_s: f64,
+    pub min_orders: u32,
+    pub max_batch: u32,
+    pub matcher: qc_dispatch::Matcher,
+}
+
+impl Default for Riders {
+    fn default() -> Self {
+        Self {
+            speed_kmh: 22.0,
+            speed_cv: 0.15,
+            road_factor: 1.35,
+            accept_probability: 0.92,
+            answer_mean_s: 8.0,
+            offer_timeout_s: 30.0,
+            pickup_s: 60.0,
+            handover_s: 90.0,
+            shifts: vec![Shift {
+                start: "00:00".into(),
+                end: "00:00".into(),
+                share: 1.0,
+            }],
+        }
+    }
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Self {
+            hourly_speed: vec![1.0; 24],
+            noise_cv: 0.2,
+        }
+    }
+}
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Self {
+            window_s: 5.0,
+            min_orders: 3,
+            max_batch: 50,
+            matcher: qc_dispatch::Matcher::Optimal,
+        }
+    }
 }
 
 fn d_seed() -> u64 {
@@ -171,6 +270,9 @@ fn d_pickers() -> u32 {
 }
 fn d_one() -> f64 {
     1.0
+}
+fn d_riders() -> u32 {
+    8
 }
 
 impl Default for Catalog {
@@ -224,6 +326,7 @@ impl Default for Slo {
         Self {
             max_stockout_rate: 0.02,
             pick_wait_p90_s: 300.0,
+            click_to_door_p90_min: 15.0,
         }
     }
 }
@@ -518,6 +621,15 @@ impl Scenario {
                     "zero pickers with demand: orders would never be picked".into(),
                 );
             }
+            if h.riders == 0 && demand_positive {
+                err(
+                    &at("riders"),
+                    "zero riders with demand: orders would never be delivered".into(),
+                );
+            }
+            if h.riders > 5000 {
+                err(&at("riders"), "at most 5000".into());
+            }
             if h.pickers > 1000 {
                 err(&at("pickers"), "at most 1000".into());
             }
@@ -661,6 +773,62 @@ impl Scenario {
         }
         if !(pk.cv > 0.0 && pk.cv <= 5.0) {
             err("picking.cv", "must be within (0, 5]".into());
+        }
+        let rd = &self.riders;
+        for (key, v, lo, hi) in [
+            ("riders.speed_kmh", rd.speed_kmh, 1.0, 120.0),
+            ("riders.speed_cv", rd.speed_cv, 0.0, 2.0),
+            ("riders.road_factor", rd.road_factor, 1.0, 3.0),
+            ("riders.accept_probability", rd.accept_probability, 0.0, 1.0),
+            ("riders.answer_mean_s", rd.answer_mean_s, 0.0, 600.0),
+            ("riders.offer_timeout_s", rd.offer_timeout_s, 1.0, 600.0),
+            ("riders.pickup_s", rd.pickup_s, 0.0, 3600.0),
+            ("riders.handover_s", rd.handover_s, 0.0, 3600.0),
+            ("traffic.noise_cv", self.traffic.noise_cv, 0.0, 2.0),
+            ("dispatch.window_s", self.dispatch.window_s, 0.1, 600.0),
+        ] {
+            if !(v >= lo && v <= hi) {
+                err(key, format!("must be within [{lo}, {hi}], got {v}"));
+            }
+        }
+        if rd.shifts.is_empty() {
+            err("riders.shifts", "at least one shift".into());
+        }
+        for (i, sh) in rd.shifts.iter().enumerate() {
+            for (k, v) in [("start", &sh.start), ("end", &sh.end)] {
+                if let Err(e) = parse_clock_ms(v) {
+                    err(&format!("riders.shifts[{i}].{k}"), e);
+                }
+            }
+            if !positive(sh.share) {
+                err(
+                    &format!("riders.shifts[{i}].share"),
+                    "must be positive".into(),
+                );
+            }
+        }
+        if self.traffic.hourly_speed.len() != 24 {
+            err(
+                "traffic.hourly_speed",
+                format!("needs 24 values, got {}", self.traffic.hourly_speed.len()),
+            );
+        }
+        for (i, m) in self.traffic.hourly_speed.iter().enumerate() {
+            if !(*m >= 0.05 && *m <= 5.0) {
+                err(
+                    &format!("traffic.hourly_speed[{i}]"),
+                    format!("must be within [0.05, 5], got {m}"),
+                );
+            }
+        }
+        if !(1..=50).contains(&self.dispatch.min_orders) {
+            err("dispatch.min_orders", "must be within [1, 50]".into());
+        }
+        if !(1..=200).contains(&self.dispatch.max_batch) {
+            err("dispatch.max_batch", "must be within [1, 200]".into());
+        }
+        if !positive(self.slo.click_to_door_p90_min) {
+            err("slo.click_to_door_p90_min", "must be positive".into());
         }
         if !(0.0..=1.0).contains(&self.slo.max_stockout_rate) {
             err("slo.max_stockout_rate", "must be within [0, 1]".into());

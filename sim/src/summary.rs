@@ -17,6 +17,8 @@ pub struct Summary {
     pub hubs: Vec<HubRow>,
     /// The most requested SKUs (up to 50) with their fill rate.
     pub skus: Vec<SkuRow>,
+    pub riders: Riders,
+    pub dispatch: DispatchInfo,
     pub slo: Vec<SloRow>,
     pub invariants: Invariants,
     /// Store-operation latency (live backend only; empty in memory).
@@ -41,7 +43,9 @@ pub struct ScenarioInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Orders {
     pub placed: u64,
-    pub handed_over: u64,
+    pub delivered: u64,
+    /// Paid and picked, but no rider took it (reassignments exhausted, or no rider on shift).
+    pub cancelled_dispatch: u64,
     pub cancelled_stockout: u64,
     pub cancelled_payment: u64,
     pub cancelled_abandoned: u64,
@@ -92,8 +96,13 @@ pub struct Service {
     /// Paid → a picker starts.
     pub pick_wait_s: Dist,
     pub pick_time_s: Dist,
-    /// Order placed → handed over to delivery.
+    /// Order placed → handed over to a rider's pool.
     pub click_to_handover_s: Dist,
+    /// Order placed → at the customer's door.
+    pub click_to_door_s: Dist,
+    /// Shares of delivered orders (placed after the warm-up) at the door within 10 / 15 min.
+    pub within_10_min: f64,
+    pub within_15_min: f64,
     /// Busy picker time / available picker time, all hubs.
     pub picker_utilisation: f64,
 }
@@ -117,11 +126,44 @@ pub struct Inventory {
 pub struct HubRow {
     pub hub: String,
     pub pickers: u32,
+    pub riders: u32,
     pub placed: u64,
-    pub handed_over: u64,
+    pub delivered: u64,
     pub stockouts: u64,
     pub pick_wait_p90_s: f64,
     pub picker_utilisation: f64,
+    pub click_to_door_p90_s: f64,
+    pub rider_utilisation: f64,
+}
+
+/// The fleet (06-dispatch through the simulator).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Riders {
+    pub riders: usize,
+    /// Busy time (offered until free again) / time on shift.
+    pub utilisation: f64,
+    pub orders_per_rider_hour: f64,
+    pub offers: u64,
+    pub offers_rejected: u64,
+    pub offers_timed_out: u64,
+    pub reassignments: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DispatchInfo {
+    pub matcher: String,
+    pub batches: u64,
+    /// Share of dispatched orders offered in a batch that matched more than one order.
+    pub batching_rate: f64,
+    /// Mean rider → hub distance at the time of the offer.
+    pub mean_pickup_km: f64,
+    /// Σ cost of the greedy and of the optimal matching on the same batches (those where both
+    /// matched the same number of orders).
+    pub greedy_cost: f64,
+    pub optimal_cost: f64,
+    /// (greedy − optimal) / optimal, in percent.
+    pub greedy_gap_pct: f64,
+    pub compared_batches: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +194,8 @@ pub struct Invariants {
     pub conservation_violations: u64,
     /// Live mode: Redis/Postgres disagreements after the writer caught up (0 in memory).
     pub redis_pg_drift: u64,
+    /// Rider transitions the driver state machine refused (must be 0).
+    pub illegal_rider_transitions: u64,
     /// The first few violations, in words.
     pub details: Vec<String>,
 }
@@ -162,6 +206,7 @@ impl Invariants {
             && self.non_terminal_orders == 0
             && self.conservation_violations == 0
             && self.redis_pg_drift == 0
+            && self.illegal_rider_transitions == 0
     }
 }
 
@@ -177,13 +222,19 @@ pub fn order_counts(orders: &[Order]) -> Orders {
     let mut o = Orders::default();
     for order in orders {
         match order.state {
-            OrderState::HandedOver => o.handed_over += 1,
+            OrderState::Delivered => o.delivered += 1,
+            OrderState::DispatchFailed => o.cancelled_dispatch += 1,
             OrderState::Stockout => o.cancelled_stockout += 1,
             OrderState::PaymentFailed => o.cancelled_payment += 1,
             OrderState::Abandoned => o.cancelled_abandoned += 1,
             OrderState::HoldExpired => o.cancelled_hold_expired += 1,
             OrderState::Unserviceable => o.unserviceable += 1,
-            OrderState::Held | OrderState::Paid | OrderState::Picking => o.in_progress += 1,
+            OrderState::Held
+            | OrderState::Paid
+            | OrderState::Picking
+            | OrderState::AwaitingRider
+            | OrderState::Offered
+            | OrderState::OutForDelivery => o.in_progress += 1,
         }
     }
     o.placed = orders.len() as u64;
@@ -191,6 +242,15 @@ pub fn order_counts(orders: &[Order]) -> Orders {
 }
 
 /// Service percentiles over orders placed at or after `warmup_ms`.
+/// Click-to-door seconds of delivered orders placed at or after `warmup_ms`.
+pub fn click_to_door(orders: &[Order], warmup_ms: i64) -> Vec<f64> {
+    orders
+        .iter()
+        .filter(|o| o.placed_at >= warmup_ms)
+        .filter_map(|o| o.delivered_at.map(|d| (d - o.placed_at) as f64 / 1000.0))
+        .collect()
+}
+
 pub fn service(orders: &[Order], warmup_ms: i64) -> (Dist, Dist, Dist) {
     let mut wait = Vec::new();
     let mut pick = Vec::new();

@@ -13,14 +13,17 @@ use rand_distr::{Distribution, Exp, LogNormal, Poisson};
 
 use crate::backend::Exec;
 use crate::engine::{Queue, SimTime};
+use crate::fleet::{riders_for, FleetStats, Rider};
 use crate::log::{kind, EventLog};
 use crate::rng::{Stream, Streams};
 use crate::scenario::{PickDistribution, Scenario};
 
 /// Virtual epoch of the scenario's day: Monday 2026-01-05 00:00 UTC, in ms.
 pub const DAY_EPOCH_MS: i64 = 1_767_571_200_000;
-const DAY_MS: i64 = 86_400_000;
-const HOUR_MS: i64 = 3_600_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
+/// How long after the end orders may still wait for a rider before they fail.
+const DRAIN_LIMIT_MS: i64 = 6 * HOUR_MS;
 pub const REAPER_INTERVAL_MS: i64 = 5_000;
 const SAMPLE_INTERVAL_MS: i64 = 60_000;
 
@@ -38,8 +41,16 @@ pub enum OrderState {
     Held,
     Paid,
     Picking,
-    /// Terminal: picked and handed over (dispatch arrives in a later stage).
-    HandedOver,
+    /// Picked; in the hub's dispatch pool or waiting for a reassignment.
+    AwaitingRider,
+    /// Offered to a rider who has not answered yet.
+    Offered,
+    /// A rider accepted: riding to the hub, picking up, or delivering.
+    OutForDelivery,
+    /// Terminal: at the customer's door.
+    Delivered,
+    /// Terminal: no rider took it (`failure_reason`).
+    DispatchFailed,
     /// Terminal: the shopper left; the hold expires through the reaper.
     Abandoned,
     /// Terminal: payment declined; the hold was released.
@@ -54,7 +65,15 @@ pub enum OrderState {
 
 impl OrderState {
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Held | Self::Paid | Self::Picking)
+        !matches!(
+            self,
+            Self::Held
+                | Self::Paid
+                | Self::Picking
+                | Self::AwaitingRider
+                | Self::Offered
+                | Self::OutForDelivery
+        )
     }
 }
 
@@ -69,6 +88,14 @@ pub struct Order {
     pub paid_at: Option<SimTime>,
     pub pick_started_at: Option<SimTime>,
     pub handed_over_at: Option<SimTime>,
+    pub location: Point,
+    pub delivered_at: Option<SimTime>,
+    pub rider: Option<usize>,
+    pub offers: u32,
+    pub reassign_count: u32,
+    /// Riders who rejected it or let the offer time out.
+    pub excluded: Vec<usize>,
+    pub failure_reason: Option<&'static str>,
 }
 
 impl Order {
@@ -97,16 +124,27 @@ pub struct Ledger {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Ev {
+pub(crate) enum Ev {
     Arrival,
     Checkout(usize),
     PickDone(usize),
     Restock(usize),
     Reap,
     Sample,
+    Flush(usize),
+    OfferAnswer(usize, usize, bool),
+    OfferTimeout(usize, usize),
+    Reassign(usize),
+    RiderAtHub(usize),
+    PickupDone(usize),
+    Delivered(usize),
+    BackAtHub(usize, u64),
+    ShiftStart(usize),
+    ShiftEnd(usize),
+    DrainDeadline,
 }
 
-struct Rngs {
+pub(crate) struct Rngs {
     demand: Stream,
     spatial: Stream,
     basket: Stream,
@@ -115,15 +153,26 @@ struct Rngs {
     payment: Stream,
     picking: Stream,
     ids: Stream,
+    pub(crate) riding: Stream,
+    pub(crate) traffic: Stream,
+    pub(crate) offers: Stream,
 }
 
 /// The simulation state; `run` drives it to the end.
 pub struct World<'a, S: StockStore, X: Exec> {
-    sc: &'a Scenario,
+    pub(crate) sc: &'a Scenario,
     store: &'a S,
     pub exec: X,
-    q: Queue<Ev>,
-    rng: Rngs,
+    pub(crate) q: Queue<Ev>,
+    pub(crate) rng: Rngs,
+    pub riders: Vec<Rider>,
+    /// Per hub: picked orders waiting for a batch, oldest first.
+    pub(crate) pools: Vec<VecDeque<usize>>,
+    /// Per hub: whether the batch window timer is running.
+    pub(crate) armed: Vec<bool>,
+    pub fleet: FleetStats,
+    /// When the last order finished picking (the end of the pickers' working period).
+    pub last_pick_done: SimTime,
     pub hubs: Vec<HubState>,
     /// The hubs as geo sees them (stock and rider availability are not modelled yet: 1.0).
     geo_hubs: Vec<qc_geo::Hub>,
@@ -134,7 +183,7 @@ pub struct World<'a, S: StockStore, X: Exec> {
     pub ledger: BTreeMap<(usize, usize), Ledger>,
     /// Latest `expires_at` (virtual ms) of any hold taken: the reaper keeps running past it.
     last_hold_expiry: SimTime,
-    in_flight: u64,
+    pub(crate) in_flight: u64,
     pub expired_by_reaper: u64,
     /// Holds found past their expiry by a payment (release or confirm) rather than the reaper.
     pub expired_lazily: u64,
@@ -186,7 +235,15 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                 payment: streams.stream("payments"),
                 picking: streams.stream("picking"),
                 ids: streams.stream("ids"),
+                riding: streams.stream("riding"),
+                traffic: streams.stream("traffic"),
+                offers: streams.stream("offers"),
             },
+            riders: riders_for(sc),
+            pools: vec![VecDeque::new(); sc.hubs.len()],
+            armed: vec![false; sc.hubs.len()],
+            fleet: FleetStats::default(),
+            last_pick_done: 0,
             hubs,
             geo_hubs: sc
                 .hubs
@@ -274,6 +331,9 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         }
         self.q.at(REAPER_INTERVAL_MS, Ev::Reap);
         self.q.at(SAMPLE_INTERVAL_MS, Ev::Sample);
+        self.q
+            .at(self.duration_ms + DRAIN_LIMIT_MS, Ev::DrainDeadline);
+        self.start_fleet();
         Ok(())
     }
 
@@ -289,6 +349,17 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                 Ev::Restock(h) => self.on_restock(t, h)?,
                 Ev::Reap => self.on_reap(t)?,
                 Ev::Sample => self.on_sample(t),
+                Ev::Flush(h) => self.on_flush_timer(t, h),
+                Ev::OfferAnswer(o, r, accept) => self.on_offer_answer(t, o, r, accept),
+                Ev::OfferTimeout(o, r) => self.on_offer_timeout(t, o, r),
+                Ev::Reassign(o) => self.on_reassign(t, o),
+                Ev::RiderAtHub(r) => self.on_rider_at_hub(t, r),
+                Ev::PickupDone(r) => self.on_pickup_done(t, r),
+                Ev::Delivered(r) => self.on_delivered(t, r),
+                Ev::BackAtHub(r, seq) => self.on_back_at_hub(r, seq),
+                Ev::ShiftStart(r) => self.on_shift_start(t, r),
+                Ev::ShiftEnd(r) => self.on_shift_end(t, r),
+                Ev::DrainDeadline => self.on_drain_deadline(),
             }
             if self.q.processed().is_multiple_of(256) {
                 progress(t, self.q.processed());
@@ -444,6 +515,13 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             paid_at: None,
             pick_started_at: None,
             handed_over_at: None,
+            location: loc,
+            delivered_at: None,
+            rider: None,
+            offers: 0,
+            reassign_count: 0,
+            excluded: Vec::new(),
+            failure_reason: None,
         };
         let Some(h) = hub else {
             self.log
@@ -639,7 +717,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         ((secs * 1000.0).round() as i64).max(1)
     }
 
-    fn start_pick(&mut self, t: SimTime, h: usize, o: usize) {
+    pub(crate) fn start_pick(&mut self, t: SimTime, h: usize, o: usize) {
         self.account_busy(t, h);
         self.hubs[h].busy += 1;
         let units = self.orders[o].units();
@@ -658,17 +736,17 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         let h = self.orders[o].hub.expect("picked orders have a hub");
         self.account_busy(t, h);
         self.hubs[h].busy -= 1;
+        self.last_pick_done = t;
         let order = &mut self.orders[o];
-        order.state = OrderState::HandedOver;
         order.handed_over_at = Some(t);
         let pick = t - order.pick_started_at.unwrap_or(t);
-        self.in_flight -= 1;
         let hub_id = self.hubs[h].id.to_string();
         self.log
             .push(t, kind::HANDED_OVER, Some(o as u64), &hub_id, "", 0, pick);
         if let Some(next) = self.hubs[h].queue.pop_front() {
             self.start_pick(t, h, next);
         }
+        self.enqueue_dispatch(t, o);
     }
 
     fn on_restock(&mut self, t: SimTime, h: usize) -> Result<(), SimError> {
@@ -744,6 +822,9 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                 hub.queue.len() as i64,
                 i64::from(hub.busy),
             );
+            let (busy_riders, on_shift) = self.rider_counts(h);
+            self.log
+                .push(t, kind::RIDER_SAMPLE, None, &id, "", busy_riders, on_shift);
         }
         if !self.finished() {
             self.q.after(SAMPLE_INTERVAL_MS, Ev::Sample);
@@ -756,5 +837,6 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         for h in 0..self.hubs.len() {
             self.account_busy(t, h);
         }
+        self.close_fleet(t);
     }
 }

@@ -78,7 +78,8 @@ fn every_run_ends_with_the_invariants_holding() {
         let o = &s.orders;
         assert_eq!(
             o.placed,
-            o.handed_over
+            o.delivered
+                + o.cancelled_dispatch
                 + o.cancelled_stockout
                 + o.cancelled_payment
                 + o.cancelled_abandoned
@@ -398,13 +399,14 @@ fn the_report_is_self_contained_with_every_chart() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert_eq!(
         html.matches("<svg").count(),
-        4,
-        "orders, queue, wait histogram, fill rate"
+        6,
+        "orders, click-to-door CDF, queue, wait histogram, riders, fill rate"
     );
     for section in [
         "Orders",
         "Service levels",
         "Picking",
+        "Riders and dispatch",
         "Hubs",
         "Inventory",
         "Invariants",
@@ -420,4 +422,80 @@ fn the_report_is_self_contained_with_every_chart() {
         html.contains("central") && html.contains("north"),
         "per-hub rows"
     );
+}
+
+#[test]
+fn every_order_that_reaches_dispatch_is_delivered_or_fails_with_a_reason() {
+    for seed in [3, 4] {
+        let sc = scenario("smoke.toml");
+        let out = run(
+            &sc,
+            &RunOptions {
+                seed: Some(seed),
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+        let s = &out.summary;
+        assert!(s.invariants.hold(), "{:?}", s.invariants);
+        assert_eq!(s.invariants.illegal_rider_transitions, 0);
+        let dispatched: Vec<_> = out
+            .orders
+            .iter()
+            .filter(|o| o.handed_over_at.is_some())
+            .collect();
+        assert!(dispatched.len() > 50);
+        for o in dispatched {
+            match o.state {
+                sim::world::OrderState::Delivered => {
+                    let d = o.delivered_at.expect("delivered time");
+                    assert!(
+                        d > o.handed_over_at.unwrap() && o.rider.is_some(),
+                        "order {}",
+                        o.id
+                    );
+                }
+                sim::world::OrderState::DispatchFailed => {
+                    assert!(o.failure_reason.is_some(), "order {}", o.id)
+                }
+                other => panic!("order {} ended {other:?}", o.id),
+            }
+            assert!(o.offers <= 4, "at most four offers per order");
+        }
+        assert!(s.dispatch.optimal_cost <= s.dispatch.greedy_cost + 1e-9);
+        assert!(s.service.click_to_door_s.p50 > s.service.click_to_handover_s.p50);
+    }
+}
+
+#[test]
+fn riders_answer_offers_and_rejections_are_reassigned() {
+    // Riders who mostly refuse: offers are rejected, reassigned with backoff, and orders fail
+    // only after four offers.
+    let sc = Scenario::load(
+        &scenario_path("smoke.toml"),
+        &["riders.accept_probability=0.3".into()],
+    )
+    .unwrap();
+    let out = run(&sc, &RunOptions::default()).unwrap();
+    let s = &out.summary;
+    assert!(s.invariants.hold(), "{:?}", s.invariants);
+    assert!(
+        s.riders.offers_rejected > s.riders.offers / 2,
+        "{:?}",
+        s.riders
+    );
+    assert!(s.riders.reassignments > 0);
+    assert!(s.orders.cancelled_dispatch > 0);
+    for o in out
+        .orders
+        .iter()
+        .filter(|o| o.failure_reason == Some("MAX_REASSIGNMENTS"))
+    {
+        assert!(
+            o.reassign_count == 3,
+            "order {} failed after {} reassignments",
+            o.id,
+            o.reassign_count
+        );
+    }
 }
