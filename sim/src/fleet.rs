@@ -567,14 +567,14 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         }
     }
 
-    /// Closes busy and on-shift accounting at the end of the run.
+    /// Closes busy and on-shift accounting at `t` (time after it is not counted).
     pub(crate) fn close_fleet(&mut self, t: SimTime) {
         for rider in &mut self.riders {
             if let Some(s) = rider.busy_since.take() {
-                rider.busy_ms += t - s;
+                rider.busy_ms += (t - s).max(0);
             }
             if let Some(s) = rider.on_since.take() {
-                rider.on_shift_ms += t - s;
+                rider.on_shift_ms += (t - s).max(0);
             }
         }
     }

@@ -834,9 +834,19 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
     /// Closes the busy-time accounting at the end of the run.
     pub fn close(&mut self) {
         let t = self.q.now();
+        // Riders are measured over the demand period and its deliveries, not the idle tail in
+        // which the run waits for the last holds to expire.
+        let fleet_end = self
+            .orders
+            .iter()
+            .filter_map(|o| o.delivered_at)
+            .max()
+            .unwrap_or(0)
+            .max(self.duration_ms)
+            .min(t);
         for h in 0..self.hubs.len() {
             self.account_busy(t, h);
         }
-        self.close_fleet(t);
+        self.close_fleet(fleet_end);
     }
 }
