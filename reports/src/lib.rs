@@ -63,23 +63,25 @@ pub fn per_bucket(events: &DataFrame, kind: &str) -> Result<Points, ReportError>
     pairs(&df, "bucket", "n", |b| b * BUCKET_MS as f64 / 3_600_000.0)
 }
 
-/// Σ queue length and Σ busy pickers over hubs, per sample time (hours since start).
-pub fn hub_samples(events: &DataFrame) -> Result<(Points, Points), ReportError> {
+/// Σ `qty` and Σ `value_ms` over hubs of the per-minute rows of `kind`, per sample time (hours
+/// since start): for `hub_sample` the picking queue and busy pickers, for `rider_sample` busy
+/// riders and riders on shift.
+pub fn sample_sums(events: &DataFrame, kind: &str) -> Result<(Points, Points), ReportError> {
     let df = events
         .clone()
         .lazy()
-        .filter(col("kind").eq(lit("hub_sample")))
+        .filter(col("kind").eq(lit(kind)))
         .group_by([col("t_ms")])
         .agg([
-            col("qty").sum().cast(DataType::Float64).alias("queue"),
-            col("value_ms").sum().cast(DataType::Float64).alias("busy"),
+            col("qty").sum().cast(DataType::Float64).alias("a"),
+            col("value_ms").sum().cast(DataType::Float64).alias("b"),
         ])
         .sort(["t_ms"], SortMultipleOptions::default())
         .collect()?;
     let hours = |t: f64| t / 3_600_000.0;
     Ok((
-        pairs(&df, "t_ms", "queue", hours)?,
-        pairs(&df, "t_ms", "busy", hours)?,
+        pairs(&df, "t_ms", "a", hours)?,
+        pairs(&df, "t_ms", "b", hours)?,
     ))
 }
 
@@ -159,29 +161,6 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     t
 }
 
-/// Σ busy riders and Σ riders on shift over hubs, per sample time (hours since start).
-pub fn rider_samples(events: &DataFrame) -> Result<(Points, Points), ReportError> {
-    let df = events
-        .clone()
-        .lazy()
-        .filter(col("kind").eq(lit("rider_sample")))
-        .group_by([col("t_ms")])
-        .agg([
-            col("qty").sum().cast(DataType::Float64).alias("busy"),
-            col("value_ms")
-                .sum()
-                .cast(DataType::Float64)
-                .alias("on_shift"),
-        ])
-        .sort(["t_ms"], SortMultipleOptions::default())
-        .collect()?;
-    let hours = |t: f64| t / 3_600_000.0;
-    Ok((
-        pairs(&df, "t_ms", "busy", hours)?,
-        pairs(&df, "t_ms", "on_shift", hours)?,
-    ))
-}
-
 /// One table row of `keys` read from `obj`.
 fn row(obj: &Value, keys: &[&str]) -> Vec<String> {
     keys.iter().map(|k| num(&obj[*k])).collect()
@@ -208,8 +187,8 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
     };
     let placed = shift(per_bucket(events, "order_placed")?);
     let stockouts = shift(per_bucket(events, "stockout")?);
-    let (queue, busy) = hub_samples(events)?;
-    let (riders_busy, riders_on) = rider_samples(events)?;
+    let (queue, busy) = sample_sums(events, "hub_sample")?;
+    let (riders_busy, riders_on) = sample_sums(events, "rider_sample")?;
     let waits = values_s(events, "pick_started")?;
     let mut door_min: Vec<f64> = values_s(events, "delivered")?
         .into_iter()

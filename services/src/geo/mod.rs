@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use crate::platform::config::{PlatformConfig, ServiceId};
 use crate::platform::middleware::require_internal_token;
 use crate::platform::ops::ServiceCtx;
-use crate::platform::server::{assemble, BuiltService};
+use crate::platform::server::{assemble, open_stores, BuiltService};
 use crate::platform::shutdown::Shutdown;
 use registry::GeoKeys;
 
@@ -298,17 +298,9 @@ pub async fn build(
     spawn_jobs: bool,
 ) -> Result<(Arc<GeoApp>, BuiltService), String> {
     let store_cfg = &cfg.store;
-    let conn = qc_kit::redis_kit::connect(&store_cfg.redis_url, store_cfg.redis_timeout_ms)
-        .await
-        .map_err(|e| format!("{e} (is Redis running? scripts/ensure-stores.sh starts one)"))?;
-    let pool = qc_kit::pg::connect_and_migrate(store_cfg, 8)
-        .await
-        .map_err(|e| format!("{e} (is Postgres running? scripts/ensure-stores.sh starts one)"))?;
+    let (conn, pool) = open_stores(store_cfg, 8).await?;
     let keys = GeoKeys::new(KeyPrefix::new(store_cfg.key_prefix.clone()));
     let mut c = conn.clone();
-    qc_kit::scripts::preload(&mut c)
-        .await
-        .map_err(|e| format!("loading Lua scripts: {e}"))?;
     if registry::bootstrap_index(
         &mut c,
         &pool,

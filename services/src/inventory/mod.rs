@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use crate::platform::config::{PlatformConfig, ServiceId};
 use crate::platform::middleware::require_internal_token;
 use crate::platform::ops::ServiceCtx;
-use crate::platform::server::{assemble, BuiltService};
+use crate::platform::server::{assemble, open_stores, BuiltService};
 use crate::platform::shutdown::Shutdown;
 
 pub use jobs::JobReport;
@@ -103,16 +103,7 @@ pub async fn build(
     spawn_jobs: bool,
 ) -> Result<(Arc<InventoryApp>, BuiltService), String> {
     let store_cfg = &cfg.store;
-    let conn = qc_kit::redis_kit::connect(&store_cfg.redis_url, store_cfg.redis_timeout_ms)
-        .await
-        .map_err(|e| format!("{e} (is Redis running? scripts/test.sh starts one)"))?;
-    let pool = qc_kit::pg::connect_and_migrate(store_cfg, 16)
-        .await
-        .map_err(|e| format!("{e} (is Postgres running? scripts/test.sh starts one)"))?;
-    let mut c = conn.clone();
-    qc_kit::scripts::preload(&mut c)
-        .await
-        .map_err(|e| format!("loading Lua scripts: {e}"))?;
+    let (conn, pool) = open_stores(store_cfg, 16).await?;
     let prefix = KeyPrefix::new(store_cfg.key_prefix.clone());
     let keys = InventoryKeys::new(prefix.clone());
     let ctx = Arc::new(ServiceCtx::new(

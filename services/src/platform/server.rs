@@ -71,6 +71,25 @@ impl StartingServer {
     }
 }
 
+/// Opens a service's stores: Redis (with every Lua script loaded) and Postgres (created if
+/// missing, migrated), with messages that say how to start a missing one.
+pub async fn open_stores(
+    store: &qc_kit::config::StoreConfig,
+    pg_connections: u32,
+) -> Result<(redis::aio::ConnectionManager, sqlx::PgPool), String> {
+    let conn = qc_kit::redis_kit::connect(&store.redis_url, store.redis_timeout_ms)
+        .await
+        .map_err(|e| format!("{e} (is Redis running? scripts/ensure-stores.sh starts one)"))?;
+    let pool = qc_kit::pg::connect_and_migrate(store, pg_connections)
+        .await
+        .map_err(|e| format!("{e} (is Postgres running? scripts/ensure-stores.sh starts one)"))?;
+    let mut c = conn.clone();
+    qc_kit::scripts::preload(&mut c)
+        .await
+        .map_err(|e| format!("loading Lua scripts: {e}"))?;
+    Ok((conn, pool))
+}
+
 /// Binds `addr` with a message naming it on failure.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr)
