@@ -1,6 +1,7 @@
 //! Chart drawing with plotters into SVG strings (no fonts are loaded: the browser renders the
 //! text), so every report is one self-contained file.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -54,31 +55,32 @@ fn range(points: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
-/// Lines over a shared x axis; `clock_x` labels x (hours) as HH:MM.
-pub fn lines(
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The frame every x/y chart shares: white background, caption, axes with descriptions and a
+/// light grid (x labelled as HH:MM when `clock_x`); `draw` adds the series, then the legend is
+/// drawn at `legend` if given.
+#[allow(clippy::too_many_arguments)]
+fn framed(
     title: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
     x_desc: &str,
     y_desc: &str,
-    series: &[Series2],
     clock_x: bool,
+    legend: Option<SeriesLabelPosition>,
+    draw: impl FnOnce(&mut Chart<'_, '_>) -> Result<(), ReportError>,
 ) -> Result<String, ReportError> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
-        let (x0, x1) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
-        let (_, y1) = range(
-            series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.1))
-                .chain([0.0]),
-        );
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, 0.0..y1 * 1.08)
+            .build_cartesian_2d(x, y)
             .map_err(draw_err)?;
         let mut mesh = chart.configure_mesh();
         mesh.x_desc(x_desc)
@@ -88,29 +90,61 @@ pub fn lines(
             mesh.x_label_formatter(&clock);
         }
         mesh.draw().map_err(draw_err)?;
-        for s in series {
-            let color = s.color;
+        draw(&mut chart)?;
+        if let Some(position) = legend {
             chart
-                .draw_series(LineSeries::new(
-                    s.points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(draw_err)?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .configure_series_labels()
+                .position(position)
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(180, 180, 180))
+                .draw()
+                .map_err(draw_err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(draw_err)?;
         root.present().map_err(draw_err)?;
     }
     Ok(svg)
+}
+
+/// Lines over a shared x axis; `clock_x` labels x (hours) as HH:MM.
+pub fn lines(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series2],
+    clock_x: bool,
+) -> Result<String, ReportError> {
+    let (x0, x1) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
+    let (_, y1) = range(
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .chain([0.0]),
+    );
+    framed(
+        title,
+        x0..x1,
+        0.0..y1 * 1.08,
+        x_desc,
+        y_desc,
+        clock_x,
+        Some(SeriesLabelPosition::UpperRight),
+        |chart| {
+            for s in series {
+                let color = s.color;
+                chart
+                    .draw_series(LineSeries::new(
+                        s.points.iter().copied(),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(draw_err)?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+            }
+            Ok(())
+        },
+    )
 }
 
 /// An empirical CDF (x, share ≤ x) with an optional vertical target line and a horizontal
@@ -122,64 +156,48 @@ pub fn cdf(
     target: Option<f64>,
     quantile: f64,
 ) -> Result<String, ReportError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        let (_, x1) = range(points.iter().map(|p| p.0).chain(target).chain([0.0]));
-        let x1 = x1 * 1.05;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..x1, 0.0..1.0)
-            .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc("share of orders")
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(draw_err)?;
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                PALETTE[0].stroke_width(2),
-            ))
-            .map_err(draw_err)?
-            .label("delivered within x minutes")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[0].stroke_width(2))
-            });
-        if let Some(t) = target {
+    let (_, x1) = range(points.iter().map(|p| p.0).chain(target).chain([0.0]));
+    let x1 = x1 * 1.05;
+    framed(
+        title,
+        0.0..x1,
+        0.0..1.0,
+        x_desc,
+        "share of orders",
+        false,
+        Some(SeriesLabelPosition::LowerRight),
+        |chart| {
             chart
                 .draw_series(LineSeries::new(
-                    [(0.0, quantile), (x1, quantile)],
-                    RGBColor(170, 170, 170).stroke_width(1),
-                ))
-                .map_err(draw_err)?;
-            chart
-                .draw_series(LineSeries::new(
-                    [(t, 0.0), (t, 1.0)],
-                    PALETTE[1].stroke_width(2),
+                    points.iter().copied(),
+                    PALETTE[0].stroke_width(2),
                 ))
                 .map_err(draw_err)?
-                .label(format!("SLO: p{:.0} within {t} min", quantile * 100.0))
+                .label("delivered within x minutes")
                 .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[1].stroke_width(2))
+                    PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[0].stroke_width(2))
                 });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(draw_err)?;
-        root.present().map_err(draw_err)?;
-    }
-    Ok(svg)
+            if let Some(t) = target {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(0.0, quantile), (x1, quantile)],
+                        RGBColor(170, 170, 170).stroke_width(1),
+                    ))
+                    .map_err(draw_err)?;
+                chart
+                    .draw_series(LineSeries::new(
+                        [(t, 0.0), (t, 1.0)],
+                        PALETTE[1].stroke_width(2),
+                    ))
+                    .map_err(draw_err)?
+                    .label(format!("SLO: p{:.0} within {t} min", quantile * 100.0))
+                    .legend(|(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[1].stroke_width(2))
+                    });
+            }
+            Ok(())
+        },
+    )
 }
 
 /// A histogram of `values` in `bins` equal bins.
@@ -198,36 +216,27 @@ pub fn histogram(
         counts[i] += 1;
     }
     let ymax = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(lo..hi, 0.0..ymax * 1.08)
-            .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(draw_err)?;
-        chart
-            .draw_series(counts.iter().enumerate().map(|(i, c)| {
-                let x = lo + i as f64 * width;
-                Rectangle::new(
-                    [(x, 0.0), (x + width, *c as f64)],
-                    PALETTE[0].mix(0.8).filled(),
-                )
-            }))
-            .map_err(draw_err)?;
-        root.present().map_err(draw_err)?;
-    }
-    Ok(svg)
+    framed(
+        title,
+        lo..hi,
+        0.0..ymax * 1.08,
+        x_desc,
+        y_desc,
+        false,
+        None,
+        |chart| {
+            chart
+                .draw_series(counts.iter().enumerate().map(|(i, c)| {
+                    let x = lo + i as f64 * width;
+                    Rectangle::new(
+                        [(x, 0.0), (x + width, *c as f64)],
+                        PALETTE[0].mix(0.8).filled(),
+                    )
+                }))
+                .map_err(draw_err)?;
+            Ok(())
+        },
+    )
 }
 
 /// Horizontal bars, first row on top, each labelled with its name and value beside the bar
