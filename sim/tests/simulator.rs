@@ -16,6 +16,15 @@ fn scenario(name: &str) -> Scenario {
     Scenario::load(&path, &[]).unwrap()
 }
 
+/// The smoke scenario run on the memory backend with `seed`.
+fn smoke_with_seed(seed: u64) -> sim::run::RunOutput {
+    let opts = RunOptions {
+        seed: Some(seed),
+        ..RunOptions::default()
+    };
+    run(&scenario("smoke.toml"), &opts).unwrap()
+}
+
 fn outputs(sc: &Scenario, opts: &RunOptions) -> (tempfile::TempDir, sim::run::RunOutput) {
     let dir = tempfile::tempdir().unwrap();
     let out = run(sc, opts).unwrap();
@@ -63,15 +72,7 @@ fn same_scenario_and_seed_give_byte_identical_outputs() {
 #[test]
 fn every_run_ends_with_the_invariants_holding() {
     for seed in 1..=5 {
-        let sc = scenario("smoke.toml");
-        let out = run(
-            &sc,
-            &RunOptions {
-                seed: Some(seed),
-                ..RunOptions::default()
-            },
-        )
-        .unwrap();
+        let out = smoke_with_seed(seed);
         let s = &out.summary;
         assert!(s.invariants.hold(), "seed {seed}: {:?}", s.invariants);
         assert_eq!(s.orders.in_progress, 0);
@@ -427,15 +428,7 @@ fn the_report_is_self_contained_with_every_chart() {
 #[test]
 fn every_order_that_reaches_dispatch_is_delivered_or_fails_with_a_reason() {
     for seed in [3, 4] {
-        let sc = scenario("smoke.toml");
-        let out = run(
-            &sc,
-            &RunOptions {
-                seed: Some(seed),
-                ..RunOptions::default()
-            },
-        )
-        .unwrap();
+        let out = smoke_with_seed(seed);
         let s = &out.summary;
         assert!(s.invariants.hold(), "{:?}", s.invariants);
         assert_eq!(s.invariants.illegal_rider_transitions, 0);

@@ -157,30 +157,30 @@ impl Metrics {
                 h.count
             );
         }
-        let mut last = "";
-        for ((name, labels), v) in &m.counters {
-            if *name != last {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {}\n# TYPE {name} counter",
-                    m.help.get(name).unwrap_or(&"")
-                );
-                last = name;
-            }
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
-        }
-        for ((name, labels), v) in &m.gauges {
-            if *name != last {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {}\n# TYPE {name} gauge",
-                    m.help.get(name).unwrap_or(&"")
-                );
-                last = name;
-            }
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
-        }
+        render_family(&mut out, "counter", &m.counters, &m.help);
+        render_family(&mut out, "gauge", &m.gauges, &m.help);
         out
+    }
+}
+
+/// One `# HELP`/`# TYPE` header per metric name, then its labelled samples.
+fn render_family(
+    out: &mut String,
+    kind: &str,
+    samples: &BTreeMap<(&'static str, String), f64>,
+    help: &BTreeMap<&'static str, &'static str>,
+) {
+    let mut last = "";
+    for ((name, labels), v) in samples {
+        if *name != last {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {}\n# TYPE {name} {kind}",
+                help.get(name).unwrap_or(&"")
+            );
+            last = name;
+        }
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
     }
 }
 
@@ -210,6 +210,7 @@ mod tests {
     #[test]
     fn domain_counters_render_with_help_once() {
         let m = Metrics::new("inventory");
+        m.gauge("lag", "Lag.", vec![("hub_id", "h".into())], 3.0);
         m.count("x_total", "X things.", vec![("result", "ok".into())], 1.0);
         m.count(
             "x_total",
@@ -220,5 +221,9 @@ mod tests {
         let text = m.render();
         assert_eq!(text.matches("# TYPE x_total counter").count(), 1);
         assert!(text.contains(r#"x_total{result="bad\"q"} 2"#), "{text}");
+        assert!(
+            text.contains("# TYPE lag gauge\nlag{hub_id=\"h\"} 3"),
+            "{text}"
+        );
     }
 }
