@@ -1,6 +1,8 @@
-//! Geo domain (02-geo), pure: validated points, haversine distance, H3 cells (h3o), hub
-//! eligibility and scoring with deterministic tie-breaks, the ETA rule, and the coverage-ring
-//! walk that builds the cell index. No IO here; the service adds the stores and caches.
+//! Geo domain (02-geo): pure rules here (validated points, haversine distance, H3 cells via
+//! h3o, hub eligibility and scoring with deterministic tie-breaks, the ETA rule, the
+//! coverage-ring walk that builds the cell index); [`registry`] is the Redis/Postgres adapter.
+
+pub mod registry;
 
 use std::cmp::Ordering;
 

@@ -11,8 +11,9 @@ use qc_geo::{eta_minutes, round_to, Hub, Point};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{registry, GeoApp};
+use super::GeoApp;
 use crate::platform::{data, ApiError, ApiResult, Body, Ids};
+use qc_geo::registry;
 
 type AppState = State<Arc<GeoApp>>;
 

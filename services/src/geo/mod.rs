@@ -3,7 +3,6 @@
 //! unavailable; plus the hub admin API. Pure rules live in `qc-geo`.
 
 mod handlers;
-pub mod registry;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,7 +23,7 @@ use crate::platform::middleware::require_internal_token;
 use crate::platform::ops::ServiceCtx;
 use crate::platform::server::{assemble, open_stores, BuiltService};
 use crate::platform::shutdown::Shutdown;
-use registry::GeoKeys;
+use qc_geo::registry::{self, GeoKeys};
 
 /// `GEO_*` settings.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,9 +1,9 @@
-//! Geo's stores: the hub registry in Postgres, and in Redis the cell index (cell → hubs, hub →
+//! Geo's store adapter: the hub registry in Postgres, and in Redis the cell index (cell → hubs, hub →
 //! cells), the per-cell best-hub cache and the hubs version that guards it (02 §4, §5).
 
 use std::collections::BTreeSet;
 
-use qc_geo::{coverage_cells, Hub, Point, Resolution};
+use crate::{coverage_cells, Hub, Point, Resolution};
 use qc_kit::redis_kit::{bounded, BackendError, KeyPrefix};
 use qc_kit::scripts::GEO_CACHE_WRITE;
 use redis::aio::ConnectionManager;
