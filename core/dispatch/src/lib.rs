@@ -1,11 +1,27 @@
-//! Dispatch domain (06-dispatch), pure: the 7-state driver machine with the order effects of
-//! each transition, the offer cost, the greedy matcher, an optimal matcher (Kuhn–Munkres) that
-//! can neither panic nor loop, and the reassignment/backoff rules. No IO, no clock.
+//! Dispatch domain (06-dispatch). Pure parts: the 7-state driver machine with the order effects
+//! of each transition, the offer cost, the greedy matcher, an optimal matcher (Kuhn–Munkres) that
+//! can neither panic nor loop, the reassignment/backoff rules, the batch timer. Over them, the
+//! [`Dispatcher`] applies every rule through the [`DispatchRepo`] port, whose adapters are
+//! [`MemoryRepo`] and [`PgRepo`] (checked by one [`conformance`] suite); [`queue`] claims the
+//! `dispatch_queue` rows Checkout writes.
 
+pub mod batch;
+pub mod conformance;
+pub mod dispatcher;
 pub mod matching;
+pub mod memory;
+pub mod model;
+pub mod pg;
+pub mod queue;
+pub mod repo;
 pub mod state;
 
+pub use batch::BatchTimer;
+pub use dispatcher::{DispatchError, DispatchPolicy, Dispatcher, HubPoints, Notice, Outcome};
 pub use matching::{cost, greedy, optimal, Assignment, CostInput, Matcher, OPTIMAL_MAX_SIDE};
+pub use memory::MemoryRepo;
+pub use pg::PgRepo;
+pub use repo::{DispatchRepo, RepoError};
 pub use state::{check_transition, DriverState, OrderEffect, Via};
 
 /// Reassignment after an offer closes (reject, timeout, cancel), 06 §5: with `k` attempts
