@@ -1,6 +1,7 @@
 //! The HTTP services (axum) over the core crates, and the platform plumbing they share.
 //! Only this crate knows HTTP; the `qc` binary (main.rs) starts one service or all of them.
 
+pub mod dispatch;
 pub mod geo;
 pub mod inventory;
 pub mod platform;
@@ -29,6 +30,11 @@ pub async fn build_service(
         ServiceId::Geo => {
             let geo = geo::GeoConfig::from_env(env)?;
             let (_, svc) = geo::build(cfg, geo, Arc::new(WallClock), shutdown, true).await?;
+            Ok(svc)
+        }
+        ServiceId::Dispatch => {
+            let d = dispatch::DispatchConfig::from_env(env).map_err(|e| e.to_string())?;
+            let (_, svc) = dispatch::build(cfg, d, Arc::new(WallClock), shutdown, true).await?;
             Ok(svc)
         }
     }

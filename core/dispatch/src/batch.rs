@@ -51,13 +51,19 @@ mod tests {
         assert!(!t.due(0, None, 0));
         assert!(!t.due(1, Some(100), 200));
         assert!(!t.due(2, Some(100), 5099));
-        assert!(t.due(2, Some(100), 5100), "the window fires with fewer than min");
+        assert!(
+            t.due(2, Some(100), 5100),
+            "the window fires with fewer than min"
+        );
         t.flushed(0, 5100);
         assert!(t.due(3, Some(6000), 6000), "three orders flush at once");
         // Two could not be matched: they wait for the window, not every tick.
         t.flushed(2, 6000);
         assert!(!t.due(2, Some(6000), 6001));
-        assert!(t.due(3, Some(6000), 6002), "a new arrival re-triggers the count");
+        assert!(
+            t.due(3, Some(6000), 6002),
+            "a new arrival re-triggers the count"
+        );
         t.flushed(3, 6002);
         assert!(!t.due(3, Some(6000), 11_001));
         assert!(t.due(3, Some(6000), 11_002));

@@ -51,7 +51,9 @@ async fn idle_driver<R: DispatchRepo>(d: &Dispatcher<R>, id: &str, km_from_hub: 
     )
     .await
     .unwrap();
-    d.driver_state(id, DriverState::Idle, None, T0).await.unwrap();
+    d.driver_state(id, DriverState::Idle, None, T0)
+        .await
+        .unwrap();
 }
 
 fn dispatcher<R: DispatchRepo>(repo: R) -> Dispatcher<R> {
@@ -105,11 +107,17 @@ async fn registration_and_orders_are_idempotent<R: DispatchRepo>(d: Dispatcher<R
     assert!(!created && drv.status == DriverState::Idle && drv.max_load == 1);
     let events = d.driver_events("d1").await.unwrap();
     assert_eq!(events.len(), 2);
-    assert_eq!((events[0].from_state, events[0].to_state), (None, DriverState::Offline));
+    assert_eq!(
+        (events[0].from_state, events[0].to_state),
+        (None, DriverState::Offline)
+    );
     assert_eq!(events[1].from_state, Some(DriverState::Offline));
     assert!(matches!(
         d.driver("nobody").await,
-        Err(DispatchError::NotFound { resource: "driver", .. })
+        Err(DispatchError::NotFound {
+            resource: "driver",
+            ..
+        })
     ));
     assert!(matches!(
         d.driver_state("d1", DriverState::Idle, None, T0).await,
@@ -119,7 +127,11 @@ async fn registration_and_orders_are_idempotent<R: DispatchRepo>(d: Dispatcher<R
         d.driver_state("d1", DriverState::Assigned, None, T0).await,
         Err(DispatchError::IllegalTransition(_))
     ));
-    assert_eq!(d.driver_events("d1").await.unwrap().len(), 2, "refusals log nothing");
+    assert_eq!(
+        d.driver_events("d1").await.unwrap().len(),
+        2,
+        "refusals log nothing"
+    );
 }
 
 async fn the_batch_offers_the_nearest_and_keeps_the_rest<R: DispatchRepo>(d: Dispatcher<R>) {
@@ -138,12 +150,17 @@ async fn the_batch_offers_the_nearest_and_keeps_the_rest<R: DispatchRepo>(d: Dis
     )
     .await
     .unwrap();
-    d.driver_state("nowhere", DriverState::Idle, None, T0).await.unwrap();
+    d.driver_state("nowhere", DriverState::Idle, None, T0)
+        .await
+        .unwrap();
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
         d.create_order(order(id, 1), T0 + i as i64).await.unwrap();
     }
     let r = d.flush_batch(T0 + 10, &hubs()).await.unwrap();
-    assert_eq!((r.value.orders, r.value.drivers, r.value.matched), (3, 2, 2));
+    assert_eq!(
+        (r.value.orders, r.value.drivers, r.value.matched),
+        (3, 2, 2)
+    );
     // Equal costs per driver: the oldest orders go first, the nearest driver to the oldest.
     let a = d.order("a").await.unwrap();
     let b = d.order("b").await.unwrap();
@@ -152,21 +169,46 @@ async fn the_batch_offers_the_nearest_and_keeps_the_rest<R: DispatchRepo>(d: Dis
     assert_eq!(b.assigned_driver_id.as_deref(), Some("far"));
     assert_eq!(a.batch_id, b.batch_id);
     let c = d.order("c").await.unwrap();
-    assert!(c.status == OrderStatus::Pending && c.pooled_at == Some(T0 + 2), "c stays pooled");
-    let asg = d.assignment(a.current_assignment_id.as_deref().unwrap()).await.unwrap();
-    assert_eq!((asg.status, asg.attempt, asg.expires_at), (AssignmentStatus::Pending, 1, T0 + 30_010));
+    assert!(
+        c.status == OrderStatus::Pending && c.pooled_at == Some(T0 + 2),
+        "c stays pooled"
+    );
+    let asg = d
+        .assignment(a.current_assignment_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (asg.status, asg.attempt, asg.expires_at),
+        (AssignmentStatus::Pending, 1, T0 + 30_010)
+    );
     let near = d.driver("near").await.unwrap();
-    assert_eq!((near.status, near.load, near.last_assigned_at), (DriverState::Assigned, 1, Some(T0 + 10)));
+    assert_eq!(
+        (near.status, near.load, near.last_assigned_at),
+        (DriverState::Assigned, 1, Some(T0 + 10))
+    );
     assert_eq!(d.pool_stats().await.unwrap(), (1, Some(T0 + 2)));
-    assert!(r.notices.iter().filter(|n| n.kind == "order.assigned").count() == 2);
+    assert!(
+        r.notices
+            .iter()
+            .filter(|n| n.kind == "order.assigned")
+            .count()
+            == 2
+    );
     // No candidates left: the next flush changes nothing; a new driver is skipped never.
     let r = d.flush_batch(T0 + 20, &hubs()).await.unwrap();
     assert_eq!(r.value.matched, 0);
     idle_driver(&d, "late", 2.0).await;
     idle_driver(&d, "later", 3.0).await;
     d.flush_batch(T0 + 30, &hubs()).await.unwrap();
-    assert_eq!(d.order("c").await.unwrap().assigned_driver_id.as_deref(), Some("late"));
-    assert_eq!(d.driver("later").await.unwrap().skipped_count, 1, "unpicked candidates are skipped once");
+    assert_eq!(
+        d.order("c").await.unwrap().assigned_driver_id.as_deref(),
+        Some("late")
+    );
+    assert_eq!(
+        d.driver("later").await.unwrap().skipped_count,
+        1,
+        "unpicked candidates are skipped once"
+    );
 }
 
 async fn offered<R: DispatchRepo>(d: &Dispatcher<R>, order_id: &str) -> Assignment {
@@ -183,22 +225,37 @@ async fn accept_checks_ownership_and_state<R: DispatchRepo>(d: Dispatcher<R>) {
     d.flush_batch(T0, &hubs()).await.unwrap();
     let a = offered(&d, "o1").await;
     assert_eq!(a.driver_id, "d1");
-    assert_eq!(d.accept(&a.id, "d2", T0 + 1).await.unwrap_err(), DispatchError::DriverMismatch);
+    assert_eq!(
+        d.accept(&a.id, "d2", T0 + 1).await.unwrap_err(),
+        DispatchError::DriverMismatch
+    );
     assert!(matches!(
         d.accept("no-such", "d1", T0 + 1).await,
-        Err(DispatchError::NotFound { resource: "assignment", .. })
+        Err(DispatchError::NotFound {
+            resource: "assignment",
+            ..
+        })
     ));
     assert!(matches!(
         d.accept(&a.id, "ghost", T0 + 1).await,
-        Err(DispatchError::NotFound { resource: "driver", .. })
+        Err(DispatchError::NotFound {
+            resource: "driver",
+            ..
+        })
     ));
     let ok = d.accept(&a.id, "d1", T0 + 2).await.unwrap();
-    assert_eq!((ok.value.order_id.as_str(), ok.value.hub_id.as_str()), ("o1", "hub-1"));
+    assert_eq!(
+        (ok.value.order_id.as_str(), ok.value.hub_id.as_str()),
+        ("o1", "hub-1")
+    );
     assert!(ok.notices.iter().any(|n| n.kind == "assignment.accepted"));
     assert_eq!(d.order("o1").await.unwrap().status, OrderStatus::Dispatched);
     assert_eq!(d.driver("d1").await.unwrap().status, DriverState::ToHub);
     let a = d.assignment(&a.id).await.unwrap();
-    assert_eq!((a.status, a.accepted_at), (AssignmentStatus::Accepted, Some(T0 + 2)));
+    assert_eq!(
+        (a.status, a.accepted_at),
+        (AssignmentStatus::Accepted, Some(T0 + 2))
+    );
     assert_eq!(
         d.accept(&a.id, "d1", T0 + 3).await.unwrap_err(),
         DispatchError::AssignmentNotPending(AssignmentStatus::Accepted)
@@ -216,29 +273,56 @@ async fn rejection_reassigns_with_backoff_then_fails<R: DispatchRepo>(d: Dispatc
     d.create_order(order("o1", 1), T0).await.unwrap();
     d.flush_batch(T0, &hubs()).await.unwrap();
     let mut now = T0;
-    for (k, (driver, delay)) in [("d1", 1000), ("d2", 2000), ("d3", 4000)].into_iter().enumerate() {
+    for (k, (driver, delay)) in [("d1", 1000), ("d2", 2000), ("d3", 4000)]
+        .into_iter()
+        .enumerate()
+    {
         let a = offered(&d, "o1").await;
         assert_eq!((a.driver_id.as_str(), a.attempt), (driver, k as u32 + 1));
         let wrong_order = d.reject(&a.id, driver, Some("other"), None, now).await;
         assert!(matches!(wrong_order, Err(DispatchError::Invalid(_))));
-        let r = d.reject(&a.id, driver, Some("o1"), None, now).await.unwrap().value;
+        let r = d
+            .reject(&a.id, driver, Some("o1"), None, now)
+            .await
+            .unwrap()
+            .value;
         assert_eq!(r.order_status, OrderStatus::Pending);
         assert_eq!(r.reassign, Some((k as u32 + 1, delay)));
         let drv = d.driver(driver).await.unwrap();
         assert_eq!((drv.status, drv.load), (DriverState::Idle, 0));
         // Not before it is due.
-        assert_eq!(d.run_reassignments(now + delay - 1, &hubs()).await.unwrap().value, 0);
+        assert_eq!(
+            d.run_reassignments(now + delay - 1, &hubs())
+                .await
+                .unwrap()
+                .value,
+            0
+        );
         now += delay;
         assert_eq!(d.run_reassignments(now, &hubs()).await.unwrap().value, 1);
     }
     let a = offered(&d, "o1").await;
-    assert_eq!((a.driver_id.as_str(), a.attempt), ("d4", 4), "rejecting drivers are excluded");
-    let r = d.reject(&a.id, "d4", None, Some("too far"), now).await.unwrap().value;
+    assert_eq!(
+        (a.driver_id.as_str(), a.attempt),
+        ("d4", 4),
+        "rejecting drivers are excluded"
+    );
+    let r = d
+        .reject(&a.id, "d4", None, Some("too far"), now)
+        .await
+        .unwrap()
+        .value;
     assert_eq!((r.order_status, r.reassign), (OrderStatus::Failed, None));
     let o = d.order("o1").await.unwrap();
     assert_eq!(o.failure_reason.as_deref(), Some("MAX_REASSIGNMENTS"));
     assert_eq!(o.excluded, vec!["d1", "d2", "d3", "d4"]);
-    assert_eq!(d.run_reassignments(now + 100_000, &hubs()).await.unwrap().value, 0);
+    assert_eq!(
+        d.run_reassignments(now + 100_000, &hubs())
+            .await
+            .unwrap()
+            .value,
+        0
+    );
     let ev = d.driver_events("d4").await.unwrap();
     assert_eq!(ev.last().unwrap().reason.as_deref(), Some("too far"));
 }
@@ -253,18 +337,29 @@ async fn offers_time_out<R: DispatchRepo>(d: Dispatcher<R>) {
     assert_eq!(d.expire_offers(T0 + 29_999).await.unwrap().value, 0);
     // An accept racing the sweeper at the deadline loses: the offer closes as TIMEOUT.
     assert_eq!(
-        d.accept(&a1.id, &a1.driver_id, T0 + 30_000).await.unwrap_err(),
+        d.accept(&a1.id, &a1.driver_id, T0 + 30_000)
+            .await
+            .unwrap_err(),
         DispatchError::AssignmentNotPending(AssignmentStatus::Timeout)
     );
     let swept = d.expire_offers(T0 + 30_000).await.unwrap();
     assert_eq!(swept.value, 1, "only the second offer was still open");
     assert!(swept.notices.iter().any(|n| n.kind == "assignment.timeout"));
     for a in [a1, a2] {
-        assert_eq!(d.assignment(&a.id).await.unwrap().status, AssignmentStatus::Timeout);
-        assert_eq!(d.driver(&a.driver_id).await.unwrap().status, DriverState::Idle);
+        assert_eq!(
+            d.assignment(&a.id).await.unwrap().status,
+            AssignmentStatus::Timeout
+        );
+        assert_eq!(
+            d.driver(&a.driver_id).await.unwrap().status,
+            DriverState::Idle
+        );
     }
     let o = d.order("o1").await.unwrap();
-    assert_eq!((o.status, o.reassign_count, o.reassign_due_at), (OrderStatus::Pending, 1, Some(T0 + 31_000)));
+    assert_eq!(
+        (o.status, o.reassign_count, o.reassign_due_at),
+        (OrderStatus::Pending, 1, Some(T0 + 31_000))
+    );
 }
 
 async fn no_candidate_reschedules_then_fails<R: DispatchRepo>(d: Dispatcher<R>) {
@@ -280,7 +375,10 @@ async fn no_candidate_reschedules_then_fails<R: DispatchRepo>(d: Dispatcher<R>) 
         assert_eq!(d.run_reassignments(now, &hubs()).await.unwrap().value, 1);
     }
     let o = d.order("o1").await.unwrap();
-    assert_eq!((o.status, o.failure_reason.as_deref()), (OrderStatus::Failed, Some("MAX_REASSIGNMENTS")));
+    assert_eq!(
+        (o.status, o.failure_reason.as_deref()),
+        (OrderStatus::Failed, Some("MAX_REASSIGNMENTS"))
+    );
     assert_eq!(d.driver("d1").await.unwrap().status, DriverState::Idle);
 }
 
@@ -295,18 +393,35 @@ async fn a_trip_runs_to_delivery_and_frees_the_driver<R: DispatchRepo>(d: Dispat
     for to in [DriverState::Picking, DriverState::Delivering] {
         d.driver_state("d1", to, None, T0 + 2).await.unwrap();
     }
-    let done = d.driver_state("d1", DriverState::Completed, None, T0 + 3).await.unwrap();
+    let done = d
+        .driver_state("d1", DriverState::Completed, None, T0 + 3)
+        .await
+        .unwrap();
     assert!(done.notices.iter().any(|n| n.kind == "order.delivered"));
     assert_eq!(d.order("o1").await.unwrap().status, OrderStatus::Delivered);
     let drv = d.driver("d1").await.unwrap();
-    assert_eq!((drv.load, drv.total_deliveries, drv.current_assignment_id), (0, 1, None));
-    d.driver_state("d1", DriverState::Idle, None, T0 + 4).await.unwrap();
+    assert_eq!(
+        (drv.load, drv.total_deliveries, drv.current_assignment_id),
+        (0, 1, None)
+    );
+    d.driver_state("d1", DriverState::Idle, None, T0 + 4)
+        .await
+        .unwrap();
     // The delivered order's assignment no longer holds the driver.
     d.flush_batch(T0 + 5, &hubs()).await.unwrap();
     assert_eq!(offered(&d, "o2").await.driver_id, "d1");
-    let log: Vec<DriverState> = d.driver_events("d1").await.unwrap().iter().map(|e| e.to_state).collect();
+    let log: Vec<DriverState> = d
+        .driver_events("d1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.to_state)
+        .collect();
     use DriverState::*;
-    assert_eq!(log, [Offline, Idle, Assigned, ToHub, Picking, Delivering, Completed, Idle, Assigned]);
+    assert_eq!(
+        log,
+        [Offline, Idle, Assigned, ToHub, Picking, Delivering, Completed, Idle, Assigned]
+    );
 }
 
 async fn held<R: DispatchRepo>(d: &Dispatcher<R>, driver: &str) -> Assignment {
@@ -330,22 +445,39 @@ async fn aborts_reassign_or_fail<R: DispatchRepo>(d: Dispatcher<R>) {
         held(&d, "d3").await,
     );
     // ASSIGNED → OFFLINE cancels the offer and reassigns.
-    d.driver_state("d1", DriverState::Offline, None, T0 + 1).await.unwrap();
-    assert_eq!(d.assignment(&a1.id).await.unwrap().status, AssignmentStatus::Cancelled);
+    d.driver_state("d1", DriverState::Offline, None, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        d.assignment(&a1.id).await.unwrap().status,
+        AssignmentStatus::Cancelled
+    );
     let o = d.order(&a1.order_id).await.unwrap();
-    assert_eq!((o.status, o.excluded.clone()), (OrderStatus::Pending, vec!["d1".to_string()]));
+    assert_eq!(
+        (o.status, o.excluded.clone()),
+        (OrderStatus::Pending, vec!["d1".to_string()])
+    );
     // TO_HUB → IDLE: reassigned, driver excluded.
     d.accept(&a2.id, "d2", T0 + 1).await.unwrap();
-    d.driver_state("d2", DriverState::Idle, Some("flat tyre"), T0 + 2).await.unwrap();
+    d.driver_state("d2", DriverState::Idle, Some("flat tyre"), T0 + 2)
+        .await
+        .unwrap();
     let o = d.order(&a2.order_id).await.unwrap();
     assert_eq!((o.status, o.reassign_count), (OrderStatus::Pending, 1));
     assert!(o.excluded.contains(&"d2".to_string()));
     // PICKING → IDLE after pickup: the order fails.
     d.accept(&a3.id, "d3", T0 + 1).await.unwrap();
-    d.driver_state("d3", DriverState::Picking, None, T0 + 2).await.unwrap();
-    d.driver_state("d3", DriverState::Idle, None, T0 + 3).await.unwrap();
+    d.driver_state("d3", DriverState::Picking, None, T0 + 2)
+        .await
+        .unwrap();
+    d.driver_state("d3", DriverState::Idle, None, T0 + 3)
+        .await
+        .unwrap();
     let o = d.order(&a3.order_id).await.unwrap();
-    assert_eq!((o.status, o.failure_reason.as_deref()), (OrderStatus::Failed, Some("DRIVER_ABORTED")));
+    assert_eq!(
+        (o.status, o.failure_reason.as_deref()),
+        (OrderStatus::Failed, Some("DRIVER_ABORTED"))
+    );
     assert_eq!(d.driver("d3").await.unwrap().load, 0);
 }
 
@@ -360,13 +492,32 @@ async fn writes_are_compare_and_set<R: DispatchRepo>(repo: R) {
     let mut fresh = stale.clone();
     fresh.version += 1;
     fresh.skipped_count = 7;
-    repo.commit(&Write { drivers: vec![Row::Update(fresh)], ..Write::default() }).await.unwrap();
+    repo.commit(&Write {
+        drivers: vec![Row::Update(fresh)],
+        ..Write::default()
+    })
+    .await
+    .unwrap();
     let mut late = stale.clone();
     late.version += 1;
-    let lost = repo.commit(&Write { drivers: vec![Row::Update(late)], ..Write::default() }).await;
+    let lost = repo
+        .commit(&Write {
+            drivers: vec![Row::Update(late)],
+            ..Write::default()
+        })
+        .await;
     assert!(matches!(lost, Err(RepoError::Conflict(_))), "{lost:?}");
-    assert_eq!(repo.driver("d1").await.unwrap().unwrap().skipped_count, 7, "no lost update");
-    let dup = repo.commit(&Write { drivers: vec![Row::Insert(stale)], ..Write::default() }).await;
+    assert_eq!(
+        repo.driver("d1").await.unwrap().unwrap().skipped_count,
+        7,
+        "no lost update"
+    );
+    let dup = repo
+        .commit(&Write {
+            drivers: vec![Row::Insert(stale)],
+            ..Write::default()
+        })
+        .await;
     assert!(matches!(dup, Err(RepoError::Conflict(_))));
     // A second live assignment for one order is refused, and the whole write with it.
     let live = |id: &str, order: &str, driver: &str| Assignment {
@@ -383,9 +534,12 @@ async fn writes_are_compare_and_set<R: DispatchRepo>(repo: R) {
         finished_at: None,
         version: 1,
     };
-    repo.commit(&Write { assignments: vec![Row::Insert(live("x1", "o1", "d1"))], ..Write::default() })
-        .await
-        .unwrap();
+    repo.commit(&Write {
+        assignments: vec![Row::Insert(live("x1", "o1", "d1"))],
+        ..Write::default()
+    })
+    .await
+    .unwrap();
     for clash in [live("x2", "o1", "d2"), live("x3", "o2", "d1")] {
         let mut bump = repo.driver("d2").await.unwrap().unwrap();
         bump.version += 1;
@@ -406,7 +560,9 @@ async fn concurrent_batches_never_double_assign<R: DispatchRepo>(d: Dispatcher<R
         idle_driver(&d, &format!("d{i:02}"), 0.5 + i as f64 * 0.3).await;
     }
     for i in 0..20 {
-        d.create_order(order(&format!("o{i:02}"), 1 + (i % 9) as u8), T0 + i).await.unwrap();
+        d.create_order(order(&format!("o{i:02}"), 1 + (i % 9) as u8), T0 + i)
+            .await
+            .unwrap();
     }
     let hubs = hubs();
     let flushes = (0..6).map(|k| d.flush_batch(T0 + 100 + k, &hubs));
@@ -419,7 +575,10 @@ async fn concurrent_batches_never_double_assign<R: DispatchRepo>(d: Dispatcher<R
             Err(e) => panic!("{e}"),
         })
         .sum();
-    assert_eq!(matched, 12, "every driver offered exactly once across racing batches");
+    assert_eq!(
+        matched, 12,
+        "every driver offered exactly once across racing batches"
+    );
     let mut drivers_seen = std::collections::BTreeSet::new();
     for i in 0..20 {
         let o = d.order(&format!("o{i:02}")).await.unwrap();

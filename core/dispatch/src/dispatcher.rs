@@ -9,9 +9,9 @@ use qc_geo::Point;
 
 use crate::matching::{cost, greedy, optimal, total, CostInput, CostMatrix, Matcher};
 use crate::model::*;
+use crate::next_reassignment;
 use crate::repo::{DispatchRepo, RepoError, Row, Write};
 use crate::state::{check_transition, DriverState, IllegalTransition, OrderEffect, Via};
-use crate::next_reassignment;
 
 /// Settings the rules read (06 §5; env `DISPATCH_*` in the service).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -470,7 +470,7 @@ impl<R: DispatchRepo> Dispatcher<R> {
     }
 
     pub async fn set_location(&self, id: &str, p: Point, now: i64) -> Result<(), DispatchError> {
-        let out: Outcome<()> = retrying!(self, {
+        let _: Outcome<()> = retrying!(self, {
             let mut d = self.need_driver(id).await?;
             d.location = Some(p);
             d.loc_at = Some(now);
@@ -478,7 +478,7 @@ impl<R: DispatchRepo> Dispatcher<R> {
             plan.driver(d);
             plan.done(())
         })?;
-        Ok(out.value)
+        Ok(())
     }
 
     pub async fn order(&self, id: &str) -> Result<Order, DispatchError> {
@@ -669,11 +669,21 @@ impl<R: DispatchRepo> Dispatcher<R> {
     }
 
     /// Closes one offer as TIMEOUT if it is still pending and due; false if it was not.
-    async fn expire_offer(&self, assignment_id: &str, now: i64) -> Result<Outcome<bool>, DispatchError> {
+    async fn expire_offer(
+        &self,
+        assignment_id: &str,
+        now: i64,
+    ) -> Result<Outcome<bool>, DispatchError> {
         retrying!(self, {
             let a = self.need_assignment(assignment_id).await?;
             if a.status != AssignmentStatus::Pending || !a.is_live() || a.expires_at > now {
-                (Write::default(), Outcome { value: false, notices: vec![] })
+                (
+                    Write::default(),
+                    Outcome {
+                        value: false,
+                        notices: vec![],
+                    },
+                )
             } else {
                 let d = self.need_driver(&a.driver_id).await?;
                 let o = self.need_order(&a.order_id).await?;
@@ -721,8 +731,7 @@ impl<R: DispatchRepo> Dispatcher<R> {
             let r: Outcome<bool> = retrying!(self, {
                 let mut o = self.need_order(&due.id).await?;
                 let mut plan = Plan::default();
-                if o.status != OrderStatus::Pending || o.reassign_due_at.is_none_or(|t| t > now)
-                {
+                if o.status != OrderStatus::Pending || o.reassign_due_at.is_none_or(|t| t > now) {
                     plan.done(false)
                 } else {
                     let best = self
@@ -733,7 +742,9 @@ impl<R: DispatchRepo> Dispatcher<R> {
                         .filter_map(|d| pair_cost(&o, &d, hubs).map(|c| (c, d)))
                         .min_by(|(a, da), (b, db)| a.total_cmp(b).then(da.id.cmp(&db.id)));
                     match best {
-                        Some((c, d)) => plan.offer(o, d, c, None, now, self.policy.offer_timeout_ms)?,
+                        Some((c, d)) => {
+                            plan.offer(o, d, c, None, now, self.policy.offer_timeout_ms)?
+                        }
                         None => {
                             plan.reschedule(&mut o, now);
                             plan.order(o);

@@ -162,7 +162,9 @@ impl DispatchRepo for MemoryRepo {
         apply(&mut after, &w.assignments, |a| &a.id);
         for a in w.assignments.iter().map(Row::get).filter(|a| a.is_live()) {
             let clash = after.values().any(|b| {
-                b.id != a.id && b.is_live() && (b.order_id == a.order_id || b.driver_id == a.driver_id)
+                b.id != a.id
+                    && b.is_live()
+                    && (b.order_id == a.order_id || b.driver_id == a.driver_id)
             });
             if clash {
                 return Err(RepoError::Conflict(format!(

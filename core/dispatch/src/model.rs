@@ -226,7 +226,9 @@ impl OrderInput {
         }
         for (i, it) in self.items.iter().enumerate() {
             if it.product_id.is_empty() || it.product_id.len() > 128 {
-                return Err(Invalid(format!("items[{i}].product_id must be 1-128 characters")));
+                return Err(Invalid(format!(
+                    "items[{i}].product_id must be 1-128 characters"
+                )));
             }
             if it.name.len() > 256 {
                 return Err(Invalid(format!("items[{i}].name is longer than 256 bytes")));
@@ -284,7 +286,10 @@ mod tests {
             (ok.replace("-6.2", "0"), "(0, 0)"),
             (ok.replace("\"quantity\":2", "\"quantity\":0"), "quantity"),
             (ok.replace("\"h1\"", "\"h 1\""), "hub_id"),
-            (ok.replace("[{\"product_id\":\"p\",\"quantity\":2}]", "[]"), "items"),
+            (
+                ok.replace("[{\"product_id\":\"p\",\"quantity\":2}]", "[]"),
+                "items",
+            ),
             (ok.replace("\"priority\":42", "\"total\":-1"), "total"),
         ] {
             let e = input(&bad).unwrap_err();

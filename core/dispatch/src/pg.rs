@@ -40,7 +40,8 @@ const ORDER_COLS: &str = "id, customer_id, hub_id, items, total, priority, statu
     failure_reason, excluded, (extract(epoch FROM pooled_at) * 1000)::bigint AS pooled_ms,
     (extract(epoch FROM reassign_due_at) * 1000)::bigint AS due_ms, version";
 
-const DRIVER_COLS: &str = "id, name, lat, lng, (extract(epoch FROM loc_at) * 1000)::bigint AS loc_ms,
+const DRIVER_COLS: &str =
+    "id, name, lat, lng, (extract(epoch FROM loc_at) * 1000)::bigint AS loc_ms,
     status, load, max_load, total_deliveries,
     (extract(epoch FROM last_assigned_at) * 1000)::bigint AS last_ms, skipped_count,
     current_assignment_id, version";
@@ -71,16 +72,24 @@ fn order_row(r: &PgRow) -> Result<Order, RepoError> {
         hub_id: r.try_get("hub_id").map_err(g)?,
         items: items.0,
         total: r.try_get("total").map_err(g)?,
-        priority: u8::try_from(r.try_get::<i16, _>("priority").map_err(g)?).map_err(|_| bad("order"))?,
+        priority: u8::try_from(r.try_get::<i16, _>("priority").map_err(g)?)
+            .map_err(|_| bad("order"))?,
         status: OrderStatus::parse(&status).ok_or_else(|| bad("order"))?,
         created_at: r.try_get("created_ms").map_err(g)?,
-        delivery_location: point(r.try_get("delivery_lat").map_err(g)?, r.try_get("delivery_lng").map_err(g)?)
-            .ok_or_else(|| bad("order"))?,
-        pickup_location: point(r.try_get("pickup_lat").map_err(g)?, r.try_get("pickup_lng").map_err(g)?),
+        delivery_location: point(
+            r.try_get("delivery_lat").map_err(g)?,
+            r.try_get("delivery_lng").map_err(g)?,
+        )
+        .ok_or_else(|| bad("order"))?,
+        pickup_location: point(
+            r.try_get("pickup_lat").map_err(g)?,
+            r.try_get("pickup_lng").map_err(g)?,
+        ),
         assigned_driver_id: r.try_get("assigned_driver_id").map_err(g)?,
         current_assignment_id: r.try_get("current_assignment_id").map_err(g)?,
         batch_id: r.try_get("batch_id").map_err(g)?,
-        reassign_count: u32::try_from(r.try_get::<i32, _>("reassign_count").map_err(g)?).map_err(|_| bad("order"))?,
+        reassign_count: u32::try_from(r.try_get::<i32, _>("reassign_count").map_err(g)?)
+            .map_err(|_| bad("order"))?,
         failure_reason: r.try_get("failure_reason").map_err(g)?,
         excluded: excluded.0,
         pooled_at: r.try_get("pooled_ms").map_err(g)?,
@@ -119,7 +128,8 @@ fn assignment_row(r: &PgRow) -> Result<Assignment, RepoError> {
         driver_id: r.try_get("driver_id").map_err(g)?,
         status: AssignmentStatus::parse(&status).ok_or_else(|| bad("assignment"))?,
         score: r.try_get("score").map_err(g)?,
-        attempt: u32::try_from(r.try_get::<i32, _>("attempt").map_err(g)?).map_err(|_| bad("assignment"))?,
+        attempt: u32::try_from(r.try_get::<i32, _>("attempt").map_err(g)?)
+            .map_err(|_| bad("assignment"))?,
         created_at: r.try_get("created_ms").map_err(g)?,
         expires_at: r.try_get("expires_ms").map_err(g)?,
         accepted_at: r.try_get("accepted_ms").map_err(g)?,
@@ -136,7 +146,10 @@ macro_rules! ts {
     };
 }
 
-async fn write_order(tx: &mut Transaction<'_, Postgres>, row: &Row<Order>) -> Result<u64, sqlx::Error> {
+async fn write_order(
+    tx: &mut Transaction<'_, Postgres>,
+    row: &Row<Order>,
+) -> Result<u64, sqlx::Error> {
     let (o, insert) = match row {
         Row::Insert(o) => (o, true),
         Row::Update(o) => (o, false),
@@ -186,7 +199,10 @@ async fn write_order(tx: &mut Transaction<'_, Postgres>, row: &Row<Order>) -> Re
     Ok(r.rows_affected())
 }
 
-async fn write_driver(tx: &mut Transaction<'_, Postgres>, row: &Row<Driver>) -> Result<u64, sqlx::Error> {
+async fn write_driver(
+    tx: &mut Transaction<'_, Postgres>,
+    row: &Row<Driver>,
+) -> Result<u64, sqlx::Error> {
     let (d, insert) = match row {
         Row::Insert(d) => (d, true),
         Row::Update(d) => (d, false),
@@ -199,8 +215,12 @@ async fn write_driver(tx: &mut Transaction<'_, Postgres>, row: &Row<Driver>) -> 
         )
     } else {
         concat!(
-            "UPDATE drivers SET name = $2, lat = $3, lng = $4, loc_at = ", ts!(5), ", status = $6, load = $7,
-             max_load = $8, total_deliveries = $9, last_assigned_at = ", ts!(10), ", skipped_count = $11,
+            "UPDATE drivers SET name = $2, lat = $3, lng = $4, loc_at = ",
+            ts!(5),
+            ", status = $6, load = $7,
+             max_load = $8, total_deliveries = $9, last_assigned_at = ",
+            ts!(10),
+            ", skipped_count = $11,
              current_assignment_id = $12, version = $13
              WHERE id = $1 AND version = $13 - 1"
         )
@@ -269,12 +289,14 @@ fn changed(n: u64, what: &str) -> Result<(), RepoError> {
     if n == 1 {
         Ok(())
     } else {
-        Err(RepoError::Conflict(format!("{what} changed since it was read")))
+        Err(RepoError::Conflict(format!(
+            "{what} changed since it was read"
+        )))
     }
 }
 
 /// Rows in a fixed order (by id), so concurrent writers lock in the same order.
-fn sorted<'a, T>(rows: &'a [Row<T>], id: impl Fn(&T) -> &str) -> Vec<&'a Row<T>> {
+fn sorted<T>(rows: &[Row<T>], id: impl Fn(&T) -> &str) -> Vec<&Row<T>> {
     let mut v: Vec<&Row<T>> = rows.iter().collect();
     v.sort_by(|a, b| id(a.get()).cmp(id(b.get())));
     v
@@ -284,7 +306,10 @@ impl PgRepo {
     async fn apply(&self, w: &Write) -> Result<(), RepoError> {
         let mut tx = self.pool.begin().await.map_err(repo_error)?;
         for r in sorted(&w.drivers, |d| &d.id) {
-            changed(write_driver(&mut tx, r).await.map_err(repo_error)?, "driver")?;
+            changed(
+                write_driver(&mut tx, r).await.map_err(repo_error)?,
+                "driver",
+            )?;
         }
         for r in sorted(&w.orders, |o| &o.id) {
             changed(write_order(&mut tx, r).await.map_err(repo_error)?, "order")?;
@@ -294,7 +319,10 @@ impl PgRepo {
             .into_iter()
             .partition(|r| matches!(r, Row::Update(_)));
         for r in updates.into_iter().chain(inserts) {
-            changed(write_assignment(&mut tx, r).await.map_err(repo_error)?, "assignment")?;
+            changed(
+                write_assignment(&mut tx, r).await.map_err(repo_error)?,
+                "assignment",
+            )?;
         }
         for e in &w.events {
             sqlx::query(concat!(
@@ -314,25 +342,36 @@ impl PgRepo {
         }
         tx.commit().await.map_err(repo_error)
     }
-
 }
 
 impl DispatchRepo for PgRepo {
     async fn order(&self, id: &str) -> Result<Option<Order>, RepoError> {
         let sql = format!("SELECT {ORDER_COLS} FROM dispatch_orders WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(repo_error)?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(repo_error)?;
         row.as_ref().map(order_row).transpose()
     }
 
     async fn driver(&self, id: &str) -> Result<Option<Driver>, RepoError> {
         let sql = format!("SELECT {DRIVER_COLS} FROM drivers WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(repo_error)?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(repo_error)?;
         row.as_ref().map(driver_row).transpose()
     }
 
     async fn assignment(&self, id: &str) -> Result<Option<Assignment>, RepoError> {
         let sql = format!("SELECT {ASSIGNMENT_COLS} FROM dispatch_assignments WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(repo_error)?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(repo_error)?;
         row.as_ref().map(assignment_row).transpose()
     }
 
@@ -394,7 +433,10 @@ impl DispatchRepo for PgRepo {
             "SELECT {DRIVER_COLS} FROM drivers
              WHERE status = 'IDLE' AND lat IS NOT NULL AND lng IS NOT NULL AND load < max_load ORDER BY id"
         );
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(repo_error)?;
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(repo_error)?;
         rows.iter().map(driver_row).collect()
     }
 

@@ -5,8 +5,8 @@
 use sqlx::{PgPool, Row as _};
 
 use crate::model::{Invalid, NewOrder, OrderInput};
-use crate::repo::RepoError;
 use crate::pg::repo_error;
+use crate::repo::RepoError;
 
 /// Attempts before a row fails for good (00: "5 attempts → failed + alert").
 pub const MAX_ATTEMPTS: i32 = 5;
@@ -46,7 +46,9 @@ impl Claimed {
 pub enum Settled {
     Done,
     /// Back to pending, available again after the backoff.
-    Retry { after_ms: i64 },
+    Retry {
+        after_ms: i64,
+    },
     Failed,
 }
 
@@ -101,7 +103,9 @@ pub async fn settle(
 ) -> Result<Settled, RepoError> {
     let (status, after_ms, settled) = match error {
         None => ("done", 0, Settled::Done),
-        Some((_, permanent)) if permanent || row.attempts >= MAX_ATTEMPTS => ("failed", 0, Settled::Failed),
+        Some((_, permanent)) if permanent || row.attempts >= MAX_ATTEMPTS => {
+            ("failed", 0, Settled::Failed)
+        }
         Some(_) => {
             let after_ms = 1000i64 << row.attempts.clamp(0, 20);
             ("pending", after_ms, Settled::Retry { after_ms })

@@ -7,22 +7,26 @@ use qc_kit::config::{ConfigError, EnvReader, EnvSource, StoreConfig};
 pub enum ServiceId {
     Inventory,
     Geo,
+    Dispatch,
 }
 
 impl ServiceId {
     /// Every service that exists so far (`serve all` starts these).
-    pub const ALL: &'static [ServiceId] = &[ServiceId::Inventory, ServiceId::Geo];
+    pub const ALL: &'static [ServiceId] =
+        &[ServiceId::Inventory, ServiceId::Geo, ServiceId::Dispatch];
 
     pub fn name(self) -> &'static str {
         match self {
             ServiceId::Inventory => "inventory",
             ServiceId::Geo => "geo",
+            ServiceId::Dispatch => "dispatch",
         }
     }
     pub fn default_port(self) -> u16 {
         match self {
             ServiceId::Inventory => 8091,
             ServiceId::Geo => 8092,
+            ServiceId::Dispatch => 8096,
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
