@@ -83,7 +83,7 @@ impl Geo {
 }
 
 async fn cleanup(store: &StoreConfig, geo: Geo) {
-    let mut conn = geo.app.conn.clone();
+    let mut conn = geo.app.store.conn.clone();
     geo.shutdown.trigger();
     delete_prefix(&mut conn, &KeyPrefix::new(store.key_prefix.clone()))
         .await
@@ -133,9 +133,9 @@ async fn the_lookup_chain_answers_tier_by_tier() {
     assert_eq!(redis_level["distance_km"], first["distance_km"]);
 
     // Without the index marker (index not built) the snapshot is scanned.
-    let mut conn = g.app.conn.clone();
+    let mut conn = g.app.store.conn.clone();
     let _: () = redis::cmd("DEL")
-        .arg(g.app.keys.ready())
+        .arg(g.app.store.keys.ready())
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -1,13 +1,20 @@
 //! Geo domain (02-geo): pure rules here (validated points, haversine distance, H3 cells via
 //! h3o, hub eligibility and scoring with deterministic tie-breaks, the ETA rule, the
-//! coverage-ring walk that builds the cell index); [`registry`] is the Redis/Postgres adapter.
+//! coverage-ring walk that builds the cell index). The port [`HubStore`] (registry, cell index,
+//! winner cache, version) has two adapters, [`RedisPgHubs`] (over [`registry`]) and
+//! [`MemoryHubs`], both checked by [`conformance`].
 
+pub mod conformance;
+pub mod memory;
 pub mod registry;
+pub mod store;
 
 use std::cmp::Ordering;
 
 pub use h3o::{CellIndex, Resolution};
+pub use memory::MemoryHubs;
 use serde::{Deserialize, Serialize};
+pub use store::{CellLookup, HubStore, RedisPgHubs};
 
 /// Mean Earth radius used by the haversine formula (02 §3).
 pub const EARTH_RADIUS_KM: f64 = 6371.0;

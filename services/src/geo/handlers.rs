@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::GeoApp;
 use crate::platform::{data, ApiError, ApiResult, Body, Ids};
 use qc_geo::registry;
+use qc_geo::HubStore;
 
 type AppState = State<Arc<GeoApp>>;
 
@@ -118,7 +119,9 @@ pub async fn put_hub(State(app): AppState, Body(input): Body<HubInput>) -> ApiRe
 }
 
 pub async fn list_hubs(State(app): AppState) -> ApiResult {
-    let hubs = registry::load_hubs(&app.pool)
+    let hubs = app
+        .store
+        .hubs()
         .await
         .map_err(|e| ApiError::unavailable(format!("hub registry unavailable: {e}")))?;
     let list: Vec<Value> = hubs
@@ -131,7 +134,9 @@ pub async fn list_hubs(State(app): AppState) -> ApiResult {
 pub async fn get_hub(State(app): AppState, Ids(ids): Ids) -> ApiResult<Response> {
     let id = ids.into_iter().next().unwrap_or_default();
     qc_kit::validate_id("id", &id).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let hubs = registry::load_hubs(&app.pool)
+    let hubs = app
+        .store
+        .hubs()
         .await
         .map_err(|e| ApiError::unavailable(format!("hub registry unavailable: {e}")))?;
     let hub = hubs.iter().find(|h| h.id == id).ok_or_else(|| {

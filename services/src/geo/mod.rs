@@ -14,8 +14,6 @@ use qc_geo::{best, evaluate, Candidate, Hub, Point, Resolution, Weights};
 use qc_kit::config::{ConfigError, EnvReader, EnvSource};
 use qc_kit::redis_kit::{BackendError, KeyPrefix};
 use qc_kit::SharedClock;
-use redis::aio::ConnectionManager;
-use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use crate::platform::config::{PlatformConfig, ServiceId};
@@ -23,7 +21,8 @@ use crate::platform::middleware::require_internal_token;
 use crate::platform::ops::ServiceCtx;
 use crate::platform::server::{assemble, open_stores, BuiltService};
 use crate::platform::shutdown::Shutdown;
-use qc_geo::registry::{self, GeoKeys};
+use qc_geo::registry::GeoKeys;
+use qc_geo::{CellLookup, HubStore, RedisPgHubs};
 
 /// `GEO_*` settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,12 +122,10 @@ const L1_MAX: usize = 100_000;
 #[derive(Debug)]
 pub struct GeoApp {
     pub cfg: GeoConfig,
-    pub pool: PgPool,
-    pub conn: ConnectionManager,
-    pub keys: GeoKeys,
+    /// Registry, cell index and winner cache (Postgres + Redis).
+    pub store: RedisPgHubs,
     pub clock: SharedClock,
     pub ctx: Arc<ServiceCtx>,
-    timeout_ms: u64,
     snapshot: RwLock<Arc<Snapshot>>,
     /// Level 1: cell → (snapshot version, winning hub id).
     l1: Mutex<HashMap<String, (i64, String)>>,
@@ -144,9 +141,8 @@ impl GeoApp {
 
     /// Reloads hubs from Postgres, tagged with the version read just before.
     pub async fn reload(&self) -> Result<(), BackendError> {
-        let mut c = self.conn.clone();
-        let version = registry::version(&mut c, &self.keys, self.timeout_ms).await?;
-        let hubs = registry::load_hubs(&self.pool).await?;
+        let version = self.store.version().await?;
+        let hubs = self.store.hubs().await?;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Snapshot::new(version, hubs));
         Ok(())
@@ -154,8 +150,7 @@ impl GeoApp {
 
     /// Reloads when another instance changed a hub.
     pub async fn refresh_if_changed(&self) -> Result<bool, BackendError> {
-        let mut c = self.conn.clone();
-        let v = registry::version(&mut c, &self.keys, self.timeout_ms).await?;
+        let v = self.store.version().await?;
         if v != self.snapshot().version {
             self.reload().await?;
             return Ok(true);
@@ -221,10 +216,12 @@ impl GeoApp {
                 }
             }
         }
-        let mut conn = self.conn.clone();
-        let t = self.cfg.lookup_timeout_ms;
-        match registry::lookup(&mut conn, &self.keys, &cell, t).await {
-            Ok((cached, ready, candidates)) => {
+        match self.store.lookup(&cell).await {
+            Ok(CellLookup {
+                cached,
+                ready,
+                candidates,
+            }) => {
                 if let Some(c) = cached
                     .as_deref()
                     .and_then(|id| snap.get(id))
@@ -244,16 +241,9 @@ impl GeoApp {
                 if let Some(c) = &winner {
                     let now = self.clock.now_ms();
                     if matches!(
-                        registry::cache_winner(
-                            &mut conn,
-                            &self.keys,
-                            &cell,
-                            snap.version,
-                            &c.hub.id,
-                            now,
-                            t
-                        )
-                        .await,
+                        self.store
+                            .cache_winner(&cell, snap.version, &c.hub.id, now)
+                            .await,
                         Ok(true)
                     ) {
                         self.remember(&cell, snap.version, &c.hub.id);
@@ -271,18 +261,10 @@ impl GeoApp {
 
     /// Writes a hub: Postgres, index, cache invalidation, version bump, snapshot reload.
     pub async fn put_hub(&self, hub: &Hub) -> Result<(bool, usize), BackendError> {
-        let h3 = registry::hub_cell(hub, self.cfg.resolution);
-        let created = registry::upsert_hub(&self.pool, hub, &h3, self.clock.now_ms()).await?;
-        let mut c = self.conn.clone();
-        let cells = registry::reindex_hub(
-            &mut c,
-            &self.keys,
-            hub,
-            self.cfg.resolution,
-            self.timeout_ms * 5,
-        )
-        .await?;
-        registry::bump_version(&mut c, &self.keys, self.timeout_ms).await?;
+        let (created, cells) = self
+            .store
+            .put_hub(hub, self.cfg.resolution, self.clock.now_ms())
+            .await?;
         self.reload().await?;
         Ok((created, cells))
     }
@@ -298,17 +280,17 @@ pub async fn build(
 ) -> Result<(Arc<GeoApp>, BuiltService), String> {
     let store_cfg = &cfg.store;
     let (conn, pool) = open_stores(store_cfg, 8).await?;
-    let keys = GeoKeys::new(KeyPrefix::new(store_cfg.key_prefix.clone()));
-    let mut c = conn.clone();
-    if registry::bootstrap_index(
-        &mut c,
-        &pool,
-        &keys,
-        geo.resolution,
-        store_cfg.redis_timeout_ms * 5,
-    )
-    .await
-    .map_err(|e| format!("building the cell index: {e}"))?
+    let store = RedisPgHubs {
+        conn: conn.clone(),
+        pool: pool.clone(),
+        keys: GeoKeys::new(KeyPrefix::new(store_cfg.key_prefix.clone())),
+        timeout_ms: store_cfg.redis_timeout_ms,
+        lookup_timeout_ms: geo.lookup_timeout_ms,
+    };
+    if store
+        .bootstrap(geo.resolution)
+        .await
+        .map_err(|e| format!("building the cell index: {e}"))?
     {
         tracing::info!("geo cell index built from Postgres");
     }
@@ -321,12 +303,9 @@ pub async fn build(
     ));
     let app = Arc::new(GeoApp {
         cfg: geo,
-        pool,
-        conn,
-        keys,
+        store,
         clock,
         ctx: ctx.clone(),
-        timeout_ms: store_cfg.redis_timeout_ms,
         snapshot: RwLock::new(Arc::new(Snapshot::default())),
         l1: Mutex::new(HashMap::new()),
     });

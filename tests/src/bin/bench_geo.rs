@@ -107,7 +107,7 @@ async fn main() {
         h.value_at_quantile(0.5) as f64 * 1000.0 / per_call_ns
     );
     shutdown.trigger();
-    let mut conn = app.conn.clone();
+    let mut conn = app.store.conn.clone();
     delete_prefix(
         &mut conn,
         &qc_kit::redis_kit::KeyPrefix::new(store.key_prefix.clone()),
