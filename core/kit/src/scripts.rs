@@ -18,6 +18,8 @@ lua!(INVENTORY_SET_STOCK, "inventory_set_stock.lua");
 lua!(LEASE_ACQUIRE, "lease_acquire.lua");
 lua!(GEO_CACHE_WRITE, "geo_cache_write.lua");
 lua!(LEASE_RELEASE, "lease_release.lua");
+lua!(ETA_KF_UPDATE, "eta_kf_update.lua");
+lua!(ETA_STICKY_PUT, "eta_sticky_put.lua");
 
 /// Every script, with its file name, for preloading and diagnostics.
 pub fn all() -> Vec<(&'static str, &'static Script)> {
@@ -28,6 +30,8 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("lease_acquire", &*LEASE_ACQUIRE),
         ("geo_cache_write", &*GEO_CACHE_WRITE),
         ("lease_release", &*LEASE_RELEASE),
+        ("eta_kf_update", &*ETA_KF_UPDATE),
+        ("eta_sticky_put", &*ETA_STICKY_PUT),
     ]
 }
 

@@ -1,0 +1,234 @@
+//! The conformance suite every [`EtaStore`] adapter passes (memory in unit tests, Redis in
+//! `core/eta/tests`), through the engine's operations. Each check gets a fresh store.
+
+use std::future::Future;
+
+use crate::calibrate::{MIN_SCORES, WINDOW};
+use crate::engine::{self, LatestError, Model, ObserveInput};
+use crate::kalman;
+use crate::model::{CalculateInput, EtaRequest};
+use crate::store::{EtaStore, StickyPut};
+
+const T0: i64 = 1_800_000_000_000;
+
+fn request(order: &str, items: i64, queue: i64) -> EtaRequest {
+    CalculateInput {
+        order_id: order.into(),
+        hub_id: "h1".into(),
+        item_count: items,
+        hub_lat: -6.2,
+        hub_lng: 106.816666,
+        cust_lat: -6.25,
+        cust_lng: 106.85,
+        queue_depth: queue,
+        drivers_avail: 5,
+        hour: None,
+        weekday: None,
+    }
+    .validate()
+    .unwrap()
+}
+
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: EtaStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    the_filter_matches_the_pure_one(make().await).await;
+    sticky_entries_live_for_30_seconds(make().await).await;
+    calculate_is_sticky_per_fingerprint(make().await).await;
+    score_windows_keep_the_newest(make().await).await;
+    observations_learn_and_calibrate(make().await).await;
+}
+
+async fn the_filter_matches_the_pure_one<S: EtaStore>(s: S) {
+    assert_eq!(s.kf_get("h1:abcdef").await.unwrap(), None);
+    let mut pure = None;
+    // In order, a gap (decay), then an observation from the past (Δt = 0).
+    for (t, ratio) in [
+        (T0, 1.4),
+        (T0 + 60_000, 1.6),
+        (T0 + 5_400_000, 0.9),
+        (T0 + 60_000, 2.0),
+        (T0 + 5_400_001, 40.0),
+    ] {
+        let stored = s.kf_update("h1:abcdef", t + 5, t, ratio).await.unwrap();
+        let expect = kalman::update(pure, t, ratio);
+        assert!(
+            (stored.x - expect.x).abs() < 1e-12 && (stored.p - expect.p).abs() < 1e-12,
+            "{stored:?} vs {expect:?}"
+        );
+        assert_eq!((stored.t_ms, stored.n), (expect.t_ms, expect.n));
+        pure = Some(expect);
+    }
+    assert_eq!(
+        s.kf_get("h1:abcdef").await.unwrap().map(|k| (k.t_ms, k.n)),
+        Some((T0 + 5_400_001, 5))
+    );
+    assert_eq!(s.kf_get("h1:other").await.unwrap(), None);
+}
+
+async fn sticky_entries_live_for_30_seconds<S: EtaStore>(s: S) {
+    assert_eq!(
+        s.sticky_put("o1", T0, "fp-a", "A").await.unwrap(),
+        StickyPut::Stored
+    );
+    assert_eq!(
+        s.sticky_put("o1", T0 + 29_999, "fp-a", "B").await.unwrap(),
+        StickyPut::Existing("A".into())
+    );
+    assert_eq!(
+        s.sticky_put("o1", T0 + 1, "fp-b", "C").await.unwrap(),
+        StickyPut::Stored,
+        "another fingerprint replaces"
+    );
+    assert_eq!(
+        s.sticky_put("o1", T0 + 30_001, "fp-b", "D").await.unwrap(),
+        StickyPut::Stored,
+        "not live at expires_at"
+    );
+    let e = s.sticky_get("o1").await.unwrap().unwrap();
+    assert_eq!(
+        (e.fp.as_str(), e.expires_at_ms, e.body.as_str()),
+        ("fp-b", T0 + 60_001, "D")
+    );
+    assert_eq!(s.sticky_get("o2").await.unwrap(), None);
+}
+
+async fn calculate_is_sticky_per_fingerprint<S: EtaStore>(s: S) {
+    let m = Model::FULL;
+    let first = engine::calculate(&s, &request("o1", 5, 3), T0, 2, m).await;
+    assert!(!first.cached);
+    assert_eq!(
+        (first.eta_p50_s, first.eta_p80_s, first.eta_p95_s),
+        (1012.71, 1256.42, 1489.03)
+    );
+    assert_eq!(first.formatted_eta, "~16m 52s");
+    // Queue and drivers change: still the same answer, cached.
+    let again = engine::calculate(&s, &request("o1", 5, 40), T0 + 29_999, 2, m).await;
+    assert!(again.cached);
+    assert_eq!((again.computed_at, again.eta_p50_s), (T0, first.eta_p50_s));
+    // At expires_at it is recomputed, with the new queue.
+    let later = engine::calculate(&s, &request("o1", 5, 40), T0 + 30_000, 2, m).await;
+    assert!(!later.cached && later.computed_at == T0 + 30_000);
+    assert!(later.components.queue_wait_time_s > first.components.queue_wait_time_s);
+    // Another basket breaks stickiness at once.
+    let basket = engine::calculate(&s, &request("o1", 9, 40), T0 + 30_001, 2, m).await;
+    assert!(!basket.cached && basket.eta_p50_s > later.eta_p50_s);
+    let got = engine::latest(&s, "o1", T0 + 30_001 + 7_200_000)
+        .await
+        .unwrap();
+    assert!(
+        got.cached && got.computed_at == T0 + 30_001,
+        "GET serves the latest"
+    );
+    assert_eq!(
+        engine::latest(&s, "o1", T0 + 30_002 + 7_200_000).await,
+        Err(LatestError::NotFound)
+    );
+    assert_eq!(
+        engine::latest(&s, "nope", T0).await,
+        Err(LatestError::NotFound)
+    );
+}
+
+async fn score_windows_keep_the_newest<S: EtaStore>(s: S) {
+    for i in 0..(WINDOW + 10) {
+        s.scores_push("h1", 3, i as f64).await.unwrap();
+    }
+    s.scores_push("h2", 3, -1.0).await.unwrap();
+    let (band, hub, all) = s.scores("h1", 3).await.unwrap();
+    assert_eq!(band.len(), WINDOW);
+    assert_eq!(
+        (band[0], band[WINDOW - 1]),
+        ((WINDOW + 9) as f64, 10.0),
+        "newest first"
+    );
+    assert_eq!(hub, band);
+    assert_eq!((all.len(), all[0]), (WINDOW, -1.0));
+    let (band, hub, _) = s.scores("h1", 4).await.unwrap();
+    assert!(band.is_empty() && hub.len() == WINDOW);
+}
+
+async fn observations_learn_and_calibrate<S: EtaStore>(s: S) {
+    let obs = |travel: f64, at: i64, total: Option<f64>| ObserveInput {
+        hub_id: "h1".into(),
+        hub_lat: -6.2,
+        hub_lng: 106.816666,
+        cust_lat: -6.25,
+        cust_lng: 106.85,
+        actual_travel_s: travel,
+        observed_at: Some(at),
+        order_id: total.map(|_| "o1".to_string()),
+        actual_total_s: total,
+    };
+    // Base travel is 800.7 s: 1601 s observed is a ratio of 2.
+    let mut last = None;
+    for i in 0..20 {
+        last = Some(
+            engine::observe(&s, obs(1601.4, T0 + i * 60_000, None), T0 + i * 60_000, 420)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let o = last.unwrap();
+    assert!(
+        o.applied && o.n == 20 && (o.multiplier - 2.0).abs() < 0.1,
+        "{o:?}"
+    );
+    let r = engine::calculate(&s, &request("o1", 5, 3), T0 + 20 * 60_000, 2, Model::FULL).await;
+    assert!((r.traffic_multiplier - 2.0).abs() < 0.1 && r.components.travel_time_s > 1500.0);
+    assert_eq!(r.calibration, "prior");
+    // Deliveries of o1 always take exactly its p95: after MIN_SCORES of them the stated p50
+    // moves there (calibrated per hub and band).
+    for _ in 0..MIN_SCORES {
+        let o = engine::observe(
+            &s,
+            obs(1601.4, T0 + 20 * 60_000, Some(r.eta_p95_s)),
+            T0 + 20 * 60_000,
+            420,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(o.calibrated);
+    }
+    let band = crate::calibrate::hour_band(engine::local_hour(r.computed_at, 420));
+    let c = engine::compute(
+        &s,
+        &request("o9", 5, 3),
+        T0 + 20 * 60_000,
+        band,
+        Model::FULL,
+    )
+    .await;
+    assert_eq!(c.calibration, "hub_band");
+    // Every score was the Gaussian p95's (z = 1.6449): all three offsets moved there.
+    let at_p95 = c.raw_p50_s + crate::compose::Z95 * c.sigma_s;
+    assert!(
+        (c.eta_p50_s - at_p95).abs() < 0.5 && (c.eta_p95_s - at_p95).abs() < 0.5,
+        "{c:?}"
+    );
+    // Too short to learn from: not applied.
+    let mut near = obs(30.0, T0, None);
+    (near.cust_lat, near.cust_lng) = (-6.2001, 106.816666);
+    let o = engine::observe(&s, near, T0, 420).await.unwrap().unwrap();
+    assert!(!o.applied && o.n == 0);
+    // Bad input is refused before anything is read.
+    assert!(engine::observe(&s, obs(0.0, T0, None), T0, 420)
+        .await
+        .is_err());
+    assert!(engine::observe(&s, obs(7200.5, T0, None), T0, 420)
+        .await
+        .is_err());
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_conforms() {
+        super::run_all(|| async { crate::store::MemoryEtaStore::new() }).await;
+    }
+}

@@ -1,0 +1,282 @@
+//! The service's operations over the [`EtaStore`] port (07 §2, §5): calculate with the sticky
+//! rules and fallbacks, observe (filter update, and a calibration score when the order's
+//! total time is known), and the latest answer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::calibrate::{hour_band, pick, Offsets, Source};
+use crate::compose::{base_travel_s, formatted, SLA_S};
+use crate::kalman::{self, KfState};
+use crate::model::{key_id, location, predict, segment, EtaRequest, Invalid};
+use crate::store::{EtaStore, StickyPut, LATEST_MAX_AGE_MS};
+
+/// Which parts of the model run (the regression gate degrades them on purpose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    pub traffic: bool,
+    pub calibrate: bool,
+}
+
+impl Model {
+    pub const FULL: Model = Model {
+        traffic: true,
+        calibrate: true,
+    };
+}
+
+fn r2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The `calculate` answer (07 §2, plus `over_sla`, `fallback_components`, `traffic_multiplier`,
+/// `segment`, and ours: `calibration`, `raw_p50_s`, `sigma_s`, `hub_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtaResult {
+    pub order_id: String,
+    pub hub_id: String,
+    pub eta_p50_s: f64,
+    pub eta_p80_s: f64,
+    pub eta_p95_s: f64,
+    pub components: Components,
+    pub formatted_eta: String,
+    pub cached: bool,
+    pub computed_at: i64,
+    pub over_sla: bool,
+    pub fallback_components: Vec<String>,
+    pub traffic_multiplier: f64,
+    pub segment: String,
+    pub calibration: String,
+    pub raw_p50_s: f64,
+    pub sigma_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Components {
+    pub picking_time_s: f64,
+    pub queue_wait_time_s: f64,
+    pub travel_time_s: f64,
+    pub buffer_s: f64,
+}
+
+/// Local hour of an epoch-ms instant for a UTC offset in minutes.
+pub fn local_hour(now_ms: i64, utc_offset_min: i32) -> u32 {
+    ((now_ms / 60_000 + i64::from(utc_offset_min)).rem_euclid(1440) / 60) as u32
+}
+
+/// Computes an answer from fresh reads; store errors degrade (prior traffic, Gaussian
+/// quantiles), never fail.
+pub async fn compute<S: EtaStore>(
+    store: &S,
+    req: &EtaRequest,
+    now_ms: i64,
+    band: u8,
+    model: Model,
+) -> EtaResult {
+    let seg = req.segment();
+    let traffic = if model.traffic {
+        store
+            .kf_get(&seg)
+            .await
+            .ok()
+            .map(|s| kalman::estimate(s.as_ref(), now_ms))
+    } else {
+        Some(kalman::TrafficEstimate::PRIOR)
+    };
+    let offsets = if model.calibrate {
+        match store.scores(&req.hub_id, band).await {
+            Ok((b, h, a)) => pick(&b, &h, &a),
+            Err(_) => (Offsets::GAUSSIAN, Source::Prior),
+        }
+    } else {
+        (Offsets::GAUSSIAN, Source::Prior)
+    };
+    let p = predict(req, traffic, offsets);
+    EtaResult {
+        order_id: req.order_id.clone(),
+        hub_id: req.hub_id.clone(),
+        eta_p50_s: r2(p.p50),
+        eta_p80_s: r2(p.p80),
+        eta_p95_s: r2(p.p95),
+        components: Components {
+            picking_time_s: r2(p.picking_s),
+            queue_wait_time_s: r2(p.queue_s),
+            travel_time_s: r2(p.travel_s),
+            buffer_s: r2(p.buffer_s()),
+        },
+        formatted_eta: formatted(p.p50),
+        cached: false,
+        computed_at: now_ms,
+        over_sla: p.p50 > SLA_S,
+        fallback_components: p.fallback.iter().map(|s| s.to_string()).collect(),
+        traffic_multiplier: (p.multiplier * 10_000.0).round() / 10_000.0,
+        segment: p.segment,
+        calibration: p.source.as_str().to_string(),
+        raw_p50_s: r2(p.raw_p50),
+        sigma_s: r2(p.sigma),
+    }
+}
+
+fn decode(body: &str) -> Option<EtaResult> {
+    serde_json::from_str(body).ok()
+}
+
+/// `POST /eta/calculate` (07 §5 sticky rules): a live entry with the same fingerprint is
+/// returned unchanged with `cached:true`; otherwise a fresh answer is stored (unless another
+/// request stored one first) and always becomes the latest.
+pub async fn calculate<S: EtaStore>(
+    store: &S,
+    req: &EtaRequest,
+    now_ms: i64,
+    band: u8,
+    model: Model,
+) -> EtaResult {
+    let fp = req.fingerprint();
+    if let Ok(Some(e)) = store.sticky_get(&req.order_id).await {
+        if e.fp == fp && now_ms < e.expires_at_ms {
+            if let Some(mut r) = decode(&e.body) {
+                r.cached = true;
+                return r;
+            }
+        }
+    }
+    let fresh = compute(store, req, now_ms, band, model).await;
+    let body = serde_json::to_string(&fresh).expect("serialisable");
+    let out = match store.sticky_put(&req.order_id, now_ms, &fp, &body).await {
+        Ok(StickyPut::Existing(b)) => match decode(&b) {
+            Some(mut r) => {
+                r.cached = true;
+                r
+            }
+            None => fresh,
+        },
+        _ => fresh,
+    };
+    let _ = store
+        .latest_put(
+            &req.order_id,
+            &serde_json::to_string(&out).expect("serialisable"),
+        )
+        .await;
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LatestError {
+    #[error("no ETA for this order")]
+    NotFound,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// `GET /eta/{order_id}`: the latest answer, if computed within the last 7200 s.
+pub async fn latest<S: EtaStore>(
+    store: &S,
+    order_id: &str,
+    now_ms: i64,
+) -> Result<EtaResult, LatestError> {
+    let body = store
+        .latest_get(order_id)
+        .await
+        .map_err(|e| LatestError::Unavailable(e.to_string()))?
+        .ok_or(LatestError::NotFound)?;
+    let mut r = decode(&body).ok_or(LatestError::NotFound)?;
+    if now_ms - r.computed_at > LATEST_MAX_AGE_MS {
+        return Err(LatestError::NotFound);
+    }
+    r.cached = true;
+    Ok(r)
+}
+
+/// `POST /eta/observe` as it arrives; unknown fields are ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObserveInput {
+    pub hub_id: String,
+    pub hub_lat: f64,
+    pub hub_lng: f64,
+    pub cust_lat: f64,
+    pub cust_lng: f64,
+    pub actual_travel_s: f64,
+    pub observed_at: Option<i64>,
+    pub order_id: Option<String>,
+    /// Ours: the order's whole order-to-door time; with `order_id`, scores the latest ETA for
+    /// calibration.
+    pub actual_total_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observed {
+    pub segment: String,
+    pub applied: bool,
+    pub multiplier: f64,
+    pub x: f64,
+    pub p: f64,
+    pub n: u64,
+    pub calibrated: bool,
+}
+
+/// Observations shorter than this expected travel time are not applied (07 §2).
+pub const MIN_EXPECTED_S: f64 = 60.0;
+
+pub async fn observe<S: EtaStore>(
+    store: &S,
+    input: ObserveInput,
+    now_ms: i64,
+    utc_offset_min: i32,
+) -> Result<Result<Observed, qc_kit::redis_kit::BackendError>, Invalid> {
+    key_id("hub_id", &input.hub_id, 64)?;
+    if let Some(o) = &input.order_id {
+        key_id("order_id", o, 128)?;
+    }
+    let hub = location("hub", input.hub_lat, input.hub_lng)?;
+    let cust = location("cust", input.cust_lat, input.cust_lng)?;
+    let t = input.actual_travel_s;
+    if !(t.is_finite() && t > 0.0 && t <= 7200.0) {
+        return Err(Invalid(format!(
+            "actual_travel_s must be in (0, 7200], got {t}"
+        )));
+    }
+    if let Some(total) = input.actual_total_s {
+        if !(total.is_finite() && total > 0.0 && total <= 86_400.0) {
+            return Err(Invalid(format!(
+                "actual_total_s must be in (0, 86400], got {total}"
+            )));
+        }
+    }
+    let observed_at = input.observed_at.unwrap_or(now_ms);
+    if observed_at <= 0 {
+        return Err(Invalid("observed_at must be epoch ms".into()));
+    }
+    let seg = segment(&input.hub_id, cust);
+    let base = base_travel_s(hub, cust);
+    let run = async {
+        let (state, applied) = if base < MIN_EXPECTED_S {
+            (store.kf_get(&seg).await?, false)
+        } else {
+            let s: KfState = store.kf_update(&seg, now_ms, observed_at, t / base).await?;
+            (Some(s), true)
+        };
+        let mut calibrated = false;
+        if let (Some(order), Some(total)) = (&input.order_id, input.actual_total_s) {
+            if let Some(r) = store.latest_get(order).await?.as_deref().and_then(decode) {
+                if r.hub_id == input.hub_id && r.sigma_s > 0.0 {
+                    let band = hour_band(local_hour(r.computed_at, utc_offset_min));
+                    store
+                        .scores_push(&r.hub_id, band, (total - r.raw_p50_s) / r.sigma_s)
+                        .await?;
+                    calibrated = true;
+                }
+            }
+        }
+        let est = kalman::estimate(state.as_ref(), now_ms);
+        Ok(Observed {
+            segment: seg.clone(),
+            applied,
+            multiplier: est.multiplier,
+            x: state.map_or(0.0, |s| s.x),
+            p: state.map_or(kalman::SIGMA_INF2, |s| s.p),
+            n: state.map_or(0, |s| s.n),
+            calibrated,
+        })
+    };
+    Ok(run.await)
+}

@@ -1,0 +1,260 @@
+//! Inputs (validated as 07 §2 says), the prediction, and how one is made from the components,
+//! the traffic estimate and the calibration offsets.
+
+use qc_geo::Point;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::calibrate::{Offsets, Source};
+use crate::compose::{base_travel_s, compose, picking, queue, travel};
+use crate::geohash;
+use crate::kalman::TrafficEstimate;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// `POST /eta/calculate` as it arrives; unknown fields are ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CalculateInput {
+    pub order_id: String,
+    pub hub_id: String,
+    pub item_count: i64,
+    pub hub_lat: f64,
+    pub hub_lng: f64,
+    pub cust_lat: f64,
+    pub cust_lng: f64,
+    pub queue_depth: i64,
+    pub drivers_avail: i64,
+    pub hour: Option<i64>,
+    pub weekday: Option<i64>,
+}
+
+/// A validated request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EtaRequest {
+    pub order_id: String,
+    pub hub_id: String,
+    pub item_count: u32,
+    pub hub: Point,
+    pub cust: Point,
+    pub queue_depth: u32,
+    pub drivers_avail: u32,
+}
+
+/// 07 §2: finite, in range, exact (0, 0) refused.
+pub fn location(field: &str, lat: f64, lng: f64) -> Result<Point, Invalid> {
+    if lat == 0.0 && lng == 0.0 {
+        return Err(Invalid(format!("{field}: (0, 0) is not a real location")));
+    }
+    Point::new(lat, lng).map_err(|e| Invalid(format!("{field}: {e}")))
+}
+
+/// An id that goes into a Redis key: `[A-Za-z0-9_.-]`, 1..=max characters.
+pub fn key_id(field: &str, v: &str, max: usize) -> Result<(), Invalid> {
+    let ok = !v.is_empty()
+        && v.len() <= max
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid(format!(
+            "{field} must be 1-{max} characters of [A-Za-z0-9_.-]"
+        )))
+    }
+}
+
+fn ranged(field: &str, v: i64, lo: i64, hi: i64) -> Result<u32, Invalid> {
+    if (lo..=hi).contains(&v) {
+        Ok(v as u32)
+    } else {
+        Err(Invalid(format!("{field} must be {lo}-{hi}, got {v}")))
+    }
+}
+
+impl CalculateInput {
+    pub fn validate(self) -> Result<EtaRequest, Invalid> {
+        key_id("order_id", &self.order_id, 128)?;
+        key_id("hub_id", &self.hub_id, 64)?;
+        if let Some(h) = self.hour {
+            ranged("hour", h, 0, 23)?;
+        }
+        if let Some(w) = self.weekday {
+            ranged("weekday", w, 0, 6)?;
+        }
+        Ok(EtaRequest {
+            item_count: ranged("item_count", self.item_count, 1, 1000)?,
+            hub: location("hub", self.hub_lat, self.hub_lng)?,
+            cust: location("cust", self.cust_lat, self.cust_lng)?,
+            queue_depth: ranged("queue_depth", self.queue_depth, 0, 100_000)?,
+            drivers_avail: ranged("drivers_avail", self.drivers_avail, 0, 100_000)?,
+            order_id: self.order_id,
+            hub_id: self.hub_id,
+        })
+    }
+}
+
+/// The traffic segment: `hub_id:geohash6(cust)`.
+pub fn segment(hub_id: &str, cust: Point) -> String {
+    format!("{hub_id}:{}", geohash::encode(cust.lat, cust.lng, 6))
+}
+
+impl EtaRequest {
+    pub fn segment(&self) -> String {
+        segment(&self.hub_id, self.cust)
+    }
+
+    /// The sticky fingerprint: SHA-256 of `hub_id|hub_lat|hub_lng|cust_lat|cust_lng|item_count`
+    /// with coordinates at 4 dp (queue and drivers do not break stickiness).
+    pub fn fingerprint(&self) -> String {
+        let s = format!(
+            "{}|{:.4}|{:.4}|{:.4}|{:.4}|{}",
+            self.hub_id, self.hub.lat, self.hub.lng, self.cust.lat, self.cust.lng, self.item_count
+        );
+        hex::encode(Sha256::digest(s.as_bytes()))
+    }
+}
+
+/// One ETA, seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub p50: f64,
+    pub p80: f64,
+    pub p95: f64,
+    pub picking_s: f64,
+    pub queue_s: f64,
+    pub travel_s: f64,
+    /// The Gaussian composition's p50 and σ_T (what residuals are measured against).
+    pub raw_p50: f64,
+    pub sigma: f64,
+    pub multiplier: f64,
+    pub segment: String,
+    pub source: Source,
+    /// Components that used a fallback (the travel filter unreadable: its prior).
+    pub fallback: Vec<&'static str>,
+}
+
+impl Prediction {
+    pub fn buffer_s(&self) -> f64 {
+        self.p95 - self.p50
+    }
+
+    /// The calibration score of an observed order-to-door time.
+    pub fn score(&self, actual_s: f64) -> f64 {
+        (actual_s - self.raw_p50) / self.sigma.max(1e-9)
+    }
+}
+
+/// Composes the components; `traffic` None means the filter could not be read (its prior is
+/// used and "travel" reported as a fallback); `offsets` place the stated quantiles.
+pub fn predict(
+    req: &EtaRequest,
+    traffic: Option<TrafficEstimate>,
+    (offsets, source): (Offsets, Source),
+) -> Prediction {
+    let mut fallback = Vec::new();
+    let t = traffic.unwrap_or_else(|| {
+        fallback.push("travel");
+        TrafficEstimate::PRIOR
+    });
+    let (pk, q, tr) = (
+        picking(req.item_count),
+        queue(req.queue_depth, req.drivers_avail),
+        travel(base_travel_s(req.hub, req.cust), t),
+    );
+    let c = compose(&[pk, q, tr]);
+    let p50 = (c.p50 + offsets.q50 * c.sigma).max(0.0);
+    let p80 = (c.p50 + offsets.q80 * c.sigma).max(p50);
+    let p95 = (c.p50 + offsets.q95 * c.sigma).max(p80);
+    Prediction {
+        p50,
+        p80,
+        p95,
+        picking_s: pk.mean,
+        queue_s: q.mean,
+        travel_s: tr.mean,
+        raw_p50: c.p50,
+        sigma: c.sigma,
+        multiplier: t.multiplier,
+        segment: req.segment(),
+        source,
+        fallback,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibrate::Offsets;
+
+    fn input() -> CalculateInput {
+        serde_json::from_str(
+            r#"{"order_id":"o-1","hub_id":"h1","item_count":5,"hub_lat":-6.2,"hub_lng":106.816666,
+                "cust_lat":-6.25,"cust_lng":106.85,"queue_depth":3,"drivers_avail":5,"extra":true}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert!(input().validate().is_ok(), "unknown fields are ignored");
+        let cases: Vec<(Box<dyn Fn(&mut CalculateInput)>, &str)> = vec![
+            (Box::new(|i| i.item_count = 0), "item_count"),
+            (Box::new(|i| i.item_count = 1001), "item_count"),
+            (Box::new(|i| i.queue_depth = -1), "queue_depth"),
+            (Box::new(|i| i.drivers_avail = 100_001), "drivers_avail"),
+            (Box::new(|i| i.hub_lat = 91.0), "hub"),
+            (Box::new(|i| i.cust_lng = f64::NAN), "cust"),
+            (Box::new(|i| (i.cust_lat, i.cust_lng) = (0.0, 0.0)), "cust"),
+            (Box::new(|i| i.order_id = "a:b".into()), "order_id"),
+            (Box::new(|i| i.hour = Some(24)), "hour"),
+        ];
+        for (mutate, field) in cases {
+            let mut i = input();
+            mutate(&mut i);
+            let e = i.validate().unwrap_err().0;
+            assert!(e.starts_with(field), "{e}");
+        }
+        let mut zero = input();
+        (zero.queue_depth, zero.drivers_avail, zero.cust_lat) = (0, 0, 0.0);
+        assert!(
+            zero.validate().is_ok(),
+            "0 queue, 0 drivers and a single 0 coordinate are fine"
+        );
+    }
+
+    #[test]
+    fn fingerprint_ignores_queue_and_rounds_coordinates() {
+        let a = input().validate().unwrap();
+        let mut b = a.clone();
+        b.queue_depth = 99;
+        b.cust.lat += 0.00001;
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.item_count = 6;
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn offsets_place_the_quantiles() {
+        let r = input().validate().unwrap();
+        let g = predict(&r, None, (Offsets::GAUSSIAN, Source::Prior));
+        assert_eq!(g.fallback, ["travel"]);
+        assert!((g.p50 - 1012.71).abs() < 0.01 && (g.p95 - 1489.03).abs() < 0.01);
+        let shifted = predict(
+            &r,
+            Some(TrafficEstimate::PRIOR),
+            (
+                Offsets {
+                    q50: 1.0,
+                    q80: 0.5,
+                    q95: 2.0,
+                },
+                Source::Hub,
+            ),
+        );
+        assert!((shifted.p50 - (g.raw_p50 + g.sigma)).abs() < 1e-9);
+        assert_eq!(shifted.p80, shifted.p50, "quantiles never cross");
+        assert!((shifted.score(shifted.raw_p50 + 2.0 * shifted.sigma) - 2.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,365 @@
+//! The port: ETA's operational state (07 §3) — segment filters, sticky and latest answers, and
+//! the calibration score windows. Adapters: [`RedisEtaStore`] (single-key Lua scripts) and
+//! [`MemoryEtaStore`]; both pass [`crate::conformance`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::Mutex;
+
+use qc_kit::redis_kit::{bounded, BackendError, KeyPrefix};
+use qc_kit::scripts::{ETA_KF_UPDATE, ETA_STICKY_PUT};
+use redis::aio::ConnectionManager;
+
+use crate::calibrate::WINDOW;
+use crate::kalman::{self, KfState};
+
+/// How long a sticky answer stays live, and its GC (07 §3).
+pub const STICKY_MS: i64 = 30_000;
+pub const STICKY_GC_MS: i64 = 90_000;
+/// `eta:latest:` GC, and how old a latest answer GET still serves.
+pub const LATEST_MAX_AGE_MS: i64 = 7_200_000;
+/// Segment filters idle this long are garbage (they have decayed to the prior anyway).
+pub const KF_TTL_S: i64 = 86_400;
+/// Score windows idle this long are garbage.
+pub const SCORES_TTL_S: i64 = 7 * 86_400;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyEntry {
+    pub fp: String,
+    pub expires_at_ms: i64,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyPut {
+    Stored,
+    /// A live entry with the same fingerprint won the race: its body.
+    Existing(String),
+}
+
+/// Score windows for one prediction: (hub and band, hub, every hub), newest first.
+pub type ScoreWindows = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+pub trait EtaStore: Send + Sync {
+    fn kf_get(
+        &self,
+        segment: &str,
+    ) -> impl Future<Output = Result<Option<KfState>, BackendError>> + Send;
+    /// Applies one observation atomically (07 §5).
+    fn kf_update(
+        &self,
+        segment: &str,
+        now_ms: i64,
+        t_ms: i64,
+        ratio: f64,
+    ) -> impl Future<Output = Result<KfState, BackendError>> + Send;
+    fn sticky_get(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Option<StickyEntry>, BackendError>> + Send;
+    fn sticky_put(
+        &self,
+        order_id: &str,
+        now_ms: i64,
+        fp: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<StickyPut, BackendError>> + Send;
+    fn latest_put(
+        &self,
+        order_id: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn latest_get(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
+    fn scores_push(
+        &self,
+        hub: &str,
+        band: u8,
+        score: f64,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn scores(
+        &self,
+        hub: &str,
+        band: u8,
+    ) -> impl Future<Output = Result<ScoreWindows, BackendError>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisEtaStore {
+    conn: ConnectionManager,
+    prefix: KeyPrefix,
+    /// Bound on one Redis command (07 §5: 250 ms).
+    timeout_ms: u64,
+}
+
+impl RedisEtaStore {
+    pub fn new(conn: ConnectionManager, prefix: KeyPrefix, timeout_ms: u64) -> Self {
+        Self {
+            conn,
+            prefix,
+            timeout_ms,
+        }
+    }
+    fn key(&self, rest: &str) -> String {
+        self.prefix.key(&format!("eta:{rest}"))
+    }
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+fn parse_state(x: &str, p: &str, t: &str, n: &str) -> Result<KfState, BackendError> {
+    let bad = || BackendError::Redis(format!("unreadable filter state {x} {p} {t} {n}"));
+    Ok(KfState {
+        x: x.parse().map_err(|_| bad())?,
+        p: p.parse().map_err(|_| bad())?,
+        t_ms: t.parse().map_err(|_| bad())?,
+        n: n.parse().map_err(|_| bad())?,
+    })
+}
+
+impl EtaStore for RedisEtaStore {
+    async fn kf_get(&self, segment: &str) -> Result<Option<KfState>, BackendError> {
+        let v: Vec<Option<String>> = bounded(
+            self.timeout_ms,
+            redis::cmd("HMGET")
+                .arg(self.key(&format!("kf:{segment}")))
+                .arg(&["x", "p", "t_ms", "n"])
+                .query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        match v.as_slice() {
+            [Some(x), Some(p), Some(t), Some(n)] => parse_state(x, p, t, n).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn kf_update(
+        &self,
+        segment: &str,
+        now_ms: i64,
+        t_ms: i64,
+        ratio: f64,
+    ) -> Result<KfState, BackendError> {
+        let mut inv = ETA_KF_UPDATE.prepare_invoke();
+        inv.key(self.key(&format!("kf:{segment}")))
+            .arg(now_ms)
+            .arg(t_ms)
+            .arg(format!("{ratio:?}"))
+            .arg(format!("{:?}", kalman::SIGMA_INF2))
+            .arg(format!("{:?}", kalman::TAU_S))
+            .arg(format!("{:?}", kalman::R))
+            .arg(format!("{:?}", kalman::CLAMP.0))
+            .arg(format!("{:?}", kalman::CLAMP.1))
+            .arg(KF_TTL_S);
+        let v: Vec<String> =
+            bounded(self.timeout_ms, inv.invoke_async(&mut self.conn.clone())).await?;
+        match v.as_slice() {
+            [x, p, t, n] => parse_state(x, p, t, n),
+            _ => Err(BackendError::Redis("eta_kf_update reply".into())),
+        }
+    }
+
+    async fn sticky_get(&self, order_id: &str) -> Result<Option<StickyEntry>, BackendError> {
+        let v: Vec<Option<String>> = bounded(
+            self.timeout_ms,
+            redis::cmd("HMGET")
+                .arg(self.key(&format!("result:{order_id}")))
+                .arg(&["fp", "exp", "body"])
+                .query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        Ok(match v.as_slice() {
+            [Some(fp), Some(exp), Some(body)] => exp.parse().ok().map(|e| StickyEntry {
+                fp: fp.clone(),
+                expires_at_ms: e,
+                body: body.clone(),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn sticky_put(
+        &self,
+        order_id: &str,
+        now_ms: i64,
+        fp: &str,
+        body: &str,
+    ) -> Result<StickyPut, BackendError> {
+        let mut inv = ETA_STICKY_PUT.prepare_invoke();
+        inv.key(self.key(&format!("result:{order_id}")))
+            .arg(now_ms)
+            .arg(fp)
+            .arg(body)
+            .arg(STICKY_MS)
+            .arg(STICKY_GC_MS);
+        let (stored, existing): (i64, String) =
+            bounded(self.timeout_ms, inv.invoke_async(&mut self.conn.clone())).await?;
+        Ok(if stored == 1 {
+            StickyPut::Stored
+        } else {
+            StickyPut::Existing(existing)
+        })
+    }
+
+    async fn latest_put(&self, order_id: &str, body: &str) -> Result<(), BackendError> {
+        bounded(
+            self.timeout_ms,
+            redis::cmd("SET")
+                .arg(self.key(&format!("latest:{order_id}")))
+                .arg(body)
+                .arg("PX")
+                .arg(LATEST_MAX_AGE_MS)
+                .query_async(&mut self.conn.clone()),
+        )
+        .await
+    }
+
+    async fn latest_get(&self, order_id: &str) -> Result<Option<String>, BackendError> {
+        bounded(
+            self.timeout_ms,
+            redis::cmd("GET")
+                .arg(self.key(&format!("latest:{order_id}")))
+                .query_async(&mut self.conn.clone()),
+        )
+        .await
+    }
+
+    async fn scores_push(&self, hub: &str, band: u8, score: f64) -> Result<(), BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for k in [
+            self.key(&format!("cal:{hub}:{band}")),
+            self.key(&format!("cal:{hub}")),
+            self.key("cal:*all"),
+        ] {
+            pipe.cmd("LPUSH").arg(&k).arg(format!("{score:?}")).ignore();
+            pipe.cmd("LTRIM").arg(&k).arg(0).arg(WINDOW - 1).ignore();
+            pipe.cmd("EXPIRE").arg(&k).arg(SCORES_TTL_S).ignore();
+        }
+        bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await
+    }
+
+    async fn scores(&self, hub: &str, band: u8) -> Result<ScoreWindows, BackendError> {
+        let mut pipe = redis::pipe();
+        for k in [
+            self.key(&format!("cal:{hub}:{band}")),
+            self.key(&format!("cal:{hub}")),
+            self.key("cal:*all"),
+        ] {
+            pipe.cmd("LRANGE").arg(k).arg(0).arg(WINDOW - 1);
+        }
+        let (a, b, c): (Vec<String>, Vec<String>, Vec<String>) =
+            bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await?;
+        let nums = |v: Vec<String>| v.iter().filter_map(|s| s.parse().ok()).collect();
+        Ok((nums(a), nums(b), nums(c)))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Mem {
+    kf: BTreeMap<String, KfState>,
+    sticky: BTreeMap<String, StickyEntry>,
+    latest: BTreeMap<String, String>,
+    scores: BTreeMap<String, VecDeque<f64>>,
+}
+
+/// In-process adapter (tests, the simulator): same rules, no GC.
+#[derive(Debug, Default)]
+pub struct MemoryEtaStore {
+    m: Mutex<Mem>,
+}
+
+impl MemoryEtaStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mem> {
+        self.m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl EtaStore for MemoryEtaStore {
+    async fn kf_get(&self, segment: &str) -> Result<Option<KfState>, BackendError> {
+        Ok(self.lock().kf.get(segment).copied())
+    }
+
+    async fn kf_update(
+        &self,
+        segment: &str,
+        _now_ms: i64,
+        t_ms: i64,
+        ratio: f64,
+    ) -> Result<KfState, BackendError> {
+        let mut m = self.lock();
+        let s = kalman::update(m.kf.get(segment).copied(), t_ms, ratio);
+        m.kf.insert(segment.to_string(), s);
+        Ok(s)
+    }
+
+    async fn sticky_get(&self, order_id: &str) -> Result<Option<StickyEntry>, BackendError> {
+        Ok(self.lock().sticky.get(order_id).cloned())
+    }
+
+    async fn sticky_put(
+        &self,
+        order_id: &str,
+        now_ms: i64,
+        fp: &str,
+        body: &str,
+    ) -> Result<StickyPut, BackendError> {
+        let mut m = self.lock();
+        if let Some(e) = m.sticky.get(order_id) {
+            if e.fp == fp && now_ms < e.expires_at_ms {
+                return Ok(StickyPut::Existing(e.body.clone()));
+            }
+        }
+        m.sticky.insert(
+            order_id.to_string(),
+            StickyEntry {
+                fp: fp.to_string(),
+                expires_at_ms: now_ms + STICKY_MS,
+                body: body.to_string(),
+            },
+        );
+        Ok(StickyPut::Stored)
+    }
+
+    async fn latest_put(&self, order_id: &str, body: &str) -> Result<(), BackendError> {
+        self.lock()
+            .latest
+            .insert(order_id.to_string(), body.to_string());
+        Ok(())
+    }
+
+    async fn latest_get(&self, order_id: &str) -> Result<Option<String>, BackendError> {
+        Ok(self.lock().latest.get(order_id).cloned())
+    }
+
+    async fn scores_push(&self, hub: &str, band: u8, score: f64) -> Result<(), BackendError> {
+        let mut m = self.lock();
+        for k in [format!("{hub}:{band}"), hub.to_string(), "*all".to_string()] {
+            let w = m.scores.entry(k).or_default();
+            w.push_front(score);
+            w.truncate(WINDOW);
+        }
+        Ok(())
+    }
+
+    async fn scores(&self, hub: &str, band: u8) -> Result<ScoreWindows, BackendError> {
+        let m = self.lock();
+        let get = |k: String| {
+            m.scores
+                .get(&k)
+                .map(|w| w.iter().copied().collect())
+                .unwrap_or_default()
+        };
+        Ok((
+            get(format!("{hub}:{band}")),
+            get(hub.to_string()),
+            get("*all".into()),
+        ))
+    }
+}
