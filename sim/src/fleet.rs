@@ -210,17 +210,59 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         }
     }
 
-    /// Road travel time with the hour's traffic and noise.
+    /// Virtual [start, end) of traffic event `i`.
+    pub(crate) fn event_window(&self, i: usize) -> (SimTime, SimTime) {
+        let ev = &self.sc.traffic.events[i];
+        let s = parse_clock_ms(&ev.start).unwrap_or(0);
+        let start = (s - self.sc.start_of_day_ms()).rem_euclid(DAY_MS);
+        let end = ev.end.as_deref().map_or(i64::MAX, |e| {
+            start + (parse_clock_ms(e).unwrap_or(0) - s).rem_euclid(DAY_MS)
+        });
+        (start, end)
+    }
+
+    /// Whether any traffic event has started by `t`.
+    pub(crate) fn shift_started(&self, t: SimTime) -> bool {
+        (0..self.sc.traffic.events.len()).any(|i| self.event_window(i).0 <= t)
+    }
+
+    /// The mean riding speed (km/h) at `t` for a trip from → to: the hour's profile and every
+    /// traffic event active there.
+    fn mean_speed_kmh(&self, from: Point, to: Point, t: SimTime) -> f64 {
+        let hour = (((self.sc.start_of_day_ms() + t) % DAY_MS) / HOUR_MS) as usize;
+        let mid = Point {
+            lat: (from.lat + to.lat) / 2.0,
+            lng: (from.lng + to.lng) / 2.0,
+        };
+        let mut speed = self.sc.riders.speed_kmh * self.sc.traffic.hourly_speed[hour];
+        for (i, ev) in self.sc.traffic.events.iter().enumerate() {
+            let (start, end) = self.event_window(i);
+            let inside = match (ev.lat, ev.lng, ev.radius_km) {
+                (Some(lat), Some(lng), Some(r)) => haversine_km(mid, Point { lat, lng }) <= r,
+                _ => true,
+            };
+            if inside && start <= t && t < end {
+                speed *= ev.speed_factor;
+            }
+        }
+        speed
+    }
+
+    /// Noise-free riding time, ms.
+    fn designed_travel_ms(&self, from: Point, to: Point, t: SimTime) -> f64 {
+        let km = self.sc.riders.road_factor * haversine_km(from, to);
+        km / self.mean_speed_kmh(from, to, t).max(1.0) * HOUR_MS as f64
+    }
+
+    /// Road travel time with the hour's traffic, traffic events and noise.
     fn travel_ms(&mut self, from: Point, to: Point, t: SimTime) -> i64 {
         let rd = &self.sc.riders;
-        let hour = (((self.sc.start_of_day_ms() + t) % DAY_MS) / HOUR_MS) as usize;
         let lognormal = |cv: f64| {
             let s2 = (1.0 + cv * cv).ln();
             LogNormal::new(-s2 / 2.0, s2.sqrt()).expect("valid")
         };
-        let speed = rd.speed_kmh
-            * self.sc.traffic.hourly_speed[hour]
-            * lognormal(rd.speed_cv).sample(&mut self.rng.riding);
+        let speed =
+            self.mean_speed_kmh(from, to, t) * lognormal(rd.speed_cv).sample(&mut self.rng.riding);
         let noise = lognormal(self.sc.traffic.noise_cv).sample(&mut self.rng.traffic);
         let km = rd.road_factor * haversine_km(from, to);
         ((km / speed.max(1.0) * HOUR_MS as f64) * noise).round() as i64
@@ -379,6 +421,7 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
             return;
         }
         self.orders[o].state = OrderState::OutForDelivery;
+        self.re_estimate_eta(t, o);
         let h = self.riders[r].hub;
         let (from, to) = (self.riders[r].pos, self.hub_point(h));
         let d = self.travel_ms(from, to, t);
@@ -471,7 +514,11 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
             .order
             .expect("delivering riders carry an order");
         let (from, to) = (self.riders[r].pos, self.orders[o].location);
-        let d = self.travel_ms(from, to, t) + (self.sc.riders.handover_s * 1000.0).round() as i64;
+        let handover_ms = (self.sc.riders.handover_s * 1000.0).round() as i64;
+        let designed = self.designed_travel_ms(from, to, t) + handover_ms as f64;
+        self.orders[o].out_at = Some(t);
+        self.orders[o].designed_trip_s = designed / 1000.0;
+        let d = self.travel_ms(from, to, t) + handover_ms;
         self.q.after(d, Ev::Delivered(r));
     }
 
@@ -488,6 +535,7 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         order.delivered_at = Some(t);
         order.rider = Some(r);
         self.in_flight -= 1;
+        self.observe_eta(t, o);
         let hub = self.hubs[self.riders[r].hub].id.to_string();
         self.log.push(
             t,
@@ -577,6 +625,65 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
                 rider.on_shift_ms += (t - s).max(0);
             }
         }
+    }
+
+    fn idle_count(&self, h: usize) -> u32 {
+        self.idle_riders(h).len() as u32
+    }
+
+    /// The ETA shown at placement: the hub's backlog (waiting to be picked, being picked,
+    /// waiting for a rider) and its idle riders, as the service would be called.
+    pub(crate) fn promise_eta(&mut self, t: SimTime, h: usize, o: usize) {
+        let backlog =
+            self.hubs[h].queue.len() as u32 + self.hubs[h].busy + self.pools[h].len() as u32;
+        let idle = self.idle_count(h);
+        let (hub, cust, items) = (
+            self.hub_point(h),
+            self.orders[o].location,
+            self.orders[o].units(),
+        );
+        let (epoch, sod) = (self.epoch_ms, self.sc.start_of_day_ms());
+        let hub_id = self.hubs[h].id.to_string();
+        self.eta.promise(
+            o,
+            t,
+            epoch,
+            sod,
+            (h, &hub_id, hub),
+            cust,
+            items,
+            backlog,
+            idle,
+        );
+    }
+
+    /// Dispatch's re-estimate after accept (queue = the hub's pool, drivers = idle riders).
+    fn re_estimate_eta(&mut self, t: SimTime, o: usize) {
+        let h = self.orders[o].hub.expect("hub");
+        let (queue, idle) = (self.pools[h].len() as u32, self.idle_count(h));
+        let (hub, cust, items) = (
+            self.hub_point(h),
+            self.orders[o].location,
+            self.orders[o].units(),
+        );
+        let (epoch, sod) = (self.epoch_ms, self.sc.start_of_day_ms());
+        let hub_id = self.hubs[h].id.to_string();
+        self.eta
+            .re_estimate(o, t, epoch, sod, (&hub_id, hub), cust, items, queue, idle);
+    }
+
+    /// A delivery feeds the traffic filter and the calibration.
+    fn observe_eta(&mut self, t: SimTime, o: usize) {
+        let h = self.orders[o].hub.expect("hub");
+        let (hub, cust) = (self.hub_point(h), self.orders[o].location);
+        let travel_s = (t - self.orders[o].out_at.unwrap_or(t)) as f64 / 1000.0;
+        let base = qc_eta::compose::base_travel_s(hub, cust);
+        let designed = self.orders[o].designed_trip_s / base.max(1e-9);
+        let shifted = self.shift_started(self.orders[o].out_at.unwrap_or(t));
+        let hub_id = self.hubs[h].id.to_string();
+        let epoch = self.epoch_ms;
+        self.eta
+            .delivered(o, t, epoch, &hub_id, hub, cust, travel_s, designed, shifted);
     }
 
     /// Per hub: riders busy and riders on shift.

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod engine;
+pub mod eta;
 pub mod fleet;
 pub mod log;
 pub mod rng;

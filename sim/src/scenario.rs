@@ -31,6 +31,50 @@ pub struct Scenario {
     pub dispatch: Dispatch,
     #[serde(default)]
     pub slo: Slo,
+    #[serde(default)]
+    pub eta: Eta,
+}
+
+/// Which ETA model the twin runs (the regression gate degrades it on purpose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EtaModelKind {
+    /// Learned traffic and calibrated quantiles.
+    Full,
+    /// Traffic filter ignored (multiplier 1).
+    NoTraffic,
+    /// Gaussian composition only.
+    Uncalibrated,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Eta {
+    pub model: EtaModelKind,
+}
+
+impl Default for Eta {
+    fn default() -> Self {
+        Self {
+            model: EtaModelKind::Full,
+        }
+    }
+}
+
+impl EtaModelKind {
+    pub fn model(self) -> qc_eta::Model {
+        qc_eta::Model {
+            traffic: self != EtaModelKind::NoTraffic,
+            calibrate: self != EtaModelKind::Uncalibrated,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EtaModelKind::Full => "full",
+            EtaModelKind::NoTraffic => "no_traffic",
+            EtaModelKind::Uncalibrated => "uncalibrated",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +242,24 @@ pub struct Traffic {
     pub hourly_speed: Vec<f64>,
     /// Coefficient of variation of a trip's travel time around its traffic-adjusted mean.
     pub noise_cv: f64,
+    /// Disturbances on top of the hourly profile (rain, an accident, a closed road).
+    pub events: Vec<TrafficEvent>,
+}
+
+/// From `start` (local "HH:MM", the first occurrence at or after the run's start) until `end`
+/// (or the end of the run), trips whose midpoint lies in the area (the whole city without one)
+/// ride at `speed_factor` times their speed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficEvent {
+    #[serde(default)]
+    pub name: String,
+    pub start: String,
+    pub end: Option<String>,
+    pub speed_factor: f64,
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+    pub radius_km: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +297,7 @@ impl Default for Traffic {
         Self {
             hourly_speed: vec![1.0; 24],
             noise_cv: 0.2,
+            events: Vec::new(),
         }
     }
 }
@@ -819,6 +882,38 @@ impl Scenario {
                     &format!("traffic.hourly_speed[{i}]"),
                     format!("must be within [0.05, 5], got {m}"),
                 );
+            }
+        }
+        for (i, ev) in self.traffic.events.iter().enumerate() {
+            let at = |k: &str| format!("traffic.events[{i}].{k}");
+            if let Err(e) = parse_clock_ms(&ev.start) {
+                err(&at("start"), e);
+            }
+            if let Some(end) = &ev.end {
+                if let Err(e) = parse_clock_ms(end) {
+                    err(&at("end"), e);
+                }
+            }
+            if !(ev.speed_factor >= 0.05 && ev.speed_factor <= 5.0) {
+                err(
+                    &at("speed_factor"),
+                    format!("must be within [0.05, 5], got {}", ev.speed_factor),
+                );
+            }
+            match (ev.lat, ev.lng, ev.radius_km) {
+                (None, None, None) => {}
+                (Some(lat), Some(lng), Some(r)) => {
+                    if Point::new(lat, lng).is_err() {
+                        err(&at("lat"), "lat/lng must be a valid location".into());
+                    }
+                    if !(positive(r) && r <= 100.0) {
+                        err(&at("radius_km"), "must be within (0, 100]".into());
+                    }
+                }
+                _ => err(
+                    &at("lat"),
+                    "an area needs lat, lng and radius_km together".into(),
+                ),
             }
         }
         if !(1..=50).contains(&self.dispatch.min_orders) {

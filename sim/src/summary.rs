@@ -19,6 +19,8 @@ pub struct Summary {
     pub skus: Vec<SkuRow>,
     pub riders: Riders,
     pub dispatch: DispatchInfo,
+    /// ETA accuracy after the warm-up (10 §4, issue #5).
+    pub eta: crate::eta::EtaInfo,
     pub slo: Vec<SloRow>,
     pub invariants: Invariants,
     /// Store-operation latency (live backend only; empty in memory).

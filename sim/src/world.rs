@@ -96,6 +96,10 @@ pub struct Order {
     /// Riders who rejected it or let the offer time out.
     pub excluded: Vec<usize>,
     pub failure_reason: Option<&'static str>,
+    /// When the rider left the hub with it (DELIVERING), and the trip's noise-free duration
+    /// (ride + handover), seconds.
+    pub out_at: Option<SimTime>,
+    pub designed_trip_s: f64,
 }
 
 impl Order {
@@ -190,7 +194,9 @@ pub struct World<'a, S: StockStore, X: Exec> {
     pub released: u64,
     pub confirmed: u64,
     duration_ms: i64,
-    epoch_ms: i64,
+    pub(crate) epoch_ms: i64,
+    /// The ETA model's learning loop and its promises.
+    pub eta: crate::eta::EtaTwin,
 }
 
 fn zipf_cdf(n: u32, s: f64) -> Vec<f64> {
@@ -275,6 +281,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             confirmed: 0,
             duration_ms: sc.duration_ms(),
             epoch_ms: DAY_EPOCH_MS + sc.start_of_day_ms(),
+            eta: crate::eta::EtaTwin::new(sc.eta.model.model()),
         }
     }
 
@@ -522,6 +529,8 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             reassign_count: 0,
             excluded: Vec::new(),
             failure_reason: None,
+            out_at: None,
+            designed_trip_s: 0.0,
         };
         let Some(h) = hub else {
             self.log
@@ -654,6 +663,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                     0,
                     t - self.orders[o].placed_at,
                 );
+                self.promise_eta(t, h, o);
                 self.enqueue_pick(t, h, o);
             }
             TransitionOutcome::Expired => {

@@ -43,30 +43,38 @@ where
 }
 
 async fn the_filter_matches_the_pure_one<S: EtaStore>(s: S) {
-    assert_eq!(s.kf_get("h1:abcdef").await.unwrap(), None);
-    let mut pure = None;
-    // In order, a gap (decay), then an observation from the past (Δt = 0).
-    for (t, ratio) in [
-        (T0, 1.4),
-        (T0 + 60_000, 1.6),
-        (T0 + 5_400_000, 0.9),
-        (T0 + 60_000, 2.0),
-        (T0 + 5_400_001, 40.0),
+    assert_eq!(s.kf_get("h1", "h1:abcdef").await.unwrap(), (None, None));
+    let (mut seg, mut hub) = (None, None);
+    // In order, a gap (decay), an observation from the past (Δt = 0), a clamped ratio; a
+    // second segment of the same hub starts from the hub's level.
+    for (cell, t, ratio) in [
+        ("abcdef", T0, 1.4),
+        ("abcdef", T0 + 60_000, 1.6),
+        ("abcdef", T0 + 5_400_000, 0.9),
+        ("abcdef", T0 + 60_000, 2.0),
+        ("abcdef", T0 + 5_400_001, 40.0),
+        ("zzzzzz", T0 + 5_400_002, 1.2),
     ] {
-        let stored = s.kf_update("h1:abcdef", t + 5, t, ratio).await.unwrap();
-        let expect = kalman::update(pure, t, ratio);
-        assert!(
-            (stored.x - expect.x).abs() < 1e-12 && (stored.p - expect.p).abs() < 1e-12,
-            "{stored:?} vs {expect:?}"
-        );
-        assert_eq!((stored.t_ms, stored.n), (expect.t_ms, expect.n));
-        pure = Some(expect);
+        let segment = format!("h1:{cell}");
+        let (stored, stored_hub) = s.kf_update("h1", &segment, t + 5, t, ratio).await.unwrap();
+        let before = if cell == "abcdef" { seg } else { None };
+        let (expect, expect_hub) = kalman::update_two_level(before, hub, t, ratio);
+        for (a, b) in [(stored, expect), (stored_hub, expect_hub)] {
+            assert!(
+                (a.x - b.x).abs() < 1e-12 && (a.p - b.p).abs() < 1e-12,
+                "{a:?} vs {b:?}"
+            );
+            assert_eq!((a.t_ms, a.n), (b.t_ms, b.n));
+        }
+        if cell == "abcdef" {
+            seg = Some(expect);
+        }
+        hub = Some(expect_hub);
     }
-    assert_eq!(
-        s.kf_get("h1:abcdef").await.unwrap().map(|k| (k.t_ms, k.n)),
-        Some((T0 + 5_400_001, 5))
-    );
-    assert_eq!(s.kf_get("h1:other").await.unwrap(), None);
+    let (a, h) = s.kf_get("h1", "h1:abcdef").await.unwrap();
+    assert_eq!(a.map(|k| (k.t_ms, k.n)), Some((T0 + 5_400_001, 5)));
+    assert_eq!(h.map(|k| k.n), Some(6));
+    assert_eq!(s.kf_get("h2", "h2:abcdef").await.unwrap(), (None, None));
 }
 
 async fn sticky_entries_live_for_30_seconds<S: EtaStore>(s: S) {

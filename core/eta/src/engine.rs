@@ -75,10 +75,10 @@ pub async fn compute<S: EtaStore>(
     let seg = req.segment();
     let traffic = if model.traffic {
         store
-            .kf_get(&seg)
+            .kf_get(&req.hub_id, &seg)
             .await
             .ok()
-            .map(|s| kalman::estimate(s.as_ref(), now_ms))
+            .map(|(s, h)| kalman::estimate_two_level(s.as_ref(), h.as_ref(), now_ms))
     } else {
         Some(kalman::TrafficEstimate::PRIOR)
     };
@@ -249,11 +249,13 @@ pub async fn observe<S: EtaStore>(
     let seg = segment(&input.hub_id, cust);
     let base = base_travel_s(hub, cust);
     let run = async {
-        let (state, applied) = if base < MIN_EXPECTED_S {
-            (store.kf_get(&seg).await?, false)
+        let ((state, hub), applied) = if base < MIN_EXPECTED_S {
+            (store.kf_get(&input.hub_id, &seg).await?, false)
         } else {
-            let s: KfState = store.kf_update(&seg, now_ms, observed_at, t / base).await?;
-            (Some(s), true)
+            let (s, h): (KfState, KfState) = store
+                .kf_update(&input.hub_id, &seg, now_ms, observed_at, t / base)
+                .await?;
+            ((Some(s), Some(h)), true)
         };
         let mut calibrated = false;
         if let (Some(order), Some(total)) = (&input.order_id, input.actual_total_s) {
@@ -267,7 +269,7 @@ pub async fn observe<S: EtaStore>(
                 }
             }
         }
-        let est = kalman::estimate(state.as_ref(), now_ms);
+        let est = kalman::estimate_two_level(state.as_ref(), hub.as_ref(), now_ms);
         Ok(Observed {
             segment: seg.clone(),
             applied,

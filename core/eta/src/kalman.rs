@@ -82,11 +82,102 @@ pub fn estimate(state: Option<&KfState>, now_ms: i64) -> TrafficEstimate {
     }
 }
 
+/// Variance of a segment's deviation from its hub's level (beyond the spec: see below).
+pub const SEGMENT_DEV2: f64 = 0.04;
+
+/// The hub's level at `t_ms`: (x⁻, P⁻) of the hub-wide filter (prior when absent).
+fn hub_level(hub: Option<&KfState>, t_ms: i64) -> (f64, f64) {
+    match hub {
+        None => (0.0, SIGMA_INF2),
+        Some(h) => predict(h.x, h.p, (t_ms - h.t_ms).max(0) as f64 / 1000.0),
+    }
+}
+
+/// A segment carried to `t_ms` around its hub's level m: x⁻ = m + φ(x − m),
+/// P⁻ = φ²P + (P_hub + D)(1 − φ²). An absent segment starts at the hub's level, or at the
+/// spec's prior when the hub has no data either.
+fn segment_prior(
+    seg: Option<&KfState>,
+    hub_known: bool,
+    (m, ph): (f64, f64),
+    t_ms: i64,
+) -> (f64, f64) {
+    match seg {
+        None if !hub_known => (0.0, SIGMA_INF2),
+        None => (m, ph + SEGMENT_DEV2),
+        Some(s) => {
+            let phi = (-((t_ms - s.t_ms).max(0) as f64 / 1000.0) / TAU_S).exp();
+            (
+                m + phi * (s.x - m),
+                phi * phi * s.p + (ph + SEGMENT_DEV2) * (1.0 - phi * phi),
+            )
+        }
+    }
+}
+
+/// Beyond the spec: two levels. Every observation updates the hub-wide filter (the spec's
+/// filter, prior 0) and the segment's, whose prior is the hub's current level instead of 0, so
+/// a segment seen rarely starts from what its hub's trips say rather than from "no traffic".
+/// Returns (segment, hub).
+pub fn update_two_level(
+    seg: Option<KfState>,
+    hub: Option<KfState>,
+    t_ms: i64,
+    ratio: f64,
+) -> (KfState, KfState) {
+    let level = hub_level(hub.as_ref(), t_ms);
+    let (xm, pm) = segment_prior(seg.as_ref(), hub.is_some(), level, t_ms);
+    let z = ratio.clamp(CLAMP.0, CLAMP.1).ln();
+    let k = pm / (pm + R);
+    let seg_after = KfState {
+        x: xm + k * (z - xm),
+        p: (1.0 - k) * pm,
+        t_ms: seg.map_or(t_ms, |s| s.t_ms.max(t_ms)),
+        n: seg.map_or(0, |s| s.n) + 1,
+    };
+    (seg_after, update(hub, t_ms, ratio))
+}
+
+/// The two-level estimate at `now_ms`.
+pub fn estimate_two_level(
+    seg: Option<&KfState>,
+    hub: Option<&KfState>,
+    now_ms: i64,
+) -> TrafficEstimate {
+    let level = hub_level(hub, now_ms);
+    let (xm, pm) = segment_prior(seg, hub.is_some(), level, now_ms);
+    TrafficEstimate {
+        multiplier: xm.exp().clamp(CLAMP.0, CLAMP.1),
+        s2: pm + R,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const T0: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_new_segment_starts_from_its_hub() {
+        assert_eq!(estimate_two_level(None, None, T0), TrafficEstimate::PRIOR);
+        let mut hub = None;
+        for i in 0..20 {
+            let (_, h) = update_two_level(None, hub, T0 + i * 60_000, 2.0);
+            hub = Some(h);
+        }
+        let fresh = estimate_two_level(None, hub.as_ref(), T0 + 20 * 60_000);
+        assert!((fresh.multiplier - 2.0).abs() < 0.15, "{fresh:?}");
+        assert!(fresh.s2 > SEGMENT_DEV2 + R, "less sure than the hub");
+        // A segment that disagrees with its hub learns its own level.
+        let mut seg = None;
+        for i in 0..20 {
+            let (s, h) = update_two_level(seg, hub, T0 + 1_200_000 + i * 60_000, 1.2);
+            (seg, hub) = (Some(s), Some(h));
+        }
+        let own = estimate_two_level(seg.as_ref(), hub.as_ref(), T0 + 2_400_000);
+        assert!((own.multiplier - 1.2).abs() < 0.1, "{own:?}");
+    }
 
     #[test]
     fn converges_decays_and_ignores_time_travel() {

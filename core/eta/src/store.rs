@@ -40,19 +40,25 @@ pub enum StickyPut {
 /// Score windows for one prediction: (hub and band, hub, every hub), newest first.
 pub type ScoreWindows = (Vec<f64>, Vec<f64>, Vec<f64>);
 
+/// A segment's filter and its hub's (the two levels of [`kalman::update_two_level`]).
+pub type Filters = (Option<KfState>, Option<KfState>);
+
 pub trait EtaStore: Send + Sync {
+    /// The filters of `segment` (a geohash6 cell) and of its hub.
     fn kf_get(
         &self,
+        hub_id: &str,
         segment: &str,
-    ) -> impl Future<Output = Result<Option<KfState>, BackendError>> + Send;
-    /// Applies one observation atomically (07 §5).
+    ) -> impl Future<Output = Result<Filters, BackendError>> + Send;
+    /// Applies one observation to both levels atomically (07 §5); returns (segment, hub).
     fn kf_update(
         &self,
+        hub_id: &str,
         segment: &str,
         now_ms: i64,
         t_ms: i64,
         ratio: f64,
-    ) -> impl Future<Output = Result<KfState, BackendError>> + Send;
+    ) -> impl Future<Output = Result<(KfState, KfState), BackendError>> + Send;
     fn sticky_get(
         &self,
         order_id: &str,
@@ -120,31 +126,45 @@ fn parse_state(x: &str, p: &str, t: &str, n: &str) -> Result<KfState, BackendErr
     })
 }
 
-impl EtaStore for RedisEtaStore {
-    async fn kf_get(&self, segment: &str) -> Result<Option<KfState>, BackendError> {
-        let v: Vec<Option<String>> = bounded(
-            self.timeout_ms,
-            redis::cmd("HMGET")
-                .arg(self.key(&format!("kf:{segment}")))
-                .arg(&["x", "p", "t_ms", "n"])
-                .query_async(&mut self.conn.clone()),
+impl RedisEtaStore {
+    /// `eta:kf:{<hub_id>}:<geohash6>` and the hub's `eta:kf:{<hub_id>}:*` (one slot).
+    fn kf_keys(&self, hub_id: &str, segment: &str) -> (String, String) {
+        let cell = segment.rsplit(':').next().unwrap_or(segment);
+        (
+            self.key(&format!("kf:{{{hub_id}}}:{cell}")),
+            self.key(&format!("kf:{{{hub_id}}}:*")),
         )
-        .await?;
-        match v.as_slice() {
+    }
+}
+
+impl EtaStore for RedisEtaStore {
+    async fn kf_get(&self, hub_id: &str, segment: &str) -> Result<Filters, BackendError> {
+        let (seg, hub) = self.kf_keys(hub_id, segment);
+        let mut pipe = redis::pipe();
+        for k in [seg, hub] {
+            pipe.cmd("HMGET").arg(k).arg(&["x", "p", "t_ms", "n"]);
+        }
+        let (a, b): (Vec<Option<String>>, Vec<Option<String>>) =
+            bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await?;
+        let read = |v: Vec<Option<String>>| match v.as_slice() {
             [Some(x), Some(p), Some(t), Some(n)] => parse_state(x, p, t, n).map(Some),
             _ => Ok(None),
-        }
+        };
+        Ok((read(a)?, read(b)?))
     }
 
     async fn kf_update(
         &self,
+        hub_id: &str,
         segment: &str,
         now_ms: i64,
         t_ms: i64,
         ratio: f64,
-    ) -> Result<KfState, BackendError> {
+    ) -> Result<(KfState, KfState), BackendError> {
+        let (seg, hub) = self.kf_keys(hub_id, segment);
         let mut inv = ETA_KF_UPDATE.prepare_invoke();
-        inv.key(self.key(&format!("kf:{segment}")))
+        inv.key(seg)
+            .key(hub)
             .arg(now_ms)
             .arg(t_ms)
             .arg(format!("{ratio:?}"))
@@ -153,11 +173,14 @@ impl EtaStore for RedisEtaStore {
             .arg(format!("{:?}", kalman::R))
             .arg(format!("{:?}", kalman::CLAMP.0))
             .arg(format!("{:?}", kalman::CLAMP.1))
+            .arg(format!("{:?}", kalman::SEGMENT_DEV2))
             .arg(KF_TTL_S);
         let v: Vec<String> =
             bounded(self.timeout_ms, inv.invoke_async(&mut self.conn.clone())).await?;
         match v.as_slice() {
-            [x, p, t, n] => parse_state(x, p, t, n),
+            [x, p, t, n, hx, hp, ht, hn] => {
+                Ok((parse_state(x, p, t, n)?, parse_state(hx, hp, ht, hn)?))
+            }
             _ => Err(BackendError::Redis("eta_kf_update reply".into())),
         }
     }
@@ -282,21 +305,33 @@ impl MemoryEtaStore {
 }
 
 impl EtaStore for MemoryEtaStore {
-    async fn kf_get(&self, segment: &str) -> Result<Option<KfState>, BackendError> {
-        Ok(self.lock().kf.get(segment).copied())
+    async fn kf_get(&self, hub_id: &str, segment: &str) -> Result<Filters, BackendError> {
+        let m = self.lock();
+        Ok((
+            m.kf.get(segment).copied(),
+            m.kf.get(&format!("{hub_id}:*")).copied(),
+        ))
     }
 
     async fn kf_update(
         &self,
+        hub_id: &str,
         segment: &str,
         _now_ms: i64,
         t_ms: i64,
         ratio: f64,
-    ) -> Result<KfState, BackendError> {
+    ) -> Result<(KfState, KfState), BackendError> {
         let mut m = self.lock();
-        let s = kalman::update(m.kf.get(segment).copied(), t_ms, ratio);
+        let hub_key = format!("{hub_id}:*");
+        let (s, h) = kalman::update_two_level(
+            m.kf.get(segment).copied(),
+            m.kf.get(&hub_key).copied(),
+            t_ms,
+            ratio,
+        );
         m.kf.insert(segment.to_string(), s);
-        Ok(s)
+        m.kf.insert(hub_key, h);
+        Ok((s, h))
     }
 
     async fn sticky_get(&self, order_id: &str) -> Result<Option<StickyEntry>, BackendError> {

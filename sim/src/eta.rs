@@ -1,0 +1,435 @@
+//! ETA in the twin (07-eta through `qc-eta`): every paid order gets its ETA at placement from the
+//! same components, traffic filter and calibration the service runs, with the hub's live queue
+//! and idle riders; Dispatch's re-estimate after the rider accepts is measured as a revision;
+//! each delivery feeds the segment's traffic filter (the trip's DELIVERING → COMPLETED time, as
+//! Dispatch observes it) and the calibration windows (the order's paid → delivered time). So the
+//! twin runs the learning loop and measures how well the stated percentiles hold.
+
+use std::collections::BTreeMap;
+
+use qc_eta::calibrate::hour_band;
+use qc_eta::compose::base_travel_s;
+use qc_eta::engine::MIN_EXPECTED_S;
+use qc_eta::kalman::{self, KfState, TrafficEstimate};
+use qc_eta::model::segment;
+use qc_eta::{predict, Calibrator, EtaRequest, Model, Offsets, Prediction, Source};
+use qc_geo::Point;
+use serde::{Deserialize, Serialize};
+
+/// What the shopper was promised at placement, and what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promise {
+    pub placed_at: i64,
+    pub hub: usize,
+    pub band: u8,
+    pub p50: f64,
+    pub p80: f64,
+    pub p95: f64,
+    /// The Gaussian composition (no calibration), for comparison.
+    pub raw: (f64, f64, f64),
+    pub raw_p50: f64,
+    pub sigma: f64,
+    /// The historical mean order-to-door time of the hub at placement (the naive predictor).
+    pub naive: Option<f64>,
+    /// |re-estimated arrival after accept − promised arrival|, seconds.
+    pub revision_s: Option<f64>,
+    pub segment: String,
+}
+
+/// One post-shift observation of an affected segment: the filter's multiplier right after it
+/// and the trip's designed (noise-free) ratio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShiftObservation {
+    pub k: u32,
+    pub learned: f64,
+    pub designed: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct EtaTwin {
+    pub model: Option<Model>,
+    pub kf: BTreeMap<String, KfState>,
+    pub cal: Calibrator,
+    /// Per hub: Σ and count of delivered order-to-door times.
+    naive: BTreeMap<usize, (f64, u64)>,
+    /// Per order.
+    pub promises: BTreeMap<usize, Promise>,
+    /// Delivered orders: (order, actual order-to-door s).
+    pub outcomes: Vec<(usize, f64)>,
+    /// Per segment, observations after the first traffic event started.
+    pub after_shift: BTreeMap<String, Vec<ShiftObservation>>,
+}
+
+fn local_hour(start_of_day_ms: i64, t: i64) -> u32 {
+    (((start_of_day_ms + t).rem_euclid(86_400_000)) / 3_600_000) as u32
+}
+
+impl EtaTwin {
+    pub fn new(model: Model) -> Self {
+        Self {
+            model: Some(model),
+            ..Self::default()
+        }
+    }
+
+    fn model(&self) -> Model {
+        self.model.unwrap_or(Model::FULL)
+    }
+
+    fn traffic(&self, hub_id: &str, seg: &str, now_ms: i64) -> TrafficEstimate {
+        if self.model().traffic {
+            kalman::estimate_two_level(
+                self.kf.get(seg),
+                self.kf.get(&format!("{hub_id}:*")),
+                now_ms,
+            )
+        } else {
+            TrafficEstimate::PRIOR
+        }
+    }
+
+    fn offsets(&self, hub_id: &str, band: u8) -> (Offsets, Source) {
+        if self.model().calibrate {
+            self.cal.offsets(hub_id, band)
+        } else {
+            (Offsets::GAUSSIAN, Source::Prior)
+        }
+    }
+
+    /// The prediction the ETA service would give now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict(
+        &self,
+        hub_id: &str,
+        hub: Point,
+        cust: Point,
+        items: u32,
+        queue_depth: u32,
+        drivers_avail: u32,
+        now_ms: i64,
+        band: u8,
+    ) -> Prediction {
+        let req = EtaRequest {
+            order_id: String::new(),
+            hub_id: hub_id.to_string(),
+            item_count: items.clamp(1, 1000),
+            hub,
+            cust,
+            queue_depth,
+            drivers_avail,
+        };
+        predict(
+            &req,
+            Some(self.traffic(hub_id, &segment(hub_id, cust), now_ms)),
+            self.offsets(hub_id, band),
+        )
+    }
+
+    /// The promise at placement (virtual time `t`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn promise(
+        &mut self,
+        o: usize,
+        t: i64,
+        epoch_ms: i64,
+        start_of_day_ms: i64,
+        (h, hub_id, hub): (usize, &str, Point),
+        cust: Point,
+        items: u32,
+        queue_depth: u32,
+        drivers_avail: u32,
+    ) {
+        let band = hour_band(local_hour(start_of_day_ms, t));
+        let p = self.predict(
+            hub_id,
+            hub,
+            cust,
+            items,
+            queue_depth,
+            drivers_avail,
+            epoch_ms + t,
+            band,
+        );
+        let g = |z: f64| p.raw_p50 + z * p.sigma;
+        let naive = self.naive.get(&h).map(|(s, n)| s / *n as f64);
+        self.promises.insert(
+            o,
+            Promise {
+                placed_at: t,
+                hub: h,
+                band,
+                p50: p.p50,
+                p80: p.p80,
+                p95: p.p95,
+                raw: (p.raw_p50, g(qc_eta::compose::Z80), g(qc_eta::compose::Z95)),
+                raw_p50: p.raw_p50,
+                sigma: p.sigma,
+                naive,
+                revision_s: None,
+                segment: p.segment,
+            },
+        );
+    }
+
+    /// Dispatch's `calculate` after the rider accepted (07 §8): sticky for 30 s on the same
+    /// fingerprint, else a fresh estimate from now. Records how far the promised arrival moved.
+    #[allow(clippy::too_many_arguments)]
+    pub fn re_estimate(
+        &mut self,
+        o: usize,
+        t: i64,
+        epoch_ms: i64,
+        start_of_day_ms: i64,
+        (hub_id, hub): (&str, Point),
+        cust: Point,
+        items: u32,
+        queue_depth: u32,
+        drivers_avail: u32,
+    ) {
+        let Some(pr) = self.promises.get(&o) else {
+            return;
+        };
+        if t - pr.placed_at < qc_eta::store::STICKY_MS {
+            self.promises
+                .get_mut(&o)
+                .expect("present")
+                .revision_s
+                .get_or_insert(0.0);
+            return;
+        }
+        let band = hour_band(local_hour(start_of_day_ms, t));
+        let p = self.predict(
+            hub_id,
+            hub,
+            cust,
+            items,
+            queue_depth,
+            drivers_avail,
+            epoch_ms + t,
+            band,
+        );
+        let promised = pr.placed_at as f64 / 1000.0 + pr.p50;
+        let revised = t as f64 / 1000.0 + p.p50;
+        self.promises.get_mut(&o).expect("present").revision_s = Some((revised - promised).abs());
+    }
+
+    /// A delivery: the trip feeds the traffic filter, the order's time the calibration and the
+    /// naive mean. `shift_started` says whether a traffic event has begun (for the shift check).
+    #[allow(clippy::too_many_arguments)]
+    pub fn delivered(
+        &mut self,
+        o: usize,
+        t: i64,
+        epoch_ms: i64,
+        hub_id: &str,
+        hub: Point,
+        cust: Point,
+        travel_s: f64,
+        designed_ratio: f64,
+        shift_started: bool,
+    ) {
+        let base = base_travel_s(hub, cust);
+        let seg = segment(hub_id, cust);
+        if self.model().traffic && base >= MIN_EXPECTED_S {
+            let hub_key = format!("{hub_id}:*");
+            let (s, h) = kalman::update_two_level(
+                self.kf.get(&seg).copied(),
+                self.kf.get(&hub_key).copied(),
+                epoch_ms + t,
+                travel_s / base,
+            );
+            self.kf.insert(hub_key, h);
+            self.kf.insert(seg.clone(), s);
+            if shift_started {
+                let obs = self.after_shift.entry(seg).or_default();
+                obs.push(ShiftObservation {
+                    k: obs.len() as u32 + 1,
+                    learned: s.x.exp().clamp(kalman::CLAMP.0, kalman::CLAMP.1),
+                    designed: designed_ratio,
+                });
+            }
+        }
+        let Some(pr) = self.promises.get(&o) else {
+            return;
+        };
+        let actual = (t - pr.placed_at) as f64 / 1000.0;
+        let score = (actual - pr.raw_p50) / pr.sigma.max(1e-9);
+        self.cal.observe(hub_id, pr.band, score);
+        let e = self.naive.entry(pr.hub).or_insert((0.0, 0));
+        e.0 += actual;
+        e.1 += 1;
+        self.outcomes.push((o, actual));
+    }
+}
+
+/// One bin of the error histogram: [lo_min, lo_min + 1) minutes of (actual − p50).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bin {
+    pub lo_min: i32,
+    pub count: u64,
+}
+
+/// The traffic-shift check (issue #5): for affected segments with enough observations after
+/// the shift, how close the learned multiplier came to the designed one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShiftCheck {
+    /// Segments with at least `min_observations` observations after the shift.
+    pub segments: u64,
+    pub min_observations: u32,
+    /// Median over those segments of |learned / designed − 1| at their last observation.
+    pub median_rel_error: f64,
+    /// Share of those segments within 10 % at their last observation.
+    pub within_10pct: f64,
+    /// Median over those segments of the first observation count after which the learned
+    /// multiplier stayed within 10 % (segments that never settled count as their total + 1).
+    pub median_observations_to_10pct: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EtaInfo {
+    pub model: String,
+    /// Delivered orders placed after the warm-up (what the figures below are over).
+    pub orders: u64,
+    pub mae_s: f64,
+    /// Mean (p50 − actual): positive is pessimistic.
+    pub bias_s: f64,
+    pub coverage_p50: f64,
+    pub coverage_p80: f64,
+    pub coverage_p95: f64,
+    /// The Gaussian composition's coverage on the same orders (what calibration corrects).
+    pub gaussian_coverage_p50: f64,
+    pub gaussian_coverage_p80: f64,
+    pub gaussian_coverage_p95: f64,
+    /// MAE of the hub's historical mean order-to-door time (orders with a history).
+    pub naive_mae_s: f64,
+    /// 1 − MAE / naive MAE on the orders both predicted.
+    pub mae_improvement_vs_naive: f64,
+    /// Share of orders whose promised arrival moved ≥ 2 min at Dispatch's re-estimate.
+    pub revised_2min_share: f64,
+    pub segments_learned: u64,
+    pub error_histogram: Vec<Bin>,
+    pub shift: Option<ShiftCheck>,
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[(v.len() - 1) / 2]
+}
+
+/// The ETA section of the summary: orders placed at or after `warmup`.
+pub fn summarise(twin: &EtaTwin, warmup: i64, kind: &str, shift_min_obs: u32) -> EtaInfo {
+    let mut rows = Vec::new();
+    for (o, actual) in &twin.outcomes {
+        if let Some(p) = twin.promises.get(o) {
+            if p.placed_at >= warmup {
+                rows.push((p, *actual));
+            }
+        }
+    }
+    let n = rows.len() as f64;
+    let share = |f: &dyn Fn(&Promise, f64) -> bool| {
+        if rows.is_empty() {
+            0.0
+        } else {
+            round4(rows.iter().filter(|(p, a)| f(p, *a)).count() as f64 / n)
+        }
+    };
+    let mean = |f: &dyn Fn(&Promise, f64) -> f64| {
+        if rows.is_empty() {
+            0.0
+        } else {
+            round4(rows.iter().map(|(p, a)| f(p, *a)).sum::<f64>() / n)
+        }
+    };
+    let with_naive: Vec<&(&Promise, f64)> =
+        rows.iter().filter(|(p, _)| p.naive.is_some()).collect();
+    let (mae_both, naive_mae) = if with_naive.is_empty() {
+        (0.0, 0.0)
+    } else {
+        let k = with_naive.len() as f64;
+        (
+            with_naive
+                .iter()
+                .map(|(p, a)| (p.p50 - a).abs())
+                .sum::<f64>()
+                / k,
+            with_naive
+                .iter()
+                .map(|(p, a)| (p.naive.unwrap_or(0.0) - a).abs())
+                .sum::<f64>()
+                / k,
+        )
+    };
+    let revised: Vec<f64> = rows.iter().filter_map(|(p, _)| p.revision_s).collect();
+    let mut bins: BTreeMap<i32, u64> = BTreeMap::new();
+    for (p, a) in &rows {
+        let m = ((a - p.p50) / 60.0).floor().clamp(-20.0, 20.0) as i32;
+        *bins.entry(m).or_default() += 1;
+    }
+    let shift = (!twin.after_shift.is_empty()).then(|| {
+        let busy: Vec<&Vec<ShiftObservation>> = twin
+            .after_shift
+            .values()
+            .filter(|v| v.len() as u32 >= shift_min_obs)
+            .collect();
+        let rel = |o: &ShiftObservation| (o.learned / o.designed - 1.0).abs();
+        let last: Vec<f64> = busy
+            .iter()
+            .map(|v| rel(v.last().expect("non-empty")))
+            .collect();
+        let settled: Vec<f64> = busy
+            .iter()
+            .map(|v| {
+                let after = v.iter().rposition(|o| rel(o) > 0.10).map_or(0, |i| i + 1);
+                (after + 1) as f64
+            })
+            .collect();
+        ShiftCheck {
+            segments: busy.len() as u64,
+            min_observations: shift_min_obs,
+            median_rel_error: round4(median(last.clone())),
+            within_10pct: if last.is_empty() {
+                0.0
+            } else {
+                round4(last.iter().filter(|e| **e <= 0.10).count() as f64 / last.len() as f64)
+            },
+            median_observations_to_10pct: median(settled),
+        }
+    });
+    EtaInfo {
+        model: kind.to_string(),
+        orders: rows.len() as u64,
+        mae_s: mean(&|p, a| (p.p50 - a).abs()),
+        bias_s: mean(&|p, a| p.p50 - a),
+        coverage_p50: share(&|p, a| a <= p.p50),
+        coverage_p80: share(&|p, a| a <= p.p80),
+        coverage_p95: share(&|p, a| a <= p.p95),
+        gaussian_coverage_p50: share(&|p, a| a <= p.raw.0),
+        gaussian_coverage_p80: share(&|p, a| a <= p.raw.1),
+        gaussian_coverage_p95: share(&|p, a| a <= p.raw.2),
+        naive_mae_s: round4(naive_mae),
+        mae_improvement_vs_naive: if naive_mae > 0.0 {
+            round4(1.0 - mae_both / naive_mae)
+        } else {
+            0.0
+        },
+        revised_2min_share: if revised.is_empty() {
+            0.0
+        } else {
+            round4(revised.iter().filter(|r| **r >= 120.0).count() as f64 / revised.len() as f64)
+        },
+        segments_learned: twin.kf.len() as u64,
+        error_histogram: bins
+            .into_iter()
+            .map(|(lo_min, count)| Bin { lo_min, count })
+            .collect(),
+        shift,
+    }
+}
