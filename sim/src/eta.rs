@@ -255,6 +255,10 @@ impl EtaTwin {
         let actual = (t - pr.placed_at) as f64 / 1000.0;
         let score = (actual - pr.raw_p50) / pr.sigma.max(1e-9);
         self.cal.observe(hub_id, pr.band, score);
+        if self.model().calibrate {
+            self.cal
+                .outcome(hub_id, [actual > pr.p50, actual > pr.p80, actual > pr.p95]);
+        }
         let e = self.naive.entry(pr.hub).or_insert((0.0, 0));
         e.0 += actual;
         e.1 += 1;

@@ -12,6 +12,25 @@ pub const WINDOW: usize = 400;
 pub const MIN_SCORES: usize = 40;
 /// The stated levels.
 pub const LEVELS: [f64; 3] = [0.5, 0.8, 0.95];
+/// Step of each adaptive level (adaptive conformal inference, Gibbs & Candès 2021). The p50
+/// level stays put: moving it trades MAE for p50 coverage, and its plain conformal median holds.
+pub const ACI_GAMMA: [f64; 3] = [0.0, 0.01, 0.01];
+/// Bounds of an adaptive level.
+pub const ACI_BOUNDS: (f64, f64) = (0.01, 0.999);
+
+/// The levels a hub's quantiles are read at, adapted to its observed misses: after each
+/// delivery, level += γ·(miss − (1 − stated)). Sliding-window conformal alone over-covers when
+/// slow orders come in bursts (a burst inflates the window's tail for the next few hundred
+/// orders); this keeps the long-run coverage at the stated level under such drift.
+pub fn adapt(levels: [f64; 3], missed: [bool; 3]) -> [f64; 3] {
+    let mut out = levels;
+    for i in 0..3 {
+        let miss = if missed[i] { 1.0 } else { 0.0 };
+        out[i] = (levels[i] + ACI_GAMMA[i] * (miss - (1.0 - LEVELS[i])))
+            .clamp(ACI_BOUNDS.0, ACI_BOUNDS.1);
+    }
+    out
+}
 
 /// 4-hour bands of the local hour: 0..=5.
 pub fn hour_band(hour: u32) -> u8 {
@@ -67,29 +86,29 @@ pub fn conformal_quantile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[rank.clamp(1, n) - 1])
 }
 
-/// Offsets from a window of scores, or None below [`MIN_SCORES`].
-pub fn offsets(scores: &[f64]) -> Option<Offsets> {
+/// Offsets from a window of scores read at `levels`, or None below [`MIN_SCORES`].
+pub fn offsets(scores: &[f64], levels: [f64; 3]) -> Option<Offsets> {
     if scores.len() < MIN_SCORES {
         return None;
     }
     let mut s: Vec<f64> = scores.iter().copied().filter(|x| x.is_finite()).collect();
     s.sort_by(f64::total_cmp);
     Some(Offsets {
-        q50: conformal_quantile(&s, 0.5)?,
-        q80: conformal_quantile(&s, 0.8)?,
-        q95: conformal_quantile(&s, 0.95)?,
+        q50: conformal_quantile(&s, levels[0])?,
+        q80: conformal_quantile(&s, levels[1])?,
+        q95: conformal_quantile(&s, levels[2])?,
     })
 }
 
 /// The most specific offsets with enough scores among (hub and band, hub, every hub).
-pub fn pick(band: &[f64], hub: &[f64], all: &[f64]) -> (Offsets, Source) {
-    if let Some(o) = offsets(band) {
+pub fn pick(band: &[f64], hub: &[f64], all: &[f64], levels: [f64; 3]) -> (Offsets, Source) {
+    if let Some(o) = offsets(band, levels) {
         return (o, Source::HubBand);
     }
-    if let Some(o) = offsets(hub) {
+    if let Some(o) = offsets(hub, levels) {
         return (o, Source::Hub);
     }
-    if let Some(o) = offsets(all) {
+    if let Some(o) = offsets(all, levels) {
         return (o, Source::Global);
     }
     (Offsets::GAUSSIAN, Source::Prior)
@@ -101,6 +120,7 @@ pub struct Calibrator {
     by_band: BTreeMap<(String, u8), VecDeque<f64>>,
     by_hub: BTreeMap<String, VecDeque<f64>>,
     all: VecDeque<f64>,
+    levels: BTreeMap<String, [f64; 3]>,
 }
 
 fn push(w: &mut VecDeque<f64>, x: f64) {
@@ -128,6 +148,17 @@ impl Calibrator {
         push(&mut self.all, score);
     }
 
+    /// Adapts the hub's levels to whether a delivered order beat its p50, p80, p95.
+    pub fn outcome(&mut self, hub: &str, missed: [bool; 3]) {
+        let l = self.levels.entry(hub.to_string()).or_insert(LEVELS);
+        *l = adapt(*l, missed);
+    }
+
+    /// The hub's current levels.
+    pub fn levels(&self, hub: &str) -> [f64; 3] {
+        self.levels.get(hub).copied().unwrap_or(LEVELS)
+    }
+
     /// The most specific offsets with enough scores.
     pub fn offsets(&self, hub: &str, band: u8) -> (Offsets, Source) {
         let v = |w: Option<&VecDeque<f64>>| -> Vec<f64> {
@@ -137,6 +168,7 @@ impl Calibrator {
             &v(self.by_band.get(&(hub.to_string(), band))),
             &v(self.by_hub.get(hub)),
             &v(Some(&self.all)),
+            self.levels(hub),
         )
     }
 }
@@ -144,6 +176,20 @@ impl Calibrator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_adapt_to_misses() {
+        let l = adapt(LEVELS, [true, false, true]);
+        assert_eq!(l[0], 0.5, "the median does not adapt");
+        assert!((l[1] - (0.8 - ACI_GAMMA[1] * 0.2)).abs() < 1e-12);
+        assert!((l[2] - (0.95 + ACI_GAMMA[2] * 0.95)).abs() < 1e-12);
+        let mut c = Calibrator::new();
+        for _ in 0..2000 {
+            c.outcome("h", [false; 3]);
+        }
+        assert_eq!(c.levels("h"), [0.5, ACI_BOUNDS.0, ACI_BOUNDS.0]);
+        assert_eq!(c.levels("other"), LEVELS);
+    }
 
     #[test]
     fn conformal_ranks() {

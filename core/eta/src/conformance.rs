@@ -146,7 +146,9 @@ async fn score_windows_keep_the_newest<S: EtaStore>(s: S) {
         s.scores_push("h1", 3, i as f64).await.unwrap();
     }
     s.scores_push("h2", 3, -1.0).await.unwrap();
-    let (band, hub, all) = s.scores("h1", 3).await.unwrap();
+    let w = s.scores("h1", 3).await.unwrap();
+    let (band, hub, all) = (w.band, w.hub, w.all);
+    assert_eq!(w.levels, crate::calibrate::LEVELS);
     assert_eq!(band.len(), WINDOW);
     assert_eq!(
         (band[0], band[WINDOW - 1]),
@@ -155,8 +157,30 @@ async fn score_windows_keep_the_newest<S: EtaStore>(s: S) {
     );
     assert_eq!(hub, band);
     assert_eq!((all.len(), all[0]), (WINDOW, -1.0));
-    let (band, hub, _) = s.scores("h1", 4).await.unwrap();
-    assert!(band.is_empty() && hub.len() == WINDOW);
+    let w = s.scores("h1", 4).await.unwrap();
+    assert!(w.band.is_empty() && w.hub.len() == WINDOW);
+    // Adaptive levels move by γ·(miss − (1 − stated)) per delivery, per hub, clamped.
+    let l = s.adapt_levels("h1", [true, false, true]).await.unwrap();
+    assert_eq!(
+        l,
+        crate::calibrate::adapt(crate::calibrate::LEVELS, [true, false, true])
+    );
+    for _ in 0..200 {
+        s.adapt_levels("h1", [true, true, true]).await.unwrap();
+    }
+    let w = s.scores("h1", 4).await.unwrap();
+    assert_eq!(
+        w.levels,
+        [
+            0.5,
+            crate::calibrate::ACI_BOUNDS.1,
+            crate::calibrate::ACI_BOUNDS.1
+        ]
+    );
+    assert_eq!(
+        s.scores("h2", 4).await.unwrap().levels,
+        crate::calibrate::LEVELS
+    );
 }
 
 async fn observations_learn_and_calibrate<S: EtaStore>(s: S) {

@@ -84,7 +84,7 @@ pub async fn compute<S: EtaStore>(
     };
     let offsets = if model.calibrate {
         match store.scores(&req.hub_id, band).await {
-            Ok((b, h, a)) => pick(&b, &h, &a),
+            Ok(w) => pick(&w.band, &w.hub, &w.all, w.levels),
             Err(_) => (Offsets::GAUSSIAN, Source::Prior),
         }
     } else {
@@ -265,6 +265,12 @@ pub async fn observe<S: EtaStore>(
                     store
                         .scores_push(&r.hub_id, band, (total - r.raw_p50_s) / r.sigma_s)
                         .await?;
+                    let missed = [
+                        total > r.eta_p50_s,
+                        total > r.eta_p80_s,
+                        total > r.eta_p95_s,
+                    ];
+                    store.adapt_levels(&r.hub_id, missed).await?;
                     calibrated = true;
                 }
             }

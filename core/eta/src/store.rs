@@ -7,10 +7,10 @@ use std::future::Future;
 use std::sync::Mutex;
 
 use qc_kit::redis_kit::{bounded, BackendError, KeyPrefix};
-use qc_kit::scripts::{ETA_KF_UPDATE, ETA_STICKY_PUT};
+use qc_kit::scripts::{ETA_ACI_ADAPT, ETA_KF_UPDATE, ETA_STICKY_PUT};
 use redis::aio::ConnectionManager;
 
-use crate::calibrate::WINDOW;
+use crate::calibrate::{adapt, ACI_BOUNDS, ACI_GAMMA, LEVELS, WINDOW};
 use crate::kalman::{self, KfState};
 
 /// How long a sticky answer stays live, and its GC (07 §3).
@@ -37,8 +37,15 @@ pub enum StickyPut {
     Existing(String),
 }
 
-/// Score windows for one prediction: (hub and band, hub, every hub), newest first.
-pub type ScoreWindows = (Vec<f64>, Vec<f64>, Vec<f64>);
+/// What calibrating one prediction needs: score windows (hub and band, hub, every hub; newest
+/// first) and the hub's adaptive levels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreWindows {
+    pub band: Vec<f64>,
+    pub hub: Vec<f64>,
+    pub all: Vec<f64>,
+    pub levels: [f64; 3],
+}
 
 /// A segment's filter and its hub's (the two levels of [`kalman::update_two_level`]).
 pub type Filters = (Option<KfState>, Option<KfState>);
@@ -90,6 +97,12 @@ pub trait EtaStore: Send + Sync {
         hub: &str,
         band: u8,
     ) -> impl Future<Output = Result<ScoreWindows, BackendError>> + Send;
+    /// Adapts the hub's levels to a delivered order's misses at p50, p80, p95 (atomic).
+    fn adapt_levels(
+        &self,
+        hub: &str,
+        missed: [bool; 3],
+    ) -> impl Future<Output = Result<[f64; 3], BackendError>> + Send;
 }
 
 #[derive(Debug, Clone)]
@@ -274,10 +287,48 @@ impl EtaStore for RedisEtaStore {
         ] {
             pipe.cmd("LRANGE").arg(k).arg(0).arg(WINDOW - 1);
         }
-        let (a, b, c): (Vec<String>, Vec<String>, Vec<String>) =
+        pipe.cmd("HMGET")
+            .arg(self.key(&format!("aci:{hub}")))
+            .arg(&["l1", "l2", "l3"]);
+        let (a, b, c, l): (Vec<String>, Vec<String>, Vec<String>, Vec<Option<String>>) =
             bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await?;
         let nums = |v: Vec<String>| v.iter().filter_map(|s| s.parse().ok()).collect();
-        Ok((nums(a), nums(b), nums(c)))
+        let mut levels = LEVELS;
+        for (i, v) in l.iter().enumerate().take(3) {
+            if let Some(x) = v.as_deref().and_then(|s| s.parse::<f64>().ok()) {
+                levels[i] = x;
+            }
+        }
+        Ok(ScoreWindows {
+            band: nums(a),
+            hub: nums(b),
+            all: nums(c),
+            levels,
+        })
+    }
+
+    async fn adapt_levels(&self, hub: &str, missed: [bool; 3]) -> Result<[f64; 3], BackendError> {
+        let mut inv = ETA_ACI_ADAPT.prepare_invoke();
+        inv.key(self.key(&format!("aci:{hub}")))
+            .arg(0)
+            .arg(0)
+            .arg(format!("{:?}", ACI_BOUNDS.0))
+            .arg(format!("{:?}", ACI_BOUNDS.1))
+            .arg(SCORES_TTL_S);
+        for i in 0..3 {
+            inv.arg(format!("{:?}", LEVELS[i]))
+                .arg(i64::from(missed[i]))
+                .arg(format!("{:?}", ACI_GAMMA[i]));
+        }
+        let v: Vec<String> =
+            bounded(self.timeout_ms, inv.invoke_async(&mut self.conn.clone())).await?;
+        let mut out = LEVELS;
+        for (i, s) in v.iter().enumerate().take(3) {
+            out[i] = s
+                .parse()
+                .map_err(|_| BackendError::Redis("eta_aci_adapt reply".into()))?;
+        }
+        Ok(out)
     }
 }
 
@@ -287,6 +338,7 @@ struct Mem {
     sticky: BTreeMap<String, StickyEntry>,
     latest: BTreeMap<String, String>,
     scores: BTreeMap<String, VecDeque<f64>>,
+    levels: BTreeMap<String, [f64; 3]>,
 }
 
 /// In-process adapter (tests, the simulator): same rules, no GC.
@@ -391,10 +443,18 @@ impl EtaStore for MemoryEtaStore {
                 .map(|w| w.iter().copied().collect())
                 .unwrap_or_default()
         };
-        Ok((
-            get(format!("{hub}:{band}")),
-            get(hub.to_string()),
-            get("*all".into()),
-        ))
+        Ok(ScoreWindows {
+            band: get(format!("{hub}:{band}")),
+            hub: get(hub.to_string()),
+            all: get("*all".into()),
+            levels: m.levels.get(hub).copied().unwrap_or(LEVELS),
+        })
+    }
+
+    async fn adapt_levels(&self, hub: &str, missed: [bool; 3]) -> Result<[f64; 3], BackendError> {
+        let mut m = self.lock();
+        let l = m.levels.entry(hub.to_string()).or_insert(LEVELS);
+        *l = adapt(*l, missed);
+        Ok(*l)
     }
 }

@@ -20,6 +20,7 @@ lua!(GEO_CACHE_WRITE, "geo_cache_write.lua");
 lua!(LEASE_RELEASE, "lease_release.lua");
 lua!(ETA_KF_UPDATE, "eta_kf_update.lua");
 lua!(ETA_STICKY_PUT, "eta_sticky_put.lua");
+lua!(ETA_ACI_ADAPT, "eta_aci_adapt.lua");
 
 /// Every script, with its file name, for preloading and diagnostics.
 pub fn all() -> Vec<(&'static str, &'static Script)> {
@@ -32,6 +33,7 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("lease_release", &*LEASE_RELEASE),
         ("eta_kf_update", &*ETA_KF_UPDATE),
         ("eta_sticky_put", &*ETA_STICKY_PUT),
+        ("eta_aci_adapt", &*ETA_ACI_ADAPT),
     ]
 }
 
