@@ -56,7 +56,7 @@ pub struct EtaTwin {
     pub promises: BTreeMap<usize, Promise>,
     /// Delivered orders: (order, actual order-to-door s).
     pub outcomes: Vec<(usize, f64)>,
-    /// Per segment, observations after the first traffic event started.
+    /// Per segment, observations of trips a traffic event slowed.
     pub after_shift: BTreeMap<String, Vec<ShiftObservation>>,
 }
 
@@ -214,7 +214,7 @@ impl EtaTwin {
     }
 
     /// A delivery: the trip feeds the traffic filter, the order's time the calibration and the
-    /// naive mean. `shift_started` says whether a traffic event has begun (for the shift check).
+    /// naive mean. `shifted` says whether a traffic event slowed this trip (the shift check).
     #[allow(clippy::too_many_arguments)]
     pub fn delivered(
         &mut self,
@@ -226,7 +226,7 @@ impl EtaTwin {
         cust: Point,
         travel_s: f64,
         designed_ratio: f64,
-        shift_started: bool,
+        shifted: bool,
     ) {
         let base = base_travel_s(hub, cust);
         let seg = segment(hub_id, cust);
@@ -240,7 +240,7 @@ impl EtaTwin {
             );
             self.kf.insert(hub_key, h);
             self.kf.insert(seg.clone(), s);
-            if shift_started {
+            if shifted {
                 let obs = self.after_shift.entry(seg).or_default();
                 obs.push(ShiftObservation {
                     k: obs.len() as u32 + 1,
@@ -273,21 +273,30 @@ pub struct Bin {
     pub count: u64,
 }
 
-/// The traffic-shift check (issue #5): for affected segments with enough observations after
-/// the shift, how close the learned multiplier came to the designed one.
+/// The traffic-shift check (issue #5): how the learned multiplier of segments slowed by a
+/// traffic event approaches the true (designed, noise-free) one, observation by observation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShiftCheck {
-    /// Segments with at least `min_observations` observations after the shift.
+    /// Segments with at least one slowed trip.
     pub segments: u64,
-    pub min_observations: u32,
-    /// Median over those segments of |learned / designed − 1| at their last observation.
-    pub median_rel_error: f64,
-    /// Share of those segments within 10 % at their last observation.
-    pub within_10pct: f64,
-    /// Median over those segments of the first observation count after which the learned
-    /// multiplier stayed within 10 % (segments that never settled count as their total + 1).
-    pub median_observations_to_10pct: f64,
+    /// Per k-th slowed observation of a segment (k = 1.. while at least
+    /// [`SHIFT_MIN_SEGMENTS`] segments have k): the median over segments of learned / true,
+    /// and the median |learned / true − 1|.
+    pub by_observation: Vec<ShiftStep>,
+    /// The first k from which the median learned / true stays within 10 % of 1.
+    pub observations_to_10pct: Option<u32>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShiftStep {
+    pub k: u32,
+    pub segments: u64,
+    pub median_ratio: f64,
+    pub median_abs_error: f64,
+}
+
+/// Segments an observation count needs to be reported in the shift check.
+pub const SHIFT_MIN_SEGMENTS: usize = 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EtaInfo {
@@ -328,7 +337,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The ETA section of the summary: orders placed at or after `warmup`.
-pub fn summarise(twin: &EtaTwin, warmup: i64, kind: &str, shift_min_obs: u32) -> EtaInfo {
+pub fn summarise(twin: &EtaTwin, warmup: i64, kind: &str) -> EtaInfo {
     let mut rows = Vec::new();
     for (o, actual) in &twin.outcomes {
         if let Some(p) = twin.promises.get(o) {
@@ -378,33 +387,35 @@ pub fn summarise(twin: &EtaTwin, warmup: i64, kind: &str, shift_min_obs: u32) ->
         *bins.entry(m).or_default() += 1;
     }
     let shift = (!twin.after_shift.is_empty()).then(|| {
-        let busy: Vec<&Vec<ShiftObservation>> = twin
-            .after_shift
-            .values()
-            .filter(|v| v.len() as u32 >= shift_min_obs)
-            .collect();
-        let rel = |o: &ShiftObservation| (o.learned / o.designed - 1.0).abs();
-        let last: Vec<f64> = busy
+        let mut steps = Vec::new();
+        for k in 1.. {
+            let at: Vec<&ShiftObservation> = twin
+                .after_shift
+                .values()
+                .filter_map(|v| v.get(k - 1))
+                .collect();
+            if at.len() < SHIFT_MIN_SEGMENTS {
+                break;
+            }
+            steps.push(ShiftStep {
+                k: k as u32,
+                segments: at.len() as u64,
+                median_ratio: round4(median(at.iter().map(|o| o.learned / o.designed).collect())),
+                median_abs_error: round4(median(
+                    at.iter()
+                        .map(|o| (o.learned / o.designed - 1.0).abs())
+                        .collect(),
+                )),
+            });
+        }
+        let settled = steps
             .iter()
-            .map(|v| rel(v.last().expect("non-empty")))
-            .collect();
-        let settled: Vec<f64> = busy
-            .iter()
-            .map(|v| {
-                let after = v.iter().rposition(|o| rel(o) > 0.10).map_or(0, |i| i + 1);
-                (after + 1) as f64
-            })
-            .collect();
+            .rposition(|s| (s.median_ratio - 1.0).abs() > 0.10)
+            .map_or(0, |i| i + 1);
         ShiftCheck {
-            segments: busy.len() as u64,
-            min_observations: shift_min_obs,
-            median_rel_error: round4(median(last.clone())),
-            within_10pct: if last.is_empty() {
-                0.0
-            } else {
-                round4(last.iter().filter(|e| **e <= 0.10).count() as f64 / last.len() as f64)
-            },
-            median_observations_to_10pct: median(settled),
+            segments: twin.after_shift.len() as u64,
+            observations_to_10pct: steps.get(settled).map(|s| s.k),
+            by_observation: steps,
         }
     });
     EtaInfo {

@@ -221,20 +221,22 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         (start, end)
     }
 
-    /// Whether any traffic event has started by `t`.
-    pub(crate) fn shift_started(&self, t: SimTime) -> bool {
-        (0..self.sc.traffic.events.len()).any(|i| self.event_window(i).0 <= t)
-    }
-
     /// The mean riding speed (km/h) at `t` for a trip from → to: the hour's profile and every
     /// traffic event active there.
     fn mean_speed_kmh(&self, from: Point, to: Point, t: SimTime) -> f64 {
         let hour = (((self.sc.start_of_day_ms() + t) % DAY_MS) / HOUR_MS) as usize;
+        self.sc.riders.speed_kmh
+            * self.sc.traffic.hourly_speed[hour]
+            * self.event_factor(from, to, t)
+    }
+
+    /// The product of the speed factors of the traffic events covering the trip's midpoint.
+    pub(crate) fn event_factor(&self, from: Point, to: Point, t: SimTime) -> f64 {
         let mid = Point {
             lat: (from.lat + to.lat) / 2.0,
             lng: (from.lng + to.lng) / 2.0,
         };
-        let mut speed = self.sc.riders.speed_kmh * self.sc.traffic.hourly_speed[hour];
+        let mut speed = 1.0;
         for (i, ev) in self.sc.traffic.events.iter().enumerate() {
             let (start, end) = self.event_window(i);
             let inside = match (ev.lat, ev.lng, ev.radius_km) {
@@ -679,7 +681,8 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         let travel_s = (t - self.orders[o].out_at.unwrap_or(t)) as f64 / 1000.0;
         let base = qc_eta::compose::base_travel_s(hub, cust);
         let designed = self.orders[o].designed_trip_s / base.max(1e-9);
-        let shifted = self.shift_started(self.orders[o].out_at.unwrap_or(t));
+        let out = self.orders[o].out_at.unwrap_or(t);
+        let shifted = self.event_factor(hub, cust, out) != 1.0;
         let hub_id = self.hubs[h].id.to_string();
         let epoch = self.epoch_ms;
         self.eta

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod engine;
 pub mod eta;
 pub mod fleet;
+pub mod gate;
 pub mod log;
 pub mod rng;
 pub mod run;

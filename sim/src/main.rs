@@ -11,7 +11,9 @@ use sim::scenario::Scenario;
 const USAGE: &str = "usage:
   sim run      <scenario.toml> [--seed N] [--backend memory|live] [--out DIR] [--set key=value]... [--keep] [--quiet]
   sim validate <scenario.toml> [--set key=value]...
-  sim bench-engine [--events N]";
+  sim bench-engine [--events N]
+  sim eta-gate [--bless] [--root DIR]   ETA-accuracy regression gate (exit 1 on a regression);
+                                        --bless rewrites reports/baselines/eta_accuracy.json";
 
 struct Args {
     command: String,
@@ -23,6 +25,8 @@ struct Args {
     keep: bool,
     quiet: bool,
     events: u64,
+    bless: bool,
+    root: PathBuf,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -38,6 +42,8 @@ fn parse_args() -> Result<Args, String> {
         keep: false,
         quiet: false,
         events: 20_000_000,
+        bless: false,
+        root: PathBuf::from("."),
     };
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -57,6 +63,8 @@ fn parse_args() -> Result<Args, String> {
             "--out" => a.out = Some(PathBuf::from(value("--out")?)),
             "--set" => a.sets.push(value("--set")?),
             "--keep" => a.keep = true,
+            "--bless" => a.bless = true,
+            "--root" => a.root = PathBuf::from(value("--root")?),
             "--quiet" => a.quiet = true,
             "--events" => {
                 a.events = value("--events")?
@@ -112,6 +120,16 @@ fn main() -> ExitCode {
             bench_engine(args.events);
             ExitCode::SUCCESS
         }
+        "eta-gate" => match sim::gate::gate(&args.root, args.bless) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(report) => {
+                eprintln!("{report}");
+                ExitCode::from(1)
+            }
+        },
         other => {
             eprintln!("error: unknown command {other:?}\n{USAGE}");
             ExitCode::from(2)

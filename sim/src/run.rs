@@ -528,12 +528,7 @@ fn summarise<S: StockStore, X: Exec>(
         inventory,
         riders,
         dispatch,
-        eta: crate::eta::summarise(
-            &world.eta,
-            warmup,
-            sc.eta.model.as_str(),
-            SHIFT_MIN_OBSERVATIONS,
-        ),
+        eta: crate::eta::summarise(&world.eta, warmup, sc.eta.model.as_str()),
         hubs,
         skus: sku_rows(&world.orders, &sku_names, 50),
         slo,
@@ -547,9 +542,6 @@ fn summarise<S: StockStore, X: Exec>(
         event_log_hash: world.log.hash_hex(),
     })
 }
-
-/// Observations after a traffic shift a segment needs to count in the shift check.
-pub const SHIFT_MIN_OBSERVATIONS: u32 = 8;
 
 /// Writes the run folder: events.parquet, summary.json, engine.json, report.html.
 pub fn write_outputs(out: &RunOutput, dir: &Path) -> Result<(), RunError> {
