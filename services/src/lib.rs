@@ -2,6 +2,7 @@
 //! Only this crate knows HTTP; the `qc` binary (main.rs) starts one service or all of them.
 
 pub mod dispatch;
+pub mod eta;
 pub mod geo;
 pub mod inventory;
 pub mod platform;
@@ -35,6 +36,11 @@ pub async fn build_service(
         ServiceId::Dispatch => {
             let d = dispatch::DispatchConfig::from_env(env).map_err(|e| e.to_string())?;
             let (_, svc) = dispatch::build(cfg, d, Arc::new(WallClock), shutdown, true).await?;
+            Ok(svc)
+        }
+        ServiceId::Eta => {
+            let e = eta::EtaConfig::from_env(env).map_err(|e| e.to_string())?;
+            let (_, svc) = eta::build(cfg, e, Arc::new(WallClock), shutdown).await?;
             Ok(svc)
         }
     }

@@ -8,18 +8,24 @@ pub enum ServiceId {
     Inventory,
     Geo,
     Dispatch,
+    Eta,
 }
 
 impl ServiceId {
     /// Every service that exists so far (`serve all` starts these).
-    pub const ALL: &'static [ServiceId] =
-        &[ServiceId::Inventory, ServiceId::Geo, ServiceId::Dispatch];
+    pub const ALL: &'static [ServiceId] = &[
+        ServiceId::Inventory,
+        ServiceId::Geo,
+        ServiceId::Dispatch,
+        ServiceId::Eta,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ServiceId::Inventory => "inventory",
             ServiceId::Geo => "geo",
             ServiceId::Dispatch => "dispatch",
+            ServiceId::Eta => "eta",
         }
     }
     pub fn default_port(self) -> u16 {
@@ -27,6 +33,7 @@ impl ServiceId {
             ServiceId::Inventory => 8091,
             ServiceId::Geo => 8092,
             ServiceId::Dispatch => 8096,
+            ServiceId::Eta => 8097,
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
