@@ -302,3 +302,47 @@ pub fn bars(
     }
     Ok(svg)
 }
+
+/// Stated quantile level against observed coverage, one marked line per model, with the
+/// diagonal a calibrated model sits on.
+pub fn calibration(title: &str, series: &[Series2]) -> Result<String, ReportError> {
+    framed(
+        title,
+        0.4..1.0,
+        0.0..1.0,
+        "stated quantile",
+        "share of orders delivered by it",
+        false,
+        Some(SeriesLabelPosition::LowerRight),
+        |chart| {
+            let grey = RGBColor(170, 170, 170);
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.4, 0.4), (1.0, 1.0)],
+                    grey.stroke_width(1),
+                ))
+                .map_err(draw_err)?
+                .label("perfect calibration")
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(1))
+                });
+            for s in series {
+                let color = s.color;
+                chart
+                    .draw_series(LineSeries::new(
+                        s.points.iter().copied(),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(draw_err)?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(s.points.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                    .map_err(draw_err)?;
+            }
+            Ok(())
+        },
+    )
+}

@@ -258,6 +258,72 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
                 .collect()
         })
         .unwrap_or_default();
+    let e = &s["eta"];
+    let cov = |prefix: &str| -> Points {
+        [(0.5, "p50"), (0.8, "p80"), (0.95, "p95")]
+            .iter()
+            .map(|(lv, k)| {
+                (
+                    *lv,
+                    e[format!("{prefix}coverage_{k}")].as_f64().unwrap_or(0.0),
+                )
+            })
+            .collect()
+    };
+    let calibration_svg = charts::calibration(
+        "ETA calibration: stated quantile vs observed",
+        &[
+            Series2::new("calibrated (served)", cov(""), 0),
+            Series2::new("Gaussian composition", cov("gaussian_"), 1),
+        ],
+    )?;
+    let errors: Vec<f64> = e["error_histogram"]
+        .as_array()
+        .map(|bins| {
+            bins.iter()
+                .flat_map(|b| {
+                    let lo = b["lo_min"].as_f64().unwrap_or(0.0);
+                    std::iter::repeat_n(lo + 0.5, b["count"].as_u64().unwrap_or(0) as usize)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let error_svg = charts::histogram(
+        "ETA error: actual − promised p50 (delivered orders)",
+        "minutes (positive = later than promised)",
+        "orders",
+        &errors,
+        41,
+    )?;
+    let eta_table = table(
+        &[
+            "model",
+            "orders",
+            "MAE s",
+            "bias s",
+            "naive MAE s",
+            "vs naive",
+            "p50",
+            "p80",
+            "p95",
+            "revised ≥ 2 min",
+        ],
+        vec![row(
+            e,
+            &[
+                "model",
+                "orders",
+                "mae_s",
+                "bias_s",
+                "naive_mae_s",
+                "mae_improvement_vs_naive",
+                "coverage_p50",
+                "coverage_p80",
+                "coverage_p95",
+                "revised_2min_share",
+            ],
+        )],
+    );
     let fill_svg = charts::bars(
         "Fill rate of the 30 most requested SKUs",
         "fill rate",
@@ -493,6 +559,7 @@ figure {{ margin: 8px 0; }} .note {{ color: #666; font-size: 13px; }}
 <h2>Service levels</h2>{slo}{service}<figure>{door_svg}</figure>
 <h2>Picking</h2><figure>{queue_svg}</figure><figure>{wait_svg}</figure>
 <h2>Riders and dispatch</h2>{fleet}<figure>{riders_svg}</figure>
+<h2>ETA accuracy</h2>{eta_table}<p class="note">Promised at payment; measured from payment to the door, orders placed after the warm-up. Coverage = share delivered by the stated quantile; naive = the hub's historical mean.</p><figure>{calibration_svg}</figure><figure>{error_svg}</figure>
 <h2>Hubs</h2>{hubs}
 <h2>Inventory</h2>{inventory}<figure>{fill_svg}</figure>
 <h2>Invariants</h2>{invariants}

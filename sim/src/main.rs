@@ -208,6 +208,19 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         "  dispatch         {} matcher, {} batches, batching {:.0}%, pickup {:.2} km, greedy costs {:.1}% more than optimal",
         d.matcher, d.batches, d.batching_rate * 100.0, d.mean_pickup_km, d.greedy_gap_pct
     );
+    let e = &s.eta;
+    println!(
+        "  eta              {} model, MAE {:.0}s (naive {:.0}s, {:.0}% better), bias {:+.0}s, coverage p50 {:.2} p80 {:.2} p95 {:.2}, revised ≥2 min {:.0}%",
+        e.model,
+        e.mae_s,
+        e.naive_mae_s,
+        e.mae_improvement_vs_naive * 100.0,
+        e.bias_s,
+        e.coverage_p50,
+        e.coverage_p80,
+        e.coverage_p95,
+        e.revised_2min_share * 100.0
+    );
     for slo in &s.slo {
         println!(
             "  SLO {:<16} target {:<8} actual {:<8} {}",

@@ -73,23 +73,29 @@ pub async fn compute<S: EtaStore>(
     model: Model,
 ) -> EtaResult {
     let seg = req.segment();
-    let traffic = if model.traffic {
-        store
-            .kf_get(&req.hub_id, &seg)
-            .await
-            .ok()
-            .map(|(s, h)| kalman::estimate_two_level(s.as_ref(), h.as_ref(), now_ms))
-    } else {
-        Some(kalman::TrafficEstimate::PRIOR)
-    };
-    let offsets = if model.calibrate {
-        match store.scores(&req.hub_id, band).await {
-            Ok(w) => pick(&w.band, &w.hub, &w.all, w.levels),
-            Err(_) => (Offsets::GAUSSIAN, Source::Prior),
+    // The filters and the calibration windows are read concurrently (one round trip).
+    let filters = async {
+        if model.traffic {
+            store
+                .kf_get(&req.hub_id, &seg)
+                .await
+                .ok()
+                .map(|(s, h)| kalman::estimate_two_level(s.as_ref(), h.as_ref(), now_ms))
+        } else {
+            Some(kalman::TrafficEstimate::PRIOR)
         }
-    } else {
-        (Offsets::GAUSSIAN, Source::Prior)
     };
+    let windows = async {
+        if model.calibrate {
+            match store.scores(&req.hub_id, band).await {
+                Ok(w) => pick(&w.band, &w.hub, &w.all, w.levels),
+                Err(_) => (Offsets::GAUSSIAN, Source::Prior),
+            }
+        } else {
+            (Offsets::GAUSSIAN, Source::Prior)
+        }
+    };
+    let (traffic, offsets) = futures::join!(filters, windows);
     let p = predict(req, traffic, offsets);
     EtaResult {
         order_id: req.order_id.clone(),
@@ -131,7 +137,13 @@ pub async fn calculate<S: EtaStore>(
     model: Model,
 ) -> EtaResult {
     let fp = req.fingerprint();
-    if let Ok(Some(e)) = store.sticky_get(&req.order_id).await {
+    // The sticky entry and the inputs of a fresh answer are read concurrently: one round trip
+    // whichever way it goes.
+    let (sticky, fresh) = futures::join!(
+        store.sticky_get(&req.order_id),
+        compute(store, req, now_ms, band, model)
+    );
+    if let Ok(Some(e)) = sticky {
         if e.fp == fp && now_ms < e.expires_at_ms {
             if let Some(mut r) = decode(&e.body) {
                 r.cached = true;
@@ -139,7 +151,6 @@ pub async fn calculate<S: EtaStore>(
             }
         }
     }
-    let fresh = compute(store, req, now_ms, band, model).await;
     let body = serde_json::to_string(&fresh).expect("serialisable");
     let out = match store.sticky_put(&req.order_id, now_ms, &fp, &body).await {
         Ok(StickyPut::Existing(b)) => match decode(&b) {

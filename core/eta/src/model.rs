@@ -199,7 +199,8 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         assert!(input().validate().is_ok(), "unknown fields are ignored");
-        let cases: Vec<(Box<dyn Fn(&mut CalculateInput)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut CalculateInput)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|i| i.item_count = 0), "item_count"),
             (Box::new(|i| i.item_count = 1001), "item_count"),
             (Box::new(|i| i.queue_depth = -1), "queue_depth"),

@@ -105,12 +105,20 @@ pub trait EtaStore: Send + Sync {
     ) -> impl Future<Output = Result<[f64; 3], BackendError>> + Send;
 }
 
+/// How long this process reuses a hub's calibration windows (they change by one residual per
+/// delivery; reading 1,200 of them costs more than the rest of a calculation).
+pub const WINDOWS_CACHE_MS: u64 = 1000;
+
+type WindowsCache = BTreeMap<(String, u8), (std::time::Instant, ScoreWindows)>;
+
 #[derive(Debug, Clone)]
 pub struct RedisEtaStore {
     conn: ConnectionManager,
     prefix: KeyPrefix,
     /// Bound on one Redis command (07 §5: 250 ms).
     timeout_ms: u64,
+    /// Windows read within [`WINDOWS_CACHE_MS`]; a push through this store drops its hub's.
+    windows: std::sync::Arc<Mutex<WindowsCache>>,
 }
 
 impl RedisEtaStore {
@@ -119,7 +127,20 @@ impl RedisEtaStore {
             conn,
             prefix,
             timeout_ms,
+            windows: Default::default(),
         }
+    }
+
+    fn cached_windows(&self, hub: &str, band: u8) -> Option<ScoreWindows> {
+        let c = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(&(hub.to_string(), band))
+            .filter(|(at, _)| at.elapsed().as_millis() < u128::from(WINDOWS_CACHE_MS))
+            .map(|(_, w)| w.clone())
+    }
+
+    fn forget_windows(&self, hub: &str) {
+        let mut c = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        c.retain(|(h, _), _| h != hub);
     }
     fn key(&self, rest: &str) -> String {
         self.prefix.key(&format!("eta:{rest}"))
@@ -264,6 +285,7 @@ impl EtaStore for RedisEtaStore {
     }
 
     async fn scores_push(&self, hub: &str, band: u8, score: f64) -> Result<(), BackendError> {
+        self.forget_windows(hub);
         let mut pipe = redis::pipe();
         pipe.atomic();
         for k in [
@@ -279,6 +301,9 @@ impl EtaStore for RedisEtaStore {
     }
 
     async fn scores(&self, hub: &str, band: u8) -> Result<ScoreWindows, BackendError> {
+        if let Some(w) = self.cached_windows(hub, band) {
+            return Ok(w);
+        }
         let mut pipe = redis::pipe();
         for k in [
             self.key(&format!("cal:{hub}:{band}")),
@@ -299,15 +324,24 @@ impl EtaStore for RedisEtaStore {
                 levels[i] = x;
             }
         }
-        Ok(ScoreWindows {
+        let w = ScoreWindows {
             band: nums(a),
             hub: nums(b),
             all: nums(c),
             levels,
-        })
+        };
+        self.windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                (hub.to_string(), band),
+                (std::time::Instant::now(), w.clone()),
+            );
+        Ok(w)
     }
 
     async fn adapt_levels(&self, hub: &str, missed: [bool; 3]) -> Result<[f64; 3], BackendError> {
+        self.forget_windows(hub);
         let mut inv = ETA_ACI_ADAPT.prepare_invoke();
         inv.key(self.key(&format!("aci:{hub}")))
             .arg(0)
