@@ -400,14 +400,18 @@ fn the_report_is_self_contained_with_every_chart() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert_eq!(
         html.matches("<svg").count(),
-        6,
-        "orders, click-to-door CDF, queue, wait histogram, riders, fill rate"
+        8,
+        "orders, click-to-door CDF, queue, wait histogram, riders, ETA calibration, ETA error, fill rate"
     );
+    for chart in ["ETA calibration: stated quantile vs observed", "ETA error"] {
+        assert!(html.contains(chart), "{chart}");
+    }
     for section in [
         "Orders",
         "Service levels",
         "Picking",
         "Riders and dispatch",
+        "ETA accuracy",
         "Hubs",
         "Inventory",
         "Invariants",
