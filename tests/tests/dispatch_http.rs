@@ -133,6 +133,7 @@ async fn the_api_runs_an_order_from_pool_to_door() {
         ("DISPATCH_WINDOW_MS", "5000"),
         ("DISPATCH_MIN_ORDERS", "3"),
         ("GEO_URL", "http://127.0.0.1:9"),
+        ("ETA_URL", ""),
     ];
     let s = Svc::start(&store, "solo", &env, clock.clone(), false).await;
     dispatch::set_leader(&s.app, true);
@@ -372,7 +373,7 @@ async fn the_api_runs_an_order_from_pool_to_door() {
 async fn bad_input_gets_the_envelope_and_changes_nothing() {
     let store = isolated_store_config();
     let clock = Arc::new(ManualClock::new(T0_MS));
-    let s = Svc::start(&store, "solo", &[], clock, false).await;
+    let s = Svc::start(&store, "solo", &[("ETA_URL", "")], clock, false).await;
     idle_driver(&s, "d1", HUB.0, HUB.1).await;
     let good = order_body("o-1", HUB.0 + 0.01, HUB.1);
     let mut cases: Vec<(&str, Value, u16, &str)> = vec![];
@@ -507,7 +508,7 @@ async fn bad_input_gets_the_envelope_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn pickup_points_come_from_geo() {
+async fn pickup_points_come_from_geo_and_trips_feed_eta() {
     use qc_services::geo::{self, GeoConfig};
     let store = isolated_store_config();
     let mut cfg =
@@ -536,12 +537,28 @@ async fn pickup_points_come_from_geo() {
         .await
         .unwrap();
     assert!(r.status().is_success());
+    let (eta, esvc) = qc_services::eta::build(
+        &cfg,
+        qc_services::eta::EtaConfig::from_env(&EnvSource::from_pairs([])).unwrap(),
+        clock.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let eta_url = format!("http://{}", listener.local_addr().unwrap());
+    esvc.ctx.mark_started();
+    tokio::spawn(serve_until(listener, esvc.router, shutdown.clone()));
 
     let s = Svc::start(
         &store,
         "solo",
-        &[("GEO_URL", geo_url.as_str()), ("DISPATCH_MIN_ORDERS", "1")],
-        clock,
+        &[
+            ("GEO_URL", geo_url.as_str()),
+            ("DISPATCH_MIN_ORDERS", "1"),
+            ("ETA_URL", eta_url.as_str()),
+        ],
+        clock.clone(),
         false,
     )
     .await;
@@ -557,6 +574,65 @@ async fn pickup_points_come_from_geo() {
         o["data"]["assigned_driver_id"], "at-hub",
         "the cost is driver -> pickup (the hub), not driver -> customer"
     );
+
+    // Accepting asks ETA for the order's ETA (06 §8), in the background.
+    let asg = o["data"]["current_assignment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(
+        "/dispatch/driver/accept",
+        json!({"assignment_id": asg, "driver_id": "at-hub"}),
+    )
+    .await;
+    let mut latest = Value::Null;
+    for _ in 0..100 {
+        let r = http.get(format!("{eta_url}/eta/o-1")).send().await.unwrap();
+        if r.status() == 200 {
+            latest = r.json::<Value>().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        latest["data"]["hub_id"], "hub-1",
+        "dispatch asked ETA for o-1: {latest}"
+    );
+    assert_eq!(
+        latest["data"]["components"]["picking_time_s"], 120.0,
+        "item_count = Σ quantity (2)"
+    );
+    // The trip: 10 minutes from DELIVERING to COMPLETED, observed by ETA as the ride.
+    for to in ["PICKING", "DELIVERING"] {
+        s.ok(
+            "/dispatch/driver/state",
+            json!({"driver_id": "at-hub", "to": to}),
+        )
+        .await;
+    }
+    clock.advance_ms(600_000);
+    s.ok(
+        "/dispatch/driver/state",
+        json!({"driver_id": "at-hub", "to": "COMPLETED"}),
+    )
+    .await;
+    let mut seen: Option<(f64, bool)> = None;
+    for _ in 0..100 {
+        seen =
+            sqlx::query_as("SELECT actual_s, applied FROM eta_observations WHERE order_id = 'o-1'")
+                .fetch_optional(&eta.pool)
+                .await
+                .unwrap();
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, Some((600.0, true)));
+    use qc_eta::EtaStore;
+    let band = qc_eta::calibrate::hour_band(qc_eta::engine::local_hour(T0_MS, 420));
+    let w = eta.store.scores("hub-1", band).await.unwrap();
+    assert_eq!(w.hub.len(), 1, "the delivery calibrated the hub's ETA");
     s.stop().await;
     shutdown.trigger();
     cleanup(&store).await;
@@ -670,6 +746,7 @@ async fn two_instances_on_one_queue_never_double_assign_or_lose_an_order() {
         ("DISPATCH_OFFER_TIMEOUT_S", "1"),
         ("DISPATCH_LEADER_LEASE_MS", "900"),
         ("GEO_URL", "http://127.0.0.1:9"),
+        ("ETA_URL", ""),
     ];
     let a = Svc::start(&store, "dispatch-a", &env, Arc::new(WallClock), true).await;
     let b = Svc::start(&store, "dispatch-b", &env, Arc::new(WallClock), true).await;

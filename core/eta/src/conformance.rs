@@ -194,6 +194,7 @@ async fn observations_learn_and_calibrate<S: EtaStore>(s: S) {
         observed_at: Some(at),
         order_id: total.map(|_| "o1".to_string()),
         actual_total_s: total,
+        delivered_at: None,
     };
     // Base travel is 800.7 s: 1601 s observed is a ratio of 2.
     let mut last = None;

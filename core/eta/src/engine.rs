@@ -209,9 +209,12 @@ pub struct ObserveInput {
     pub actual_travel_s: f64,
     pub observed_at: Option<i64>,
     pub order_id: Option<String>,
-    /// Ours: the order's whole order-to-door time; with `order_id`, scores the latest ETA for
-    /// calibration.
+    /// Ours: the order's whole time since its latest ETA was computed, seconds; with
+    /// `order_id`, scores that ETA for calibration.
     pub actual_total_s: Option<f64>,
+    /// Ours, instead of `actual_total_s`: when the order reached the door (epoch ms); the
+    /// total is measured from the latest ETA's `computed_at`.
+    pub delivered_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -269,9 +272,13 @@ pub async fn observe<S: EtaStore>(
             ((Some(s), Some(h)), true)
         };
         let mut calibrated = false;
-        if let (Some(order), Some(total)) = (&input.order_id, input.actual_total_s) {
+        let wants = input.actual_total_s.is_some() || input.delivered_at.is_some();
+        if let (Some(order), true) = (&input.order_id, wants) {
             if let Some(r) = store.latest_get(order).await?.as_deref().and_then(decode) {
-                if r.hub_id == input.hub_id && r.sigma_s > 0.0 {
+                let total = input.actual_total_s.unwrap_or_else(|| {
+                    (input.delivered_at.unwrap_or(0) - r.computed_at) as f64 / 1000.0
+                });
+                if r.hub_id == input.hub_id && r.sigma_s > 0.0 && total > 0.0 {
                     let band = hour_band(local_hour(r.computed_at, utc_offset_min));
                     store
                         .scores_push(&r.hub_id, band, (total - r.raw_p50_s) / r.sigma_s)

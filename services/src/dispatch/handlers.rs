@@ -14,7 +14,7 @@ use qc_dispatch::DriverState;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{notify, DispatchApp};
+use super::{eta_client, notify, DispatchApp};
 use crate::platform::{data, ApiError, ApiResult, Body, Ids};
 
 type AppState = State<Arc<DispatchApp>>;
@@ -238,6 +238,7 @@ pub async fn driver_state(State(app): AppState, Body(input): Body<StateInput>) -
         .await
         .map_err(api_error)?;
     notify::announce(&app, &out.notices).await;
+    eta_client::follow(&app, &out.notices);
     let t = out.value;
     Ok(data(
         StatusCode::OK,
@@ -278,6 +279,7 @@ pub async fn accept(State(app): AppState, Body(input): Body<OfferInput>) -> ApiR
         .await
         .map_err(api_error)?;
     notify::announce(&app, &out.notices).await;
+    eta_client::follow(&app, &out.notices);
     let a = out.value;
     Ok(data(
         StatusCode::OK,

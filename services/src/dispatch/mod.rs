@@ -3,6 +3,7 @@
 //! the leader's loops (batch timer, offer sweeper, reassignment scheduler) under a Redis lease.
 //! Redis also carries what other services read: Tracking's assignment key and `dispatch.events`.
 
+mod eta_client;
 mod handlers;
 mod jobs;
 mod notify;
@@ -40,6 +41,8 @@ pub struct DispatchConfig {
     pub claim_batch: usize,
     pub leader_lease_ms: i64,
     pub geo_url: String,
+    /// Where the ETA service is; empty turns the calls off.
+    pub eta_url: Option<String>,
 }
 
 impl DispatchConfig {
@@ -66,13 +69,15 @@ impl DispatchConfig {
             poll_ms: r.number("DISPATCH_POLL_MS", 500, 10, 60_000),
             claim_batch: r.number("DISPATCH_CLAIM_BATCH", 50, 1, 1000),
             leader_lease_ms: r.number("DISPATCH_LEADER_LEASE_MS", 10_000, 300, 600_000),
-            geo_url: r.checked("GEO_URL", "http://127.0.0.1:8092", |v| {
-                if v.starts_with("http://") || v.starts_with("https://") {
+            geo_url: r.checked("GEO_URL", "http://127.0.0.1:8092", http_url),
+            eta_url: Some(r.checked("ETA_URL", "http://127.0.0.1:8097", |v| {
+                if v.is_empty() {
                     Ok(())
                 } else {
-                    Err("must be an http(s) URL".into())
+                    http_url(v)
                 }
-            }),
+            }))
+            .filter(|v| !v.is_empty()),
         }
     }
 
@@ -81,6 +86,14 @@ impl DispatchConfig {
         let cfg = Self::read(&mut r);
         r.finish()?;
         Ok(cfg)
+    }
+}
+
+fn http_url(v: &str) -> Result<(), String> {
+    if v.starts_with("http://") || v.starts_with("https://") {
+        Ok(())
+    } else {
+        Err("must be an http(s) URL".into())
     }
 }
 
