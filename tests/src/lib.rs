@@ -127,6 +127,19 @@ impl TestInventory {
     }
 }
 
+/// Serves a built service on a fresh loopback port until `shutdown`; its base URL and the
+/// server task.
+pub async fn serve_loopback(
+    svc: qc_services::platform::server::BuiltService,
+    shutdown: &Shutdown,
+) -> (String, JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    svc.ctx.mark_started();
+    let server = tokio::spawn(serve_until(listener, svc.router, shutdown.clone()));
+    (base, server)
+}
+
 pub async fn split(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();

@@ -14,9 +14,8 @@ use qc_kit::testing::{delete_prefix, isolated_store_config, redis_for_test};
 use qc_kit::{Clock, ManualClock, SharedClock, WallClock};
 use qc_services::dispatch::{self, DispatchApp, DispatchConfig};
 use qc_services::platform::config::PlatformConfig;
-use qc_services::platform::server::serve_until;
 use qc_services::platform::shutdown::Shutdown;
-use qc_tests::{code, split, T0_MS};
+use qc_tests::{code, serve_loopback, split, T0_MS};
 use serde_json::{json, Value};
 
 struct Svc {
@@ -40,14 +39,11 @@ impl Svc {
         cfg.store = store.clone();
         let dcfg = DispatchConfig::from_env(&EnvSource::from_pairs(env.iter().copied())).unwrap();
         let shutdown = Shutdown::new();
-        let (app, svc) = dispatch::build(&cfg, dcfg, clock, shutdown.clone(), spawn_jobs)
+        let (app, mut svc) = dispatch::build(&cfg, dcfg, clock, shutdown.clone(), spawn_jobs)
             .await
             .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        svc.ctx.mark_started();
-        let server = tokio::spawn(serve_until(listener, svc.router, shutdown.clone()));
-        let mut tasks = svc.jobs;
+        let mut tasks = std::mem::take(&mut svc.jobs);
+        let (base, server) = serve_loopback(svc, &shutdown).await;
         tasks.push(tokio::spawn(async move {
             let _ = server.await;
         }));
@@ -525,10 +521,7 @@ async fn pickup_points_come_from_geo_and_trips_feed_eta() {
     )
     .await
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let geo_url = format!("http://{}", listener.local_addr().unwrap());
-    gsvc.ctx.mark_started();
-    tokio::spawn(serve_until(listener, gsvc.router, shutdown.clone()));
+    let (geo_url, _) = serve_loopback(gsvc, &shutdown).await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{geo_url}/admin/hubs"))
@@ -545,10 +538,7 @@ async fn pickup_points_come_from_geo_and_trips_feed_eta() {
     )
     .await
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let eta_url = format!("http://{}", listener.local_addr().unwrap());
-    esvc.ctx.mark_started();
-    tokio::spawn(serve_until(listener, esvc.router, shutdown.clone()));
+    let (eta_url, _) = serve_loopback(esvc, &shutdown).await;
 
     let s = Svc::start(
         &store,

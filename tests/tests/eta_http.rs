@@ -11,9 +11,8 @@ use qc_kit::testing::{delete_prefix, isolated_store_config, redis_for_test};
 use qc_kit::ManualClock;
 use qc_services::eta::{self, EtaApp, EtaConfig};
 use qc_services::platform::config::PlatformConfig;
-use qc_services::platform::server::serve_until;
 use qc_services::platform::shutdown::Shutdown;
-use qc_tests::{code, split, T0_MS};
+use qc_tests::{code, serve_loopback, split, T0_MS};
 use serde_json::{json, Value};
 
 struct Eta {
@@ -41,10 +40,7 @@ impl Eta {
         )
         .await
         .unwrap_or_else(|e| panic!("eta did not start: {e}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        svc.ctx.mark_started();
-        tokio::spawn(serve_until(listener, svc.router, shutdown.clone()));
+        let (base, _) = serve_loopback(svc, &shutdown).await;
         Self {
             app,
             base,

@@ -10,9 +10,8 @@ use qc_kit::testing::{delete_prefix, isolated_store_config};
 use qc_kit::ManualClock;
 use qc_services::geo::{self, GeoApp, GeoConfig};
 use qc_services::platform::config::PlatformConfig;
-use qc_services::platform::server::serve_until;
 use qc_services::platform::shutdown::Shutdown;
-use qc_tests::{code, split};
+use qc_tests::{code, serve_loopback, split};
 use serde_json::{json, Value};
 
 struct Geo {
@@ -38,10 +37,7 @@ impl Geo {
         )
         .await
         .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        svc.ctx.mark_started();
-        tokio::spawn(serve_until(listener, svc.router, shutdown.clone()));
+        let (base, _) = serve_loopback(svc, &shutdown).await;
         Self {
             app,
             base,

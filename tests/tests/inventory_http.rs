@@ -232,8 +232,14 @@ async fn bad_input_gets_the_envelope_and_changes_nothing() {
     }
 
     // Raw bodies and headers.
+    // A client that never reuses a connection: the server answers an oversize body with 413
+    // before reading it and closes the connection, which a pooled connection could race.
+    let unpooled = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let raw = |ct: &'static str, body: Vec<u8>| {
-        let (http, url) = (t.http.clone(), t.url("/reserve"));
+        let (http, url) = (unpooled.clone(), t.url("/reserve"));
         async move {
             split(
                 http.post(url)

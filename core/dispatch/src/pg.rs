@@ -344,35 +344,38 @@ impl PgRepo {
     }
 }
 
-impl DispatchRepo for PgRepo {
-    async fn order(&self, id: &str) -> Result<Option<Order>, RepoError> {
-        let sql = format!("SELECT {ORDER_COLS} FROM dispatch_orders WHERE id = $1");
+impl PgRepo {
+    /// One row by primary key: `SELECT {cols} FROM {table} WHERE id = $1`.
+    async fn by_id<T>(
+        &self,
+        cols: &str,
+        table: &str,
+        id: &str,
+        read: fn(&PgRow) -> Result<T, RepoError>,
+    ) -> Result<Option<T>, RepoError> {
+        let sql = format!("SELECT {cols} FROM {table} WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(repo_error)?;
-        row.as_ref().map(order_row).transpose()
+        row.as_ref().map(read).transpose()
+    }
+}
+
+impl DispatchRepo for PgRepo {
+    async fn order(&self, id: &str) -> Result<Option<Order>, RepoError> {
+        self.by_id(ORDER_COLS, "dispatch_orders", id, order_row)
+            .await
     }
 
     async fn driver(&self, id: &str) -> Result<Option<Driver>, RepoError> {
-        let sql = format!("SELECT {DRIVER_COLS} FROM drivers WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(repo_error)?;
-        row.as_ref().map(driver_row).transpose()
+        self.by_id(DRIVER_COLS, "drivers", id, driver_row).await
     }
 
     async fn assignment(&self, id: &str) -> Result<Option<Assignment>, RepoError> {
-        let sql = format!("SELECT {ASSIGNMENT_COLS} FROM dispatch_assignments WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
+        self.by_id(ASSIGNMENT_COLS, "dispatch_assignments", id, assignment_row)
             .await
-            .map_err(repo_error)?;
-        row.as_ref().map(assignment_row).transpose()
     }
 
     async fn driver_events(&self, driver_id: &str) -> Result<Vec<DriverEvent>, RepoError> {

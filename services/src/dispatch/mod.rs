@@ -24,7 +24,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 use crate::platform::config::{PlatformConfig, ServiceId};
-use crate::platform::middleware::require_internal_token;
+use crate::platform::middleware::internal_only;
 use crate::platform::ops::ServiceCtx;
 use crate::platform::server::{assemble, open_stores, BuiltService};
 use crate::platform::shutdown::Shutdown;
@@ -251,12 +251,10 @@ pub async fn build(
 }
 
 fn routes(app: Arc<DispatchApp>) -> Router {
-    let internal = Router::new()
-        .route("/dispatch/order", post(handlers::create_order))
-        .route_layer(axum::middleware::from_fn_with_state(
-            app.ctx.clone(),
-            require_internal_token,
-        ));
+    let internal = internal_only(
+        Router::new().route("/dispatch/order", post(handlers::create_order)),
+        &app.ctx,
+    );
     Router::new()
         .route("/dispatch/orders/{id}", get(handlers::order))
         .route("/dispatch/driver/register", post(handlers::register))

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::platform::config::{PlatformConfig, ServiceId};
-use crate::platform::middleware::require_internal_token;
+use crate::platform::middleware::internal_only;
 use crate::platform::ops::ServiceCtx;
 use crate::platform::server::{assemble, open_stores, BuiltService};
 use crate::platform::shutdown::Shutdown;
@@ -122,12 +122,10 @@ pub async fn build(
         records: tx,
     });
     let writer = spawn_writer(pool, rx, ctx.clone(), shutdown);
-    let internal = Router::new()
-        .route("/eta/observe", post(handlers::observe))
-        .route_layer(axum::middleware::from_fn_with_state(
-            ctx.clone(),
-            require_internal_token,
-        ));
+    let internal = internal_only(
+        Router::new().route("/eta/observe", post(handlers::observe)),
+        &ctx,
+    );
     let api = Router::new()
         .route("/eta/calculate", post(handlers::calculate))
         .route("/eta/{order_id}", get(handlers::latest))

@@ -17,7 +17,7 @@ use qc_kit::SharedClock;
 use tokio::task::JoinHandle;
 
 use crate::platform::config::{PlatformConfig, ServiceId};
-use crate::platform::middleware::require_internal_token;
+use crate::platform::middleware::internal_only;
 use crate::platform::ops::ServiceCtx;
 use crate::platform::server::{assemble, open_stores, BuiltService};
 use crate::platform::shutdown::Shutdown;
@@ -317,16 +317,15 @@ pub async fn build(
     } else {
         Vec::new()
     };
-    let admin = Router::new()
-        .route(
-            "/admin/hubs",
-            post(handlers::put_hub).get(handlers::list_hubs),
-        )
-        .route("/admin/hubs/{id}", get(handlers::get_hub))
-        .route_layer(axum::middleware::from_fn_with_state(
-            ctx.clone(),
-            require_internal_token,
-        ));
+    let admin = internal_only(
+        Router::new()
+            .route(
+                "/admin/hubs",
+                post(handlers::put_hub).get(handlers::list_hubs),
+            )
+            .route("/admin/hubs/{id}", get(handlers::get_hub)),
+        &ctx,
+    );
     let api = Router::new()
         .route("/serviceability", get(handlers::serviceability))
         .merge(admin)

@@ -18,7 +18,7 @@ use qc_kit::SharedClock;
 use sqlx::PgPool;
 
 use crate::platform::config::{PlatformConfig, ServiceId};
-use crate::platform::middleware::require_internal_token;
+use crate::platform::middleware::internal_only;
 use crate::platform::ops::ServiceCtx;
 use crate::platform::server::{assemble, open_stores, BuiltService};
 use crate::platform::shutdown::Shutdown;
@@ -136,13 +136,12 @@ pub async fn build(
 }
 
 fn routes(app: Arc<InventoryApp>) -> Router {
-    let admin = Router::new()
-        .route("/admin/stock", post(handlers::set_stock))
-        .route("/admin/cycle-count", post(handlers::cycle_count))
-        .route_layer(axum::middleware::from_fn_with_state(
-            app.ctx.clone(),
-            require_internal_token,
-        ));
+    let admin = internal_only(
+        Router::new()
+            .route("/admin/stock", post(handlers::set_stock))
+            .route("/admin/cycle-count", post(handlers::cycle_count)),
+        &app.ctx,
+    );
     Router::new()
         .route("/stock/{hub_id}/{sku}", get(handlers::stock))
         .route("/reserve", post(handlers::reserve))

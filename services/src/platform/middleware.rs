@@ -65,6 +65,17 @@ pub async fn observe(State(ctx): State<Arc<ServiceCtx>>, req: Request, next: Nex
 }
 
 /// When `INTERNAL_API_TOKEN` is set, internal routes need it in `X-Internal-Token`.
+/// `router`'s routes, guarded by [`require_internal_token`].
+pub fn internal_only<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    ctx: &Arc<ServiceCtx>,
+) -> axum::Router<S> {
+    router.route_layer(axum::middleware::from_fn_with_state(
+        ctx.clone(),
+        require_internal_token,
+    ))
+}
+
 pub async fn require_internal_token(
     State(ctx): State<Arc<ServiceCtx>>,
     req: Request,
