@@ -26,6 +26,10 @@ struct Eta {
 
 impl Eta {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(env: &[(&str, &str)]) -> Self {
         let store = isolated_store_config();
         let mut cfg =
             PlatformConfig::from_env(&EnvSource::from_pairs([("INSTANCE_ID", "test")])).unwrap();
@@ -34,7 +38,7 @@ impl Eta {
         let shutdown = Shutdown::new();
         let (app, svc) = eta::build(
             &cfg,
-            EtaConfig::from_env(&EnvSource::from_pairs([])).unwrap(),
+            EtaConfig::from_env(&EnvSource::from_pairs(env.iter().copied())).unwrap(),
             clock.clone(),
             shutdown.clone(),
         )
@@ -167,6 +171,17 @@ async fn sticky_answers_and_the_latest_horizon() {
     let (s, b) = e.get("/eta/o-1").await;
     assert_eq!((s, code(&b)), (404, "NOT_FOUND"));
     assert_eq!(e.get("/eta/never").await.0, 404);
+    e.finish().await;
+}
+
+#[tokio::test]
+async fn the_sticky_period_is_configurable() {
+    let e = Eta::start_with(&[("ETA_STICKY_TTL_S", "5")]).await;
+    assert_eq!(e.calc(example("o-1")).await["cached"], false);
+    e.clock.advance_ms(4_999);
+    assert_eq!(e.calc(example("o-1")).await["cached"], true);
+    e.clock.advance_ms(1);
+    assert_eq!(e.calc(example("o-1")).await["cached"], false);
     e.finish().await;
 }
 

@@ -13,9 +13,10 @@ use redis::aio::ConnectionManager;
 use crate::calibrate::{adapt, ACI_BOUNDS, ACI_GAMMA, LEVELS, WINDOW};
 use crate::kalman::{self, KfState};
 
-/// How long a sticky answer stays live, and its GC (07 §3).
+/// How long a sticky answer stays live by default (07 §3, `ETA_STICKY_TTL_S`); its key is
+/// garbage-collected 60 s after that.
 pub const STICKY_MS: i64 = 30_000;
-pub const STICKY_GC_MS: i64 = 90_000;
+pub const STICKY_GC_EXTRA_MS: i64 = 60_000;
 /// `eta:latest:` GC, and how old a latest answer GET still serves.
 pub const LATEST_MAX_AGE_MS: i64 = 7_200_000;
 /// Segment filters idle this long are garbage (they have decayed to the prior anyway).
@@ -119,6 +120,7 @@ pub struct RedisEtaStore {
     timeout_ms: u64,
     /// Windows read within [`WINDOWS_CACHE_MS`]; a push through this store drops its hub's.
     windows: std::sync::Arc<Mutex<WindowsCache>>,
+    sticky_ms: i64,
 }
 
 impl RedisEtaStore {
@@ -128,7 +130,14 @@ impl RedisEtaStore {
             prefix,
             timeout_ms,
             windows: Default::default(),
+            sticky_ms: STICKY_MS,
         }
+    }
+
+    /// How long a stored answer stays sticky.
+    pub fn with_sticky_ms(mut self, sticky_ms: i64) -> Self {
+        self.sticky_ms = sticky_ms;
+        self
     }
 
     fn cached_windows(&self, hub: &str, band: u8) -> Option<ScoreWindows> {
@@ -250,8 +259,8 @@ impl EtaStore for RedisEtaStore {
             .arg(now_ms)
             .arg(fp)
             .arg(body)
-            .arg(STICKY_MS)
-            .arg(STICKY_GC_MS);
+            .arg(self.sticky_ms)
+            .arg(self.sticky_ms + STICKY_GC_EXTRA_MS);
         let (stored, existing): (i64, String) =
             bounded(self.timeout_ms, inv.invoke_async(&mut self.conn.clone())).await?;
         Ok(if stored == 1 {
@@ -375,7 +384,7 @@ struct Mem {
     levels: BTreeMap<String, [f64; 3]>,
 }
 
-/// In-process adapter (tests, the simulator): same rules, no GC.
+/// In-process adapter (tests, the simulator): same rules, no GC, the default sticky period.
 #[derive(Debug, Default)]
 pub struct MemoryEtaStore {
     m: Mutex<Mem>,

@@ -34,6 +34,8 @@ pub struct EtaConfig {
     pub utc_offset_min: i32,
     /// Records waiting for Postgres; beyond it they are dropped (and counted).
     pub record_queue: usize,
+    /// How long an order's answer stays sticky (07 §3).
+    pub sticky_ttl_s: i64,
 }
 
 impl EtaConfig {
@@ -43,6 +45,7 @@ impl EtaConfig {
             redis_timeout_ms: r.number("ETA_REDIS_TIMEOUT_MS", 250, 10, 10_000),
             utc_offset_min: r.number("ETA_UTC_OFFSET_MINUTES", 420, -720, 840),
             record_queue: r.number("ETA_RECORD_QUEUE", 10_000, 1, 1_000_000),
+            sticky_ttl_s: r.number("ETA_STICKY_TTL_S", 30, 1, 3600),
         }
     }
 
@@ -114,7 +117,8 @@ pub async fn build(
             conn,
             KeyPrefix::new(store_cfg.key_prefix.clone()),
             ecfg.redis_timeout_ms,
-        ),
+        )
+        .with_sticky_ms(ecfg.sticky_ttl_s * 1000),
         clock,
         cfg: ecfg,
         ctx: ctx.clone(),
