@@ -36,6 +36,28 @@ pub struct Promise {
     pub segment: String,
 }
 
+/// What the twin asks the ETA model: a hub, a customer, a basket and the hub's live state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ask {
+    pub hub: usize,
+    pub hub_id: String,
+    pub hub_point: Point,
+    pub cust: Point,
+    pub items: u32,
+    pub queue_depth: u32,
+    pub drivers_avail: u32,
+    /// Epoch ms.
+    pub now_ms: i64,
+    pub band: u8,
+}
+
+impl Ask {
+    /// The calibration band of virtual time `t` for a run starting at `start_of_day_ms`.
+    pub fn band_at(start_of_day_ms: i64, t: i64) -> u8 {
+        hour_band(local_hour(start_of_day_ms, t))
+    }
+}
+
 /// One post-shift observation of an affected segment: the filter's multiplier right after it
 /// and the trip's designed (noise-free) ratio.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,68 +118,36 @@ impl EtaTwin {
         }
     }
 
-    /// The prediction the ETA service would give now.
-    #[allow(clippy::too_many_arguments)]
-    pub fn predict(
-        &self,
-        hub_id: &str,
-        hub: Point,
-        cust: Point,
-        items: u32,
-        queue_depth: u32,
-        drivers_avail: u32,
-        now_ms: i64,
-        band: u8,
-    ) -> Prediction {
+    /// The prediction the ETA service would give for `ask`.
+    pub fn predict(&self, ask: &Ask) -> Prediction {
         let req = EtaRequest {
             order_id: String::new(),
-            hub_id: hub_id.to_string(),
-            item_count: items.clamp(1, 1000),
-            hub,
-            cust,
-            queue_depth,
-            drivers_avail,
+            hub_id: ask.hub_id.clone(),
+            item_count: ask.items.clamp(1, 1000),
+            hub: ask.hub_point,
+            cust: ask.cust,
+            queue_depth: ask.queue_depth,
+            drivers_avail: ask.drivers_avail,
         };
+        let seg = segment(&ask.hub_id, ask.cust);
         predict(
             &req,
-            Some(self.traffic(hub_id, &segment(hub_id, cust), now_ms)),
-            self.offsets(hub_id, band),
+            Some(self.traffic(&ask.hub_id, &seg, ask.now_ms)),
+            self.offsets(&ask.hub_id, ask.band),
         )
     }
 
     /// The promise at placement (virtual time `t`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn promise(
-        &mut self,
-        o: usize,
-        t: i64,
-        epoch_ms: i64,
-        start_of_day_ms: i64,
-        (h, hub_id, hub): (usize, &str, Point),
-        cust: Point,
-        items: u32,
-        queue_depth: u32,
-        drivers_avail: u32,
-    ) {
-        let band = hour_band(local_hour(start_of_day_ms, t));
-        let p = self.predict(
-            hub_id,
-            hub,
-            cust,
-            items,
-            queue_depth,
-            drivers_avail,
-            epoch_ms + t,
-            band,
-        );
+    pub fn promise(&mut self, o: usize, t: i64, ask: &Ask) {
+        let p = self.predict(ask);
         let g = |z: f64| p.raw_p50 + z * p.sigma;
-        let naive = self.naive.get(&h).map(|(s, n)| s / *n as f64);
+        let naive = self.naive.get(&ask.hub).map(|(s, n)| s / *n as f64);
         self.promises.insert(
             o,
             Promise {
                 placed_at: t,
-                hub: h,
-                band,
+                hub: ask.hub,
+                band: ask.band,
                 p50: p.p50,
                 p80: p.p80,
                 p95: p.p95,
@@ -173,44 +163,17 @@ impl EtaTwin {
 
     /// Dispatch's `calculate` after the rider accepted (07 §8): sticky for 30 s on the same
     /// fingerprint, else a fresh estimate from now. Records how far the promised arrival moved.
-    #[allow(clippy::too_many_arguments)]
-    pub fn re_estimate(
-        &mut self,
-        o: usize,
-        t: i64,
-        epoch_ms: i64,
-        start_of_day_ms: i64,
-        (hub_id, hub): (&str, Point),
-        cust: Point,
-        items: u32,
-        queue_depth: u32,
-        drivers_avail: u32,
-    ) {
+    pub fn re_estimate(&mut self, o: usize, t: i64, ask: &Ask) {
         let Some(pr) = self.promises.get(&o) else {
             return;
         };
-        if t - pr.placed_at < qc_eta::store::STICKY_MS {
-            self.promises
-                .get_mut(&o)
-                .expect("present")
-                .revision_s
-                .get_or_insert(0.0);
-            return;
-        }
-        let band = hour_band(local_hour(start_of_day_ms, t));
-        let p = self.predict(
-            hub_id,
-            hub,
-            cust,
-            items,
-            queue_depth,
-            drivers_avail,
-            epoch_ms + t,
-            band,
-        );
-        let promised = pr.placed_at as f64 / 1000.0 + pr.p50;
-        let revised = t as f64 / 1000.0 + p.p50;
-        self.promises.get_mut(&o).expect("present").revision_s = Some((revised - promised).abs());
+        let revision = if t - pr.placed_at < qc_eta::store::STICKY_MS {
+            0.0
+        } else {
+            let promised = pr.placed_at as f64 / 1000.0 + pr.p50;
+            (t as f64 / 1000.0 + self.predict(ask).p50 - promised).abs()
+        };
+        self.promises.get_mut(&o).expect("present").revision_s = Some(revision);
     }
 
     /// A delivery: the trip feeds the traffic filter, the order's time the calibration and the

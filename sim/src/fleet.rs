@@ -633,45 +633,36 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         self.idle_riders(h).len() as u32
     }
 
+    /// The ETA model's inputs for order `o` at `t`, with `queue_depth` as the caller counts it.
+    fn eta_ask(&self, t: SimTime, o: usize, queue_depth: u32) -> crate::eta::Ask {
+        let h = self.orders[o].hub.expect("hub");
+        crate::eta::Ask {
+            hub: h,
+            hub_id: self.hubs[h].id.to_string(),
+            hub_point: self.hub_point(h),
+            cust: self.orders[o].location,
+            items: self.orders[o].units(),
+            queue_depth,
+            drivers_avail: self.idle_count(h),
+            now_ms: self.epoch_ms + t,
+            band: crate::eta::Ask::band_at(self.sc.start_of_day_ms(), t),
+        }
+    }
+
     /// The ETA shown at placement: the hub's backlog (waiting to be picked, being picked,
     /// waiting for a rider) and its idle riders, as the service would be called.
     pub(crate) fn promise_eta(&mut self, t: SimTime, h: usize, o: usize) {
         let backlog =
             self.hubs[h].queue.len() as u32 + self.hubs[h].busy + self.pools[h].len() as u32;
-        let idle = self.idle_count(h);
-        let (hub, cust, items) = (
-            self.hub_point(h),
-            self.orders[o].location,
-            self.orders[o].units(),
-        );
-        let (epoch, sod) = (self.epoch_ms, self.sc.start_of_day_ms());
-        let hub_id = self.hubs[h].id.to_string();
-        self.eta.promise(
-            o,
-            t,
-            epoch,
-            sod,
-            (h, &hub_id, hub),
-            cust,
-            items,
-            backlog,
-            idle,
-        );
+        let ask = self.eta_ask(t, o, backlog);
+        self.eta.promise(o, t, &ask);
     }
 
     /// Dispatch's re-estimate after accept (queue = the hub's pool, drivers = idle riders).
     fn re_estimate_eta(&mut self, t: SimTime, o: usize) {
         let h = self.orders[o].hub.expect("hub");
-        let (queue, idle) = (self.pools[h].len() as u32, self.idle_count(h));
-        let (hub, cust, items) = (
-            self.hub_point(h),
-            self.orders[o].location,
-            self.orders[o].units(),
-        );
-        let (epoch, sod) = (self.epoch_ms, self.sc.start_of_day_ms());
-        let hub_id = self.hubs[h].id.to_string();
-        self.eta
-            .re_estimate(o, t, epoch, sod, (&hub_id, hub), cust, items, queue, idle);
+        let ask = self.eta_ask(t, o, self.pools[h].len() as u32);
+        self.eta.re_estimate(o, t, &ask);
     }
 
     /// A delivery feeds the traffic filter and the calibration.

@@ -144,13 +144,18 @@ pub fn check(name: &str, got: &EtaInfo, base: &Baseline) -> Vec<String> {
     }
     if b.shift_observations_to_10pct.is_some() {
         let k = got.shift.as_ref().and_then(|s| s.observations_to_10pct);
-        if k.is_none_or(|k| k > t.shift_max_observations) {
-            out.push(format!(
-                "{name}: shift_observations_to_10pct {} exceeds the tolerance {} (baseline {})",
-                k.map_or("never".to_string(), |k| k.to_string()),
-                t.shift_max_observations,
-                b.shift_observations_to_10pct.unwrap_or(0)
-            ));
+        let baseline = b.shift_observations_to_10pct.unwrap_or(0);
+        match k {
+            None => out.push(format!(
+                "{name}: shift_observations_to_10pct: the learned multiplier never came within 10% \
+                 of the true one (tolerance: by observation {}; baseline {baseline})",
+                t.shift_max_observations
+            )),
+            Some(k) if k > t.shift_max_observations => out.push(format!(
+                "{name}: shift_observations_to_10pct {k} exceeds the tolerance {} (baseline {baseline})",
+                t.shift_max_observations
+            )),
+            Some(_) => {}
         }
     }
     out
