@@ -187,6 +187,8 @@ async fn the_batch_offers_the_nearest_and_keeps_the_rest<R: DispatchRepo>(d: Dis
         (DriverState::Assigned, 1, Some(T0 + 10))
     );
     assert_eq!(d.pool_stats().await.unwrap(), (1, Some(T0 + 2)));
+    assert_eq!(d.repo.hub_pool_len("hub-1").await.unwrap(), 1);
+    assert_eq!(d.repo.hub_pool_len("hub-2").await.unwrap(), 0);
     assert!(
         r.notices
             .iter()

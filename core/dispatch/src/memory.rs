@@ -107,6 +107,16 @@ impl DispatchRepo for MemoryRepo {
         }))
     }
 
+    async fn hub_pool_len(&self, hub_id: &str) -> Result<usize, RepoError> {
+        let t = self.lock();
+        Ok(t.orders
+            .values()
+            .filter(|o| {
+                o.hub_id == hub_id && o.status == OrderStatus::Pending && o.pooled_at.is_some()
+            })
+            .count())
+    }
+
     async fn candidates(&self) -> Result<Vec<Driver>, RepoError> {
         let t = self.lock();
         Ok(t.drivers

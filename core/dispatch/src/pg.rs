@@ -431,6 +431,18 @@ impl DispatchRepo for PgRepo {
         Ok((n as usize, row.try_get("oldest").map_err(repo_error)?))
     }
 
+    async fn hub_pool_len(&self, hub_id: &str) -> Result<usize, RepoError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM dispatch_orders
+             WHERE pooled_at IS NOT NULL AND status = 'PENDING' AND hub_id = $1",
+        )
+        .bind(hub_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(repo_error)?;
+        Ok(n as usize)
+    }
+
     async fn candidates(&self) -> Result<Vec<Driver>, RepoError> {
         let sql = format!(
             "SELECT {DRIVER_COLS} FROM drivers

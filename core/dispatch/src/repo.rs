@@ -68,6 +68,8 @@ pub trait DispatchRepo: Send + Sync {
     fn pool(&self, limit: usize) -> impl Future<Output = Result<Vec<Order>, RepoError>> + Send;
     /// How many orders are pooled, and since when the oldest.
     fn pool_stats(&self) -> impl Future<Output = Result<(usize, Option<i64>), RepoError>> + Send;
+    /// How many of one hub's orders are pooled.
+    fn hub_pool_len(&self, hub_id: &str) -> impl Future<Output = Result<usize, RepoError>> + Send;
     /// Drivers that may take an offer: IDLE, location known, `load < max_load`; by id.
     fn candidates(&self) -> impl Future<Output = Result<Vec<Driver>, RepoError>> + Send;
     /// Live PENDING assignments with `expires_at <= now`, soonest first.

@@ -66,7 +66,12 @@ pub fn after_accept(app: Arc<DispatchApp>, order_id: String) {
             return;
         };
         let items: u64 = o.items.iter().map(|i| u64::from(i.quantity)).sum();
-        let queue = app.dispatcher.pool_stats().await.map_or(0, |(n, _)| n);
+        let queue = app
+            .dispatcher
+            .repo
+            .hub_pool_len(&o.hub_id)
+            .await
+            .unwrap_or(0);
         let idle = app
             .dispatcher
             .repo
