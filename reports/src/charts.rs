@@ -105,6 +105,24 @@ fn framed(
     Ok(svg)
 }
 
+/// One line with its legend entry.
+fn legend_line<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    name: &str,
+    color: RGBColor,
+    width: u32,
+) -> Result<(), ReportError> {
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(width)))
+        .map_err(draw_err)?
+        .label(name)
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width))
+        });
+    Ok(())
+}
+
 /// Lines over a shared x axis; `clock_x` labels x (hours) as HH:MM.
 pub fn lines(
     title: &str,
@@ -130,17 +148,7 @@ pub fn lines(
         Some(SeriesLabelPosition::UpperRight),
         |chart| {
             for s in series {
-                let color = s.color;
-                chart
-                    .draw_series(LineSeries::new(
-                        s.points.iter().copied(),
-                        color.stroke_width(2),
-                    ))
-                    .map_err(draw_err)?
-                    .label(s.name.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
+                legend_line(chart, s.points.iter().copied(), &s.name, s.color, 2)?;
             }
             Ok(())
         },
@@ -316,28 +324,16 @@ pub fn calibration(title: &str, series: &[Series2]) -> Result<String, ReportErro
         Some(SeriesLabelPosition::LowerRight),
         |chart| {
             let grey = RGBColor(170, 170, 170);
-            chart
-                .draw_series(LineSeries::new(
-                    [(0.4, 0.4), (1.0, 1.0)],
-                    grey.stroke_width(1),
-                ))
-                .map_err(draw_err)?
-                .label("perfect calibration")
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(1))
-                });
+            legend_line(
+                chart,
+                [(0.4, 0.4), (1.0, 1.0)],
+                "perfect calibration",
+                grey,
+                1,
+            )?;
             for s in series {
                 let color = s.color;
-                chart
-                    .draw_series(LineSeries::new(
-                        s.points.iter().copied(),
-                        color.stroke_width(2),
-                    ))
-                    .map_err(draw_err)?
-                    .label(s.name.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
+                legend_line(chart, s.points.iter().copied(), &s.name, color, 2)?;
                 chart
                     .draw_series(s.points.iter().map(|p| Circle::new(*p, 4, color.filled())))
                     .map_err(draw_err)?;

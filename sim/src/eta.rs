@@ -54,7 +54,8 @@ pub struct Ask {
 impl Ask {
     /// The calibration band of virtual time `t` for a run starting at `start_of_day_ms`.
     pub fn band_at(start_of_day_ms: i64, t: i64) -> u8 {
-        hour_band(local_hour(start_of_day_ms, t))
+        // Virtual time counts from the run's local midnight + start: offset 0.
+        hour_band(qc_eta::engine::local_hour(start_of_day_ms + t, 0))
     }
 }
 
@@ -80,10 +81,6 @@ pub struct EtaTwin {
     pub outcomes: Vec<(usize, f64)>,
     /// Per segment, observations of trips a traffic event slowed.
     pub after_shift: BTreeMap<String, Vec<ShiftObservation>>,
-}
-
-fn local_hour(start_of_day_ms: i64, t: i64) -> u32 {
-    (((start_of_day_ms + t).rem_euclid(86_400_000)) / 3_600_000) as u32
 }
 
 impl EtaTwin {

@@ -387,42 +387,39 @@ impl<R: DispatchRepo> Dispatcher<R> {
         new: NewOrder,
         now: i64,
     ) -> Result<(Order, bool), DispatchError> {
-        let mut tries = 0;
-        loop {
+        retrying!(self, {
             if let Some(o) = self.repo.order(&new.id).await? {
-                return Ok((o, false));
+                // Nothing to write: the stored order is the answer.
+                (Write::default(), (o, false))
+            } else {
+                let o = Order {
+                    id: new.id.clone(),
+                    customer_id: new.customer_id.clone(),
+                    hub_id: new.hub_id.clone(),
+                    items: new.items.clone(),
+                    total: new.total,
+                    priority: new.priority,
+                    status: OrderStatus::Pending,
+                    created_at: now,
+                    delivery_location: new.delivery_location,
+                    pickup_location: new.pickup_location,
+                    assigned_driver_id: None,
+                    current_assignment_id: None,
+                    batch_id: None,
+                    reassign_count: 0,
+                    failure_reason: None,
+                    excluded: Vec::new(),
+                    pooled_at: Some(now),
+                    reassign_due_at: None,
+                    version: 1,
+                };
+                let w = Write {
+                    orders: vec![Row::Insert(o.clone())],
+                    ..Write::default()
+                };
+                (w, (o, true))
             }
-            let o = Order {
-                id: new.id.clone(),
-                customer_id: new.customer_id.clone(),
-                hub_id: new.hub_id.clone(),
-                items: new.items.clone(),
-                total: new.total,
-                priority: new.priority,
-                status: OrderStatus::Pending,
-                created_at: now,
-                delivery_location: new.delivery_location,
-                pickup_location: new.pickup_location,
-                assigned_driver_id: None,
-                current_assignment_id: None,
-                batch_id: None,
-                reassign_count: 0,
-                failure_reason: None,
-                excluded: Vec::new(),
-                pooled_at: Some(now),
-                reassign_due_at: None,
-                version: 1,
-            };
-            let w = Write {
-                orders: vec![Row::Insert(o.clone())],
-                ..Write::default()
-            };
-            match self.repo.commit(&w).await {
-                Ok(()) => return Ok((o, true)),
-                Err(RepoError::Conflict(_)) if tries + 1 < MAX_TRIES => tries += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        })
     }
 
     /// Registers an OFFLINE driver; an existing id returns the stored driver (state kept).
@@ -431,42 +428,38 @@ impl<R: DispatchRepo> Dispatcher<R> {
         new: NewDriver,
         now: i64,
     ) -> Result<(Driver, bool), DispatchError> {
-        let mut tries = 0;
-        loop {
+        retrying!(self, {
             if let Some(d) = self.repo.driver(&new.id).await? {
-                return Ok((d, false));
+                (Write::default(), (d, false))
+            } else {
+                let d = Driver {
+                    id: new.id.clone(),
+                    name: new.name.clone(),
+                    location: new.location,
+                    loc_at: new.location.map(|_| now),
+                    status: DriverState::Offline,
+                    load: 0,
+                    max_load: new.max_load,
+                    total_deliveries: 0,
+                    last_assigned_at: None,
+                    skipped_count: 0,
+                    current_assignment_id: None,
+                    version: 1,
+                };
+                let w = Write {
+                    drivers: vec![Row::Insert(d.clone())],
+                    events: vec![DriverEvent {
+                        driver_id: d.id.clone(),
+                        from_state: None,
+                        to_state: DriverState::Offline,
+                        at: now,
+                        reason: None,
+                    }],
+                    ..Write::default()
+                };
+                (w, (d, true))
             }
-            let d = Driver {
-                id: new.id.clone(),
-                name: new.name.clone(),
-                location: new.location,
-                loc_at: new.location.map(|_| now),
-                status: DriverState::Offline,
-                load: 0,
-                max_load: new.max_load,
-                total_deliveries: 0,
-                last_assigned_at: None,
-                skipped_count: 0,
-                current_assignment_id: None,
-                version: 1,
-            };
-            let w = Write {
-                drivers: vec![Row::Insert(d.clone())],
-                events: vec![DriverEvent {
-                    driver_id: d.id.clone(),
-                    from_state: None,
-                    to_state: DriverState::Offline,
-                    at: now,
-                    reason: None,
-                }],
-                ..Write::default()
-            };
-            match self.repo.commit(&w).await {
-                Ok(()) => return Ok((d, true)),
-                Err(RepoError::Conflict(_)) if tries + 1 < MAX_TRIES => tries += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        })
     }
 
     pub async fn set_location(&self, id: &str, p: Point, now: i64) -> Result<(), DispatchError> {

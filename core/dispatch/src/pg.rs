@@ -150,10 +150,7 @@ async fn write_order(
     tx: &mut Transaction<'_, Postgres>,
     row: &Row<Order>,
 ) -> Result<u64, sqlx::Error> {
-    let (o, insert) = match row {
-        Row::Insert(o) => (o, true),
-        Row::Update(o) => (o, false),
-    };
+    let (o, insert) = row.parts();
     let sql = if insert {
         concat!(
             "INSERT INTO dispatch_orders (id, customer_id, hub_id, items, total, priority, status, created_at,
@@ -203,10 +200,7 @@ async fn write_driver(
     tx: &mut Transaction<'_, Postgres>,
     row: &Row<Driver>,
 ) -> Result<u64, sqlx::Error> {
-    let (d, insert) = match row {
-        Row::Insert(d) => (d, true),
-        Row::Update(d) => (d, false),
-    };
+    let (d, insert) = row.parts();
     let sql = if insert {
         concat!(
             "INSERT INTO drivers (id, name, lat, lng, loc_at, status, load, max_load, total_deliveries,
@@ -248,10 +242,7 @@ async fn write_assignment(
     tx: &mut Transaction<'_, Postgres>,
     row: &Row<Assignment>,
 ) -> Result<u64, sqlx::Error> {
-    let (a, insert) = match row {
-        Row::Insert(a) => (a, true),
-        Row::Update(a) => (a, false),
-    };
+    let (a, insert) = row.parts();
     let sql = if insert {
         concat!(
             "INSERT INTO dispatch_assignments (id, order_id, driver_id, status, score, attempt, created_at,

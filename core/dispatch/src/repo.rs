@@ -28,8 +28,14 @@ pub enum Row<T> {
 
 impl<T> Row<T> {
     pub fn get(&self) -> &T {
+        self.parts().0
+    }
+
+    /// The row and whether it is an insert.
+    pub fn parts(&self) -> (&T, bool) {
         match self {
-            Row::Insert(t) | Row::Update(t) => t,
+            Row::Insert(t) => (t, true),
+            Row::Update(t) => (t, false),
         }
     }
 }

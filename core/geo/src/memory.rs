@@ -5,8 +5,9 @@ use std::sync::Mutex;
 
 use qc_kit::redis_kit::BackendError;
 
+use crate::registry::index_cells;
 use crate::store::{CellLookup, HubStore};
-use crate::{coverage_cells, Hub, Resolution};
+use crate::{Hub, Resolution};
 
 #[derive(Debug, Default)]
 struct State {
@@ -22,14 +23,7 @@ struct State {
 
 impl State {
     fn reindex(&mut self, hub: &Hub, res: Resolution) -> usize {
-        let new: BTreeSet<String> = if hub.active {
-            coverage_cells(hub, res)
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        } else {
-            BTreeSet::new()
-        };
+        let new = index_cells(hub, res);
         let old = self.hub_cells.remove(&hub.id).unwrap_or_default();
         for c in old.union(&new) {
             self.cache.remove(c);

@@ -103,6 +103,18 @@ pub async fn version(
     Ok(v.unwrap_or(0))
 }
 
+/// The cells a hub's index entry covers at `res`: its coverage when active, none otherwise.
+pub fn index_cells(hub: &Hub, res: Resolution) -> BTreeSet<String> {
+    if hub.active {
+        coverage_cells(hub, res)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    } else {
+        BTreeSet::new()
+    }
+}
+
 /// Rewrites one hub's part of the cell index and drops the cached winners of every cell it
 /// covered or covers now; returns the number of cells it covers.
 pub async fn reindex_hub(
@@ -112,14 +124,7 @@ pub async fn reindex_hub(
     res: Resolution,
     t: u64,
 ) -> Result<usize, BackendError> {
-    let new: BTreeSet<String> = if hub.active {
-        coverage_cells(hub, res)
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
+    let new = index_cells(hub, res);
     let old: BTreeSet<String> = bounded(
         t,
         redis::cmd("SMEMBERS")
