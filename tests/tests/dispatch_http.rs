@@ -347,7 +347,8 @@ async fn the_api_runs_an_order_from_pool_to_door() {
         (a["data"]["status"].as_str(), a["data"]["attempt"].as_i64()),
         (Some("TIMEOUT"), Some(2))
     );
-    // Both riders are now excluded: attempts 2 and 3 find nobody, then the order fails.
+    // Both riders are now excluded: attempts 2 and 3 find nobody, then the order goes back to
+    // the pool with raised priority instead of failing.
     for step in [2000, 4000] {
         clock.advance_ms(step);
         assert_eq!(dispatch::reassign_once(&s.app).await.unwrap(), 1);
@@ -356,9 +357,30 @@ async fn the_api_runs_an_order_from_pool_to_door() {
     assert_eq!(
         (
             o["data"]["status"].as_str(),
+            o["data"]["repooled"].as_u64(),
+            o["data"]["priority"].as_u64(),
             o["data"]["failure_reason"].as_str()
         ),
-        (Some("FAILED"), Some("MAX_REASSIGNMENTS"))
+        (Some("PENDING"), Some(1), Some(2), None)
+    );
+    // It fails only when its delivery deadline (60 min after it entered Dispatch) passes.
+    let deadline = o["data"]["deliver_by"].as_str().unwrap().to_string();
+    let left = humantime::parse_rfc3339(&deadline).unwrap();
+    let left_ms = left
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - clock.now_ms();
+    assert_eq!(dispatch::expire_overdue_once(&s.app).await.unwrap(), 0);
+    clock.advance_ms(left_ms);
+    assert_eq!(dispatch::expire_overdue_once(&s.app).await.unwrap(), 1);
+    let (_, o) = s.get(&format!("/dispatch/orders/{generated}")).await;
+    assert_eq!(
+        (
+            o["data"]["status"].as_str(),
+            o["data"]["failure_reason"].as_str()
+        ),
+        (Some("FAILED"), Some("DEADLINE_PASSED"))
     );
 
     s.stop().await;

@@ -34,6 +34,12 @@ impl BatchTimer {
         by_count || now - armed >= self.window_ms
     }
 
+    /// When the window fires if nothing else flushes first (None while disarmed). A simulator
+    /// wakes the batch job then instead of polling.
+    pub fn next_due(&self) -> Option<i64> {
+        self.armed_at.map(|a| a + self.window_ms)
+    }
+
     /// After a flush that left `left` orders pooled.
     pub fn flushed(&mut self, left: usize, now: i64) {
         self.left_after_flush = left;
@@ -71,5 +77,6 @@ mod tests {
         assert!(!t.due(0, None, 12_000));
         assert!(!t.due(1, Some(12_500), 13_000));
         assert!(t.due(1, Some(12_500), 17_500));
+        assert_eq!(t.next_due(), Some(17_500));
     }
 }

@@ -32,6 +32,7 @@ fn order(id: &str, priority: u8) -> NewOrder {
         priority,
         delivery_location: hub().offset_km(1.0, 1.0),
         pickup_location: None,
+        deliver_by: None,
     }
 }
 
@@ -63,9 +64,13 @@ fn dispatcher<R: DispatchRepo>(repo: R) -> Dispatcher<R> {
             offer_timeout_ms: 30_000,
             max_batch: 50,
             matcher: Matcher::Greedy,
+            deadline_ms: DEADLINE_MS,
         },
     )
 }
+
+/// Orders' delivery deadline in the suite.
+const DEADLINE_MS: i64 = 3_600_000;
 
 /// Runs every check, each on a fresh repository; panics on the first failure.
 pub async fn run_all<R, F, Fut>(make: F)
@@ -77,7 +82,8 @@ where
     registration_and_orders_are_idempotent(dispatcher(make().await)).await;
     the_batch_offers_the_nearest_and_keeps_the_rest(dispatcher(make().await)).await;
     accept_checks_ownership_and_state(dispatcher(make().await)).await;
-    rejection_reassigns_with_backoff_then_fails(dispatcher(make().await)).await;
+    rejection_reassigns_with_backoff_then_repools(dispatcher(make().await)).await;
+    only_the_deadline_fails_a_waiting_order(dispatcher(make().await)).await;
     offers_time_out(dispatcher(make().await)).await;
     no_candidate_reschedules_then_fails(dispatcher(make().await)).await;
     a_trip_runs_to_delivery_and_frees_the_driver(dispatcher(make().await)).await;
@@ -268,7 +274,7 @@ async fn accept_checks_ownership_and_state<R: DispatchRepo>(d: Dispatcher<R>) {
     );
 }
 
-async fn rejection_reassigns_with_backoff_then_fails<R: DispatchRepo>(d: Dispatcher<R>) {
+async fn rejection_reassigns_with_backoff_then_repools<R: DispatchRepo>(d: Dispatcher<R>) {
     for (i, id) in ["d1", "d2", "d3", "d4", "d5"].iter().enumerate() {
         idle_driver(&d, id, 1.0 + i as f64).await;
     }
@@ -314,10 +320,17 @@ async fn rejection_reassigns_with_backoff_then_fails<R: DispatchRepo>(d: Dispatc
         .await
         .unwrap()
         .value;
-    assert_eq!((r.order_status, r.reassign), (OrderStatus::Failed, None));
+    // Attempts spent: back to the pool, ahead of newer orders, with raised priority; only
+    // the last driver stays excluded.
+    assert_eq!((r.order_status, r.reassign), (OrderStatus::Pending, None));
     let o = d.order("o1").await.unwrap();
-    assert_eq!(o.failure_reason.as_deref(), Some("MAX_REASSIGNMENTS"));
-    assert_eq!(o.excluded, vec!["d1", "d2", "d3", "d4"]);
+    assert_eq!(o.failure_reason, None);
+    assert_eq!(o.excluded, vec!["d4"]);
+    assert_eq!(
+        (o.priority, o.repooled, o.reassign_count, o.reassign_due_at),
+        (2, 1, 0, None)
+    );
+    assert_eq!(o.pooled_at, Some(o.created_at));
     assert_eq!(
         d.run_reassignments(now + 100_000, &hubs())
             .await
@@ -325,6 +338,15 @@ async fn rejection_reassigns_with_backoff_then_fails<R: DispatchRepo>(d: Dispatc
             .value,
         0
     );
+    d.create_order(order("o2", 1), now).await.unwrap();
+    assert_eq!(
+        d.repo.pool(1).await.unwrap()[0].id,
+        "o1",
+        "a re-pooled order goes first"
+    );
+    let flushed = d.flush_batch(now, &hubs()).await.unwrap();
+    assert_eq!(flushed.value.matched, 2, "d1 and d2 are eligible again");
+    assert_ne!(offered(&d, "o1").await.driver_id, "d4");
     let ev = d.driver_events("d4").await.unwrap();
     assert_eq!(ev.last().unwrap().reason.as_deref(), Some("too far"));
 }
@@ -370,18 +392,57 @@ async fn no_candidate_reschedules_then_fails<R: DispatchRepo>(d: Dispatcher<R>) 
     d.flush_batch(T0, &hubs()).await.unwrap();
     let a = offered(&d, "o1").await;
     d.reject(&a.id, "d1", None, None, T0).await.unwrap();
-    // Only the excluded driver is idle: attempts 1, 2, 3 find nobody (1 s, 2 s, 4 s), then FAILED.
+    // Only the excluded driver is idle: attempts 1, 2, 3 find nobody (1 s, 2 s, 4 s), then the
+    // order waits in the pool again rather than failing.
     let mut now = T0;
     for delay in [1000, 2000, 4000] {
         now += delay;
         assert_eq!(d.run_reassignments(now, &hubs()).await.unwrap().value, 1);
     }
     let o = d.order("o1").await.unwrap();
-    assert_eq!(
-        (o.status, o.failure_reason.as_deref()),
-        (OrderStatus::Failed, Some("MAX_REASSIGNMENTS"))
-    );
+    assert_eq!((o.status, o.repooled), (OrderStatus::Pending, 1));
+    assert_eq!(d.repo.pool_stats().await.unwrap().0, 1);
     assert_eq!(d.driver("d1").await.unwrap().status, DriverState::Idle);
+}
+
+async fn only_the_deadline_fails_a_waiting_order<R: DispatchRepo>(d: Dispatcher<R>) {
+    d.create_order(order("o1", 1), T0).await.unwrap();
+    let mut own = order("o2", 1);
+    own.deliver_by = Some(T0 + 60_000);
+    d.create_order(own, T0).await.unwrap();
+    assert_eq!(
+        d.order("o1").await.unwrap().deliver_by,
+        Some(T0 + DEADLINE_MS)
+    );
+    // An offered order is left alone by the sweeper; a pooled one fails at its deadline.
+    idle_driver(&d, "d1", 1.0).await;
+    d.flush_batch(T0, &hubs()).await.unwrap();
+    assert_eq!(offered(&d, "o1").await.driver_id, "d1");
+    assert_eq!(d.expire_overdue(T0 + 59_999).await.unwrap().value, 0);
+    let out = d.expire_overdue(T0 + 60_000).await.unwrap();
+    assert_eq!(out.value, 1);
+    assert!(out
+        .notices
+        .iter()
+        .any(|n| n.kind == "order.failed" && n.reason.as_deref() == Some("DEADLINE_PASSED")));
+    let o2 = d.order("o2").await.unwrap();
+    assert_eq!(
+        (o2.status, o2.failure_reason.as_deref()),
+        (OrderStatus::Failed, Some("DEADLINE_PASSED"))
+    );
+    assert_eq!(d.repo.pool_stats().await.unwrap().0, 0);
+    // Past its deadline, an offer that closes fails the order instead of rescheduling it.
+    let late = T0 + DEADLINE_MS;
+    assert_eq!(
+        d.expire_overdue(late).await.unwrap().value,
+        0,
+        "an offered order is not the sweeper's"
+    );
+    assert_eq!(d.expire_offers(late).await.unwrap().value, 1);
+    assert_eq!(
+        d.order("o1").await.unwrap().failure_reason.as_deref(),
+        Some("DEADLINE_PASSED")
+    );
 }
 
 async fn a_trip_runs_to_delivery_and_frees_the_driver<R: DispatchRepo>(d: Dispatcher<R>) {

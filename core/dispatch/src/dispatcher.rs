@@ -4,9 +4,12 @@
 //! points for hubs come in a map the caller resolved.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use qc_geo::Point;
+use qc_kit::ids::{IdSource, RandomIds};
 
+use crate::batch::BatchTimer;
 use crate::matching::{cost, greedy, optimal, total, CostInput, CostMatrix, Matcher};
 use crate::model::*;
 use crate::next_reassignment;
@@ -19,6 +22,8 @@ pub struct DispatchPolicy {
     pub offer_timeout_ms: i64,
     pub max_batch: usize,
     pub matcher: Matcher,
+    /// An order's delivery deadline after it enters Dispatch, unless it brings its own.
+    pub deadline_ms: i64,
 }
 
 impl Default for DispatchPolicy {
@@ -27,9 +32,16 @@ impl Default for DispatchPolicy {
             offer_timeout_ms: 30_000,
             max_batch: 50,
             matcher: Matcher::Greedy,
+            deadline_ms: DEFAULT_DEADLINE_MS,
         }
     }
 }
+
+/// 60 minutes.
+pub const DEFAULT_DEADLINE_MS: i64 = 3_600_000;
+
+/// Why an order failed because its deadline passed while it waited for a rider.
+pub const DEADLINE_PASSED: &str = "DEADLINE_PASSED";
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DispatchError {
@@ -67,13 +79,18 @@ impl From<IllegalTransition> for DispatchError {
 /// Something other services hear about (pub/sub `dispatch.events`, Tracking's assignment key).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
-    /// order.assigned|failed|delivered, assignment.accepted|rejected|timeout, driver.state
+    /// order.assigned|picked_up|failed|delivered|reassign_scheduled|repooled,
+    /// assignment.accepted|rejected|timeout|cancelled, driver.state
     pub kind: &'static str,
     pub order_id: Option<String>,
     pub driver_id: Option<String>,
     pub assignment_id: Option<String>,
     pub hub_id: Option<String>,
     pub at: i64,
+    /// order.assigned: when the offer expires; order.reassign_scheduled: when the attempt runs.
+    pub due_at: Option<i64>,
+    /// order.failed: why.
+    pub reason: Option<String>,
 }
 
 /// A committed result and what it announces.
@@ -144,6 +161,8 @@ macro_rules! retrying {
 pub struct Dispatcher<R> {
     pub repo: R,
     pub policy: DispatchPolicy,
+    /// New assignment and batch ids.
+    pub ids: Arc<dyn IdSource>,
 }
 
 fn not_found(resource: &'static str, id: &str) -> DispatchError {
@@ -161,6 +180,8 @@ fn notice(kind: &'static str, at: i64) -> Notice {
         assignment_id: None,
         hub_id: None,
         at,
+        due_at: None,
+        reason: None,
     }
 }
 
@@ -205,21 +226,46 @@ impl Plan {
         o.reassign_due_at = None;
         self.notices.push(Notice {
             order_id: Some(o.id.clone()),
+            hub_id: Some(o.hub_id.clone()),
+            reason: Some(reason.to_string()),
             ..notice("order.failed", now)
         });
     }
 
-    /// The order's next reassignment attempt, or FAILED when none is left (06 §5).
+    /// After an offer closed: the order's next reassignment attempt (06 §5 backoff); once the
+    /// attempts are spent, back to the pool with raised priority, ahead of newer orders, every
+    /// driver but the last one eligible again. A retry limit alone never fails an order that
+    /// can still be delivered: only its deadline does. Returns the attempt and its delay.
     fn reschedule(&mut self, o: &mut Order, now: i64) -> Option<(u32, i64)> {
+        if o.deliver_by.is_some_and(|d| d <= now) {
+            self.fail_order(o, DEADLINE_PASSED, now);
+            return None;
+        }
+        o.status = OrderStatus::Pending;
         match next_reassignment(o.reassign_count) {
             Some((k, delay)) => {
-                o.status = OrderStatus::Pending;
                 o.reassign_count = k;
                 o.reassign_due_at = Some(now + delay);
+                self.notices.push(Notice {
+                    order_id: Some(o.id.clone()),
+                    hub_id: Some(o.hub_id.clone()),
+                    due_at: o.reassign_due_at,
+                    ..notice("order.reassign_scheduled", now)
+                });
                 Some((k, delay))
             }
             None => {
-                self.fail_order(o, "MAX_REASSIGNMENTS", now);
+                o.reassign_count = 0;
+                o.reassign_due_at = None;
+                o.pooled_at = Some(o.created_at);
+                o.priority = o.priority.saturating_add(1).min(9);
+                o.repooled += 1;
+                o.excluded.drain(..o.excluded.len().saturating_sub(1));
+                self.notices.push(Notice {
+                    order_id: Some(o.id.clone()),
+                    hub_id: Some(o.hub_id.clone()),
+                    ..notice("order.repooled", now)
+                });
                 None
             }
         }
@@ -272,10 +318,11 @@ impl Plan {
         (status, next)
     }
 
-    /// Offers `o` to `d` (IDLE → ASSIGNED by the matcher).
+    /// Offers `o` to `d` (IDLE → ASSIGNED by the matcher) as assignment `id`.
     #[allow(clippy::too_many_arguments)]
     fn offer(
         &mut self,
+        id: String,
         mut o: Order,
         mut d: Driver,
         score: f64,
@@ -285,7 +332,7 @@ impl Plan {
     ) -> Result<(), IllegalTransition> {
         check_transition(d.status, DriverState::Assigned, Via::Matcher)?;
         let a = Assignment {
-            id: qc_kit::ids::new_uuid(),
+            id,
             order_id: o.id.clone(),
             driver_id: d.id.clone(),
             status: AssignmentStatus::Pending,
@@ -316,6 +363,7 @@ impl Plan {
             driver_id: Some(d.id.clone()),
             assignment_id: Some(a.id.clone()),
             hub_id: Some(o.hub_id.clone()),
+            due_at: Some(a.expires_at),
             ..notice("order.assigned", now)
         });
         self.w.assignments.push(Row::Insert(a));
@@ -359,7 +407,17 @@ fn pair_cost(o: &Order, d: &Driver, hubs: &HubPoints) -> Option<f64> {
 
 impl<R: DispatchRepo> Dispatcher<R> {
     pub fn new(repo: R, policy: DispatchPolicy) -> Self {
-        Self { repo, policy }
+        Self {
+            repo,
+            policy,
+            ids: Arc::new(RandomIds),
+        }
+    }
+
+    /// The same dispatcher taking new ids from `ids` (the simulator's are deterministic).
+    pub fn with_ids(mut self, ids: Arc<dyn IdSource>) -> Self {
+        self.ids = ids;
+        self
     }
 
     async fn need_order(&self, id: &str) -> Result<Order, DispatchError> {
@@ -411,6 +469,8 @@ impl<R: DispatchRepo> Dispatcher<R> {
                     excluded: Vec::new(),
                     pooled_at: Some(now),
                     reassign_due_at: None,
+                    deliver_by: Some(new.deliver_by.unwrap_or(now + self.policy.deadline_ms)),
+                    repooled: 0,
                     version: 1,
                 };
                 let w = Write {
@@ -553,6 +613,16 @@ impl<R: DispatchRepo> Dispatcher<R> {
                     d.current_assignment_id = None;
                     plan.assignment(a);
                     plan.order(o);
+                    plan.driver(d);
+                }
+                (OrderEffect::None, Some(_), Some(o)) if to == DriverState::Delivering => {
+                    plan.notices.push(Notice {
+                        order_id: Some(o.id.clone()),
+                        driver_id: Some(d.id.clone()),
+                        hub_id: Some(o.hub_id.clone()),
+                        ..notice("order.picked_up", now)
+                    });
+                    plan.move_driver(&mut d, to, reason, now);
                     plan.driver(d);
                 }
                 // No order to act on (or no effect): the driver alone moves.
@@ -735,9 +805,15 @@ impl<R: DispatchRepo> Dispatcher<R> {
                         .filter_map(|d| pair_cost(&o, &d, hubs).map(|c| (c, d)))
                         .min_by(|(a, da), (b, db)| a.total_cmp(b).then(da.id.cmp(&db.id)));
                     match best {
-                        Some((c, d)) => {
-                            plan.offer(o, d, c, None, now, self.policy.offer_timeout_ms)?
-                        }
+                        Some((c, d)) => plan.offer(
+                            self.ids.next_id(),
+                            o,
+                            d,
+                            c,
+                            None,
+                            now,
+                            self.policy.offer_timeout_ms,
+                        )?,
                         None => {
                             plan.reschedule(&mut o, now);
                             plan.order(o);
@@ -749,6 +825,51 @@ impl<R: DispatchRepo> Dispatcher<R> {
             out.value += usize::from(r.value);
             out.notices.extend(r.notices);
         }
+        Ok(out)
+    }
+
+    /// The deadline sweeper: orders still waiting for a rider (pooled, or between reassignment
+    /// attempts) past their `deliver_by` fail with [`DEADLINE_PASSED`]. An order with an open
+    /// offer or a rider on the way is left to finish.
+    pub async fn expire_overdue(&self, now: i64) -> Result<Outcome<usize>, DispatchError> {
+        let mut out = Outcome {
+            value: 0,
+            notices: vec![],
+        };
+        for due in self.repo.overdue(now, 500).await? {
+            let r: Outcome<bool> = retrying!(self, {
+                let mut o = self.need_order(&due.id).await?;
+                let mut plan = Plan::default();
+                if o.status == OrderStatus::Pending && o.deliver_by.is_some_and(|d| d <= now) {
+                    plan.fail_order(&mut o, DEADLINE_PASSED, now);
+                    plan.order(o);
+                    plan.done(true)
+                } else {
+                    plan.done(false)
+                }
+            })?;
+            out.value += usize::from(r.value);
+            out.notices.extend(r.notices);
+        }
+        Ok(out)
+    }
+
+    /// The batch timer's question (06 §5): flush now? Reads the pool's size and oldest entry.
+    pub async fn batch_due(&self, timer: &mut BatchTimer, now: i64) -> Result<bool, DispatchError> {
+        let (pooled, oldest) = self.repo.pool_stats().await?;
+        Ok(timer.due(pooled, oldest, now))
+    }
+
+    /// One flush, then the timer re-arms for what the flush left in the pool.
+    pub async fn flush_and_rearm(
+        &self,
+        timer: &mut BatchTimer,
+        now: i64,
+        hubs: &HubPoints,
+    ) -> Result<Outcome<BatchReport>, DispatchError> {
+        let out = self.flush_batch(now, hubs).await?;
+        let left = self.repo.pool_stats().await?.0;
+        timer.flushed(left, now);
         Ok(out)
     }
 
@@ -803,11 +924,12 @@ impl<R: DispatchRepo> Dispatcher<R> {
                     Matcher::Optimal => opt,
                 };
                 report.matched = chosen.len();
-                let batch_id = qc_kit::ids::new_uuid();
+                let batch_id = self.ids.next_id();
                 let mut picked = vec![false; drivers.len()];
                 for m in &chosen {
                     picked[m.driver] = true;
                     plan.offer(
+                        self.ids.next_id(),
                         orders[m.order].clone(),
                         drivers[m.driver].clone(),
                         m.cost,

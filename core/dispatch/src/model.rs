@@ -93,6 +93,11 @@ pub struct Order {
     pub pooled_at: Option<i64>,
     /// A reassignment attempt is due at this instant.
     pub reassign_due_at: Option<i64>,
+    /// The order's delivery deadline: past it, an order still waiting for a rider fails
+    /// (`DEADLINE_PASSED`); before it, no retry limit fails a deliverable order.
+    pub deliver_by: Option<i64>,
+    /// Times the order went back to the pool after its reassignment attempts ran out.
+    pub repooled: u32,
     pub version: i64,
 }
 
@@ -157,6 +162,8 @@ pub struct NewOrder {
     pub priority: u8,
     pub delivery_location: Point,
     pub pickup_location: Option<Point>,
+    /// The delivery deadline (epoch ms); None takes the policy's default from creation.
+    pub deliver_by: Option<i64>,
 }
 
 /// A validated driver registration.
@@ -255,6 +262,7 @@ impl OrderInput {
             priority: self.priority.unwrap_or(1).clamp(1, 9) as u8,
             delivery_location,
             pickup_location,
+            deliver_by: None,
         })
     }
 }

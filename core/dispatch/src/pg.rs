@@ -38,7 +38,8 @@ const ORDER_COLS: &str = "id, customer_id, hub_id, items, total, priority, statu
     (extract(epoch FROM created_at) * 1000)::bigint AS created_ms, delivery_lat, delivery_lng,
     pickup_lat, pickup_lng, assigned_driver_id, current_assignment_id, batch_id, reassign_count,
     failure_reason, excluded, (extract(epoch FROM pooled_at) * 1000)::bigint AS pooled_ms,
-    (extract(epoch FROM reassign_due_at) * 1000)::bigint AS due_ms, version";
+    (extract(epoch FROM reassign_due_at) * 1000)::bigint AS due_ms,
+    (extract(epoch FROM deliver_by) * 1000)::bigint AS deliver_by_ms, repooled, version";
 
 const DRIVER_COLS: &str =
     "id, name, lat, lng, (extract(epoch FROM loc_at) * 1000)::bigint AS loc_ms,
@@ -94,6 +95,9 @@ fn order_row(r: &PgRow) -> Result<Order, RepoError> {
         excluded: excluded.0,
         pooled_at: r.try_get("pooled_ms").map_err(g)?,
         reassign_due_at: r.try_get("due_ms").map_err(g)?,
+        deliver_by: r.try_get("deliver_by_ms").map_err(g)?,
+        repooled: u32::try_from(r.try_get::<i32, _>("repooled").map_err(g)?)
+            .map_err(|_| bad("order"))?,
         version: r.try_get("version").map_err(g)?,
     })
 }
@@ -155,9 +159,10 @@ async fn write_order(
         concat!(
             "INSERT INTO dispatch_orders (id, customer_id, hub_id, items, total, priority, status, created_at,
              delivery_lat, delivery_lng, pickup_lat, pickup_lng, assigned_driver_id, current_assignment_id,
-             batch_id, reassign_count, failure_reason, excluded, pooled_at, reassign_due_at, version)
+             batch_id, reassign_count, failure_reason, excluded, pooled_at, reassign_due_at, version,
+             deliver_by, repooled)
              VALUES ($1, $2, $3, $4, $5, $6, $7, ", ts!(8), ", $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, ",
-            ts!(19), ", ", ts!(20), ", $21)"
+            ts!(19), ", ", ts!(20), ", $21, ", ts!(22), ", $23)"
         )
     } else {
         concat!(
@@ -165,7 +170,7 @@ async fn write_order(
              status = $7, created_at = ", ts!(8), ", delivery_lat = $9, delivery_lng = $10, pickup_lat = $11,
              pickup_lng = $12, assigned_driver_id = $13, current_assignment_id = $14, batch_id = $15,
              reassign_count = $16, failure_reason = $17, excluded = $18, pooled_at = ", ts!(19), ",
-             reassign_due_at = ", ts!(20), ", version = $21
+             reassign_due_at = ", ts!(20), ", version = $21, deliver_by = ", ts!(22), ", repooled = $23
              WHERE id = $1 AND version = $21 - 1"
         )
     };
@@ -191,6 +196,8 @@ async fn write_order(
         .bind(o.pooled_at)
         .bind(o.reassign_due_at)
         .bind(o.version)
+        .bind(o.deliver_by)
+        .bind(o.repooled as i32)
         .execute(&mut **tx)
         .await?;
     Ok(r.rows_affected())
@@ -466,6 +473,22 @@ impl DispatchRepo for PgRepo {
         let sql = format!(
             "SELECT {ORDER_COLS} FROM dispatch_orders
              WHERE reassign_due_at <= {} ORDER BY reassign_due_at, id LIMIT $2",
+            ts!(1)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(repo_error)?;
+        rows.iter().map(order_row).collect()
+    }
+
+    async fn overdue(&self, now_ms: i64, limit: usize) -> Result<Vec<Order>, RepoError> {
+        let sql = format!(
+            "SELECT {ORDER_COLS} FROM dispatch_orders
+             WHERE status = 'PENDING' AND deliver_by IS NOT NULL AND deliver_by <= {}
+             ORDER BY deliver_by, id LIMIT $2",
             ts!(1)
         );
         let rows = sqlx::query(&sql)

@@ -90,6 +90,12 @@ pub trait DispatchRepo: Send + Sync {
         now_ms: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Order>, RepoError>> + Send;
+    /// PENDING orders whose `deliver_by <= now`, soonest first (then by id).
+    fn overdue(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Order>, RepoError>> + Send;
     /// Applies every row of `w` or none.
     fn commit(&self, w: &Write) -> impl Future<Output = Result<(), RepoError>> + Send;
 }

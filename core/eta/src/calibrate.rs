@@ -73,7 +73,31 @@ impl Offsets {
         q80: crate::compose::Z80,
         q95: crate::compose::Z95,
     };
+
+    /// Keeps calibration within [`MAX_SHIFT`] of the model's own quantiles and strictly
+    /// ordered ([`MIN_GAP`] apart), whatever the score windows hold: one hub's odd data, or a
+    /// burst of impossible observations, can move a promise only so far.
+    pub fn bounded(self) -> Offsets {
+        let g = Offsets::GAUSSIAN;
+        let clamp = |q: f64, model: f64, (down, up): (f64, f64)| {
+            if q.is_finite() {
+                q.clamp(model - down, model + up)
+            } else {
+                model
+            }
+        };
+        let q50 = clamp(self.q50, g.q50, MAX_SHIFT[0]);
+        let q80 = clamp(self.q80, g.q80, MAX_SHIFT[1]).max(q50 + MIN_GAP);
+        let q95 = clamp(self.q95, g.q95, MAX_SHIFT[2]).max(q80 + MIN_GAP);
+        Offsets { q50, q80, q95 }
+    }
 }
+
+/// How far (down, up), in σ_T, calibration may move p50, p80 and p95 from the Gaussian
+/// composition's. The median moves least: it is the promise.
+pub const MAX_SHIFT: [(f64, f64); 3] = [(0.75, 0.75), (1.0, 1.5), (1.25, 2.5)];
+/// The least distance between consecutive stated quantiles, in σ_T.
+pub const MIN_GAP: f64 = 0.05;
 
 /// The split-conformal quantile at level `q`: the ⌈(n + 1)·q⌉-th smallest score (the largest
 /// when that rank exceeds n). `scores` need not be sorted.

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::calibrate::{hour_band, pick, Offsets, Source};
 use crate::compose::{base_travel_s, formatted, SLA_S};
 use crate::kalman::{self, KfState};
-use crate::model::{key_id, location, predict, segment, EtaRequest, Invalid};
+use crate::model::{
+    key_id, location, predict, segment, travel_lower_bound_s, EtaRequest, Invalid, Stage,
+};
 use crate::store::{EtaStore, StickyPut, LATEST_MAX_AGE_MS};
 
 /// Which parts of the model run (the regression gate degrades them on purpose).
@@ -48,6 +50,16 @@ pub struct EtaResult {
     pub calibration: String,
     pub raw_p50_s: f64,
     pub sigma_s: f64,
+    /// Ours: the stage the answer was computed for (`placed`, `assigned`, `picked_up`).
+    #[serde(default = "placed")]
+    pub stage: String,
+    /// Ours: a re-estimate that moved the shown ETA (it left the promise's tolerance).
+    #[serde(default)]
+    pub revised: bool,
+}
+
+fn placed() -> String {
+    Stage::Placed.as_str().to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +131,8 @@ pub async fn compute<S: EtaStore>(
         calibration: p.source.as_str().to_string(),
         raw_p50_s: r2(p.raw_p50),
         sigma_s: r2(p.sigma),
+        stage: req.stage.as_str().to_string(),
+        revised: false,
     }
 }
 
@@ -126,9 +140,10 @@ fn decode(body: &str) -> Option<EtaResult> {
     serde_json::from_str(body).ok()
 }
 
-/// `POST /eta/calculate` (07 §5 sticky rules): a live entry with the same fingerprint is
-/// returned unchanged with `cached:true`; otherwise a fresh answer is stored (unless another
-/// request stored one first) and always becomes the latest.
+/// `POST /eta/calculate`. At placement, the promise (07 §5 sticky rules): a live entry with
+/// the same fingerprint is returned unchanged with `cached:true`; otherwise a fresh answer is
+/// stored (unless another request stored one first) and always becomes the latest. At a later
+/// stage, a re-estimate ([`revise`]).
 pub async fn calculate<S: EtaStore>(
     store: &S,
     req: &EtaRequest,
@@ -136,6 +151,9 @@ pub async fn calculate<S: EtaStore>(
     band: u8,
     model: Model,
 ) -> EtaResult {
+    if req.stage != Stage::Placed {
+        return revise(store, req, now_ms, band, model).await;
+    }
     let fp = req.fingerprint();
     // The sticky entry and the inputs of a fresh answer are read concurrently: one round trip
     // whichever way it goes.
@@ -169,6 +187,45 @@ pub async fn calculate<S: EtaStore>(
         )
         .await;
     out
+}
+
+/// A re-estimate from a later stage (07 §8 after accept, and at pickup): only the stages still
+/// ahead, measured from now. The shown ETA (the latest answer, normally the promise) stays
+/// while the new median arrival is within its tolerance — the shown answer's own p95 − p50,
+/// on either side of its median arrival; past that the fresh answer is shown (`revised`).
+pub async fn revise<S: EtaStore>(
+    store: &S,
+    req: &EtaRequest,
+    now_ms: i64,
+    band: u8,
+    model: Model,
+) -> EtaResult {
+    let (shown, mut fresh) = futures::join!(
+        store.latest_get(&req.order_id),
+        compute(store, req, now_ms, band, model)
+    );
+    let shown = shown
+        .ok()
+        .flatten()
+        .as_deref()
+        .and_then(decode)
+        .filter(|s| s.hub_id == req.hub_id && now_ms - s.computed_at <= LATEST_MAX_AGE_MS);
+    if let Some(mut s) = shown {
+        let promised = s.computed_at as f64 + s.eta_p50_s * 1000.0;
+        let expected = now_ms as f64 + fresh.eta_p50_s * 1000.0;
+        if (expected - promised).abs() <= (s.eta_p95_s - s.eta_p50_s) * 1000.0 {
+            s.cached = true;
+            return s;
+        }
+        fresh.revised = true;
+    }
+    let _ = store
+        .latest_put(
+            &req.order_id,
+            &serde_json::to_string(&fresh).expect("serialisable"),
+        )
+        .await;
+    fresh
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -226,6 +283,9 @@ pub struct Observed {
     pub p: f64,
     pub n: u64,
     pub calibrated: bool,
+    /// Why (part of) the observation was not used: a ride or a total faster than the trip's
+    /// physical lower bound cannot have happened, and would drag every promise down.
+    pub ignored: Option<String>,
 }
 
 /// Observations shorter than this expected travel time are not applied (07 §2).
@@ -262,8 +322,15 @@ pub async fn observe<S: EtaStore>(
     }
     let seg = segment(&input.hub_id, cust);
     let base = base_travel_s(hub, cust);
+    let floor = travel_lower_bound_s(hub, cust);
+    let mut ignored = None;
+    if t < floor {
+        ignored = Some(format!(
+            "actual_travel_s {t} is below the trip's lower bound {floor:.1} s"
+        ));
+    }
     let run = async {
-        let ((state, hub), applied) = if base < MIN_EXPECTED_S {
+        let ((state, hub), applied) = if base < MIN_EXPECTED_S || t < floor {
             (store.kf_get(&input.hub_id, &seg).await?, false)
         } else {
             let (s, h): (KfState, KfState) = store
@@ -278,7 +345,11 @@ pub async fn observe<S: EtaStore>(
                 let total = input.actual_total_s.unwrap_or_else(|| {
                     (input.delivered_at.unwrap_or(0) - r.computed_at) as f64 / 1000.0
                 });
-                if r.hub_id == input.hub_id && r.sigma_s > 0.0 && total > 0.0 {
+                if total < floor {
+                    ignored = Some(format!(
+                        "the order's total {total:.1} s is below the trip's lower bound {floor:.1} s"
+                    ));
+                } else if r.hub_id == input.hub_id && r.sigma_s > 0.0 {
                     let band = hour_band(local_hour(r.computed_at, utc_offset_min));
                     store
                         .scores_push(&r.hub_id, band, (total - r.raw_p50_s) / r.sigma_s)
@@ -302,6 +373,7 @@ pub async fn observe<S: EtaStore>(
             p: state.map_or(kalman::SIGMA_INF2, |s| s.p),
             n: state.map_or(0, |s| s.n),
             calibrated,
+            ignored,
         })
     };
     Ok(run.await)

@@ -28,6 +28,41 @@ pub struct CalculateInput {
     pub drivers_avail: i64,
     pub hour: Option<i64>,
     pub weekday: Option<i64>,
+    /// Ours: `placed` (default), `assigned` or `picked_up`; see [`Stage`].
+    pub stage: Option<String>,
+    /// Ours, with `assigned`: picking is already done.
+    pub picked: Option<bool>,
+}
+
+/// How far along the order is, so an estimate counts only the stages still ahead of it (and,
+/// measured from now, is conditioned on the time already spent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// At payment: picking, waiting for a rider, travel. This answer is the promise.
+    Placed,
+    /// A rider accepted: picking (unless done) and travel; no wait for a rider.
+    Assigned { picked: bool },
+    /// The rider left the hub with it: travel only.
+    PickedUp,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Placed => "placed",
+            Stage::Assigned { .. } => "assigned",
+            Stage::PickedUp => "picked_up",
+        }
+    }
+}
+
+/// The fastest a rider can plausibly cover straight-line distance in a city, m/s (60 km/h).
+/// Below `distance / this` a trip cannot have happened; an ETA never promises less.
+pub const MAX_PLAUSIBLE_SPEED_MPS: f64 = 16.7;
+
+/// The least time the trip hub → customer can take, seconds.
+pub fn travel_lower_bound_s(hub: Point, cust: Point) -> f64 {
+    qc_geo::haversine_km(hub, cust) * 1000.0 / MAX_PLAUSIBLE_SPEED_MPS
 }
 
 /// A validated request.
@@ -40,6 +75,7 @@ pub struct EtaRequest {
     pub cust: Point,
     pub queue_depth: u32,
     pub drivers_avail: u32,
+    pub stage: Stage,
 }
 
 /// 07 §2: finite, in range, exact (0, 0) refused.
@@ -83,6 +119,18 @@ impl CalculateInput {
         if let Some(w) = self.weekday {
             ranged("weekday", w, 0, 6)?;
         }
+        let stage = match self.stage.as_deref() {
+            None | Some("placed") => Stage::Placed,
+            Some("assigned") => Stage::Assigned {
+                picked: self.picked.unwrap_or(false),
+            },
+            Some("picked_up") => Stage::PickedUp,
+            Some(other) => {
+                return Err(Invalid(format!(
+                    "stage must be placed, assigned or picked_up, got {other:?}"
+                )))
+            }
+        };
         Ok(EtaRequest {
             item_count: ranged("item_count", self.item_count, 1, 1000)?,
             hub: location("hub", self.hub_lat, self.hub_lng)?,
@@ -91,6 +139,7 @@ impl CalculateInput {
             drivers_avail: ranged("drivers_avail", self.drivers_avail, 0, 100_000)?,
             order_id: self.order_id,
             hub_id: self.hub_id,
+            stage,
         })
     }
 }
@@ -146,8 +195,10 @@ impl Prediction {
     }
 }
 
-/// Composes the components; `traffic` None means the filter could not be read (its prior is
-/// used and "travel" reported as a fallback); `offsets` place the stated quantiles.
+/// Composes the components of the stages still ahead; `traffic` None means the filter could
+/// not be read (its prior is used and "travel" reported as a fallback); `offsets` place the
+/// stated quantiles, bounded ([`Offsets::bounded`]). Whatever the offsets, p50 is at least the
+/// trip's physical lower bound and p50 < p80 < p95.
 pub fn predict(
     req: &EtaRequest,
     traffic: Option<TrafficEstimate>,
@@ -158,15 +209,22 @@ pub fn predict(
         fallback.push("travel");
         TrafficEstimate::PRIOR
     });
-    let (pk, q, tr) = (
-        picking(req.item_count),
-        queue(req.queue_depth, req.drivers_avail),
-        travel(base_travel_s(req.hub, req.cust), t),
-    );
+    let none = crate::compose::Part { mean: 0.0, sd: 0.0 };
+    let (pk, q) = match req.stage {
+        Stage::Placed => (
+            picking(req.item_count),
+            queue(req.queue_depth, req.drivers_avail),
+        ),
+        Stage::Assigned { picked: false } => (picking(req.item_count), none),
+        Stage::Assigned { picked: true } | Stage::PickedUp => (none, none),
+    };
+    let tr = travel(base_travel_s(req.hub, req.cust), t);
     let c = compose(&[pk, q, tr]);
-    let p50 = (c.p50 + offsets.q50 * c.sigma).max(0.0);
-    let p80 = (c.p50 + offsets.q80 * c.sigma).max(p50);
-    let p95 = (c.p50 + offsets.q95 * c.sigma).max(p80);
+    let o = offsets.bounded();
+    let floor = travel_lower_bound_s(req.hub, req.cust);
+    let p50 = (c.p50 + o.q50 * c.sigma).max(floor);
+    let p80 = (c.p50 + o.q80 * c.sigma).max(p50 + MIN_STEP_S);
+    let p95 = (c.p50 + o.q95 * c.sigma).max(p80 + MIN_STEP_S);
     Prediction {
         p50,
         p80,
@@ -182,6 +240,9 @@ pub fn predict(
         fallback,
     }
 }
+
+/// The least gap between stated quantiles, seconds (they are reported to 0.01 s).
+pub const MIN_STEP_S: f64 = 1.0;
 
 #[cfg(test)]
 mod tests {
@@ -242,20 +303,64 @@ mod tests {
         let g = predict(&r, None, (Offsets::GAUSSIAN, Source::Prior));
         assert_eq!(g.fallback, ["travel"]);
         assert!((g.p50 - 1012.71).abs() < 0.01 && (g.p95 - 1489.03).abs() < 0.01);
-        let shifted = predict(
+        let with = |q50, q80, q95| {
+            predict(
+                &r,
+                Some(TrafficEstimate::PRIOR),
+                (Offsets { q50, q80, q95 }, Source::Hub),
+            )
+        };
+        let shifted = with(0.5, 0.3, 2.0);
+        assert!((shifted.p50 - (g.raw_p50 + 0.5 * g.sigma)).abs() < 1e-9);
+        assert!(
+            shifted.p80 > shifted.p50 && shifted.p95 > shifted.p80,
+            "quantiles never cross"
+        );
+        assert!((shifted.score(shifted.raw_p50 + 2.0 * shifted.sigma) - 2.0).abs() < 1e-9);
+        // Absurd offsets (a window of impossible observations) move p50 at most 0.75 σ, and
+        // never below the trip's physical lower bound.
+        let absurd = with(-40.0, -39.0, -0.5);
+        assert!((absurd.p50 - (g.raw_p50 - 0.75 * g.sigma)).abs() < 1e-9);
+        assert!(absurd.p50 >= travel_lower_bound_s(r.hub, r.cust));
+        assert!(absurd.p50 < absurd.p80 && absurd.p80 < absurd.p95);
+        let nan = with(f64::NAN, f64::INFINITY, f64::NEG_INFINITY);
+        assert_eq!((nan.p50, nan.p80, nan.p95), (g.p50, g.p80, g.p95));
+    }
+
+    #[test]
+    fn stages_count_only_what_is_ahead() {
+        let mut r = input().validate().unwrap();
+        let placed = predict(
             &r,
             Some(TrafficEstimate::PRIOR),
-            (
-                Offsets {
-                    q50: 1.0,
-                    q80: 0.5,
-                    q95: 2.0,
-                },
-                Source::Hub,
-            ),
+            (Offsets::GAUSSIAN, Source::Prior),
         );
-        assert!((shifted.p50 - (g.raw_p50 + g.sigma)).abs() < 1e-9);
-        assert_eq!(shifted.p80, shifted.p50, "quantiles never cross");
-        assert!((shifted.score(shifted.raw_p50 + 2.0 * shifted.sigma) - 2.0).abs() < 1e-9);
+        r.stage = Stage::Assigned { picked: false };
+        let assigned = predict(
+            &r,
+            Some(TrafficEstimate::PRIOR),
+            (Offsets::GAUSSIAN, Source::Prior),
+        );
+        r.stage = Stage::Assigned { picked: true };
+        let picked = predict(
+            &r,
+            Some(TrafficEstimate::PRIOR),
+            (Offsets::GAUSSIAN, Source::Prior),
+        );
+        r.stage = Stage::PickedUp;
+        let out = predict(
+            &r,
+            Some(TrafficEstimate::PRIOR),
+            (Offsets::GAUSSIAN, Source::Prior),
+        );
+        assert!((placed.raw_p50 - assigned.raw_p50 - placed.queue_s).abs() < 1e-9);
+        assert_eq!(assigned.queue_s, 0.0);
+        assert_eq!((picked.picking_s, picked.queue_s), (0.0, 0.0));
+        assert!((picked.raw_p50 - placed.travel_s).abs() < 1e-9);
+        assert_eq!(out.raw_p50, picked.raw_p50);
+        assert!(out.sigma < assigned.sigma && assigned.sigma < placed.sigma);
+        let mut bad = input();
+        bad.stage = Some("delivered".into());
+        assert!(bad.validate().unwrap_err().0.starts_with("stage"));
     }
 }

@@ -30,6 +30,46 @@ pub fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Where a core takes new record ids from: random UUIDs in the services, a deterministic
+/// sequence in the simulator (so a run depends only on scenario, seed and code).
+pub trait IdSource: Send + Sync + std::fmt::Debug {
+    fn next_id(&self) -> String;
+}
+
+/// UUIDv4s.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RandomIds;
+
+impl IdSource for RandomIds {
+    fn next_id(&self) -> String {
+        new_uuid()
+    }
+}
+
+/// `<prefix><n>` with `n` zero-padded to 10 digits and counting from 1: fixed width, so ids
+/// sort as numbers whatever the collation.
+#[derive(Debug)]
+pub struct SequentialIds {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl SequentialIds {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+}
+
+impl IdSource for SequentialIds {
+    fn next_id(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}{n:010}", self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,6 +78,15 @@ mod tests {
     fn accepts_the_documented_alphabet() {
         assert!(validate_id("hub_id", "hub-1.a_B").is_ok());
         assert!(validate_id("hub_id", &"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn sequential_ids_are_valid_and_ordered() {
+        let ids = SequentialIds::new("a-");
+        let (a, b) = (ids.next_id(), ids.next_id());
+        assert_eq!(a, "a-0000000001");
+        assert!(a < b && validate_id("id", &b).is_ok());
+        assert_ne!(RandomIds.next_id(), RandomIds.next_id());
     }
 
     #[test]

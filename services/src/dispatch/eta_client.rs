@@ -1,5 +1,6 @@
-//! Dispatch → ETA (06 §8, 00 internal HTTP): after an accept, `POST /eta/calculate` for the
-//! order; when a trip completes, `POST /eta/observe` with the ride (COMPLETED − DELIVERING) and
+//! Dispatch → ETA (06 §8, 00 internal HTTP): after an accept and at pickup, a stage-aware
+//! `POST /eta/calculate` for the order (the shown ETA moves only past the promise's
+//! tolerance); when a trip completes, `POST /eta/observe` with the ride (COMPLETED − DELIVERING) and
 //! the delivery time, so the ETA service's traffic filters and calibration learn from every
 //! trip. Calls run in the background with a 1 s timeout and never block or fail a dispatch
 //! response; failures are logged and counted. (No retry: observe is not idempotent.)
@@ -53,8 +54,9 @@ async fn pickup(app: &DispatchApp, o: &qc_dispatch::model::Order) -> Option<qc_g
     }
 }
 
-/// After an accept: the ETA the customer will see from now on.
-pub fn after_accept(app: Arc<DispatchApp>, order_id: String) {
+/// After an accept (`assigned`) or at pickup (`picked_up`): the re-estimate for the stages
+/// still ahead.
+pub fn re_estimate(app: Arc<DispatchApp>, order_id: String, stage: &'static str) {
     if app.cfg.eta_url.is_none() {
         return;
     }
@@ -80,7 +82,8 @@ pub fn after_accept(app: Arc<DispatchApp>, order_id: String) {
             .map_or(0, |c| c.len());
         let body = json!({"order_id": o.id, "hub_id": o.hub_id, "item_count": items.clamp(1, 1000),
             "hub_lat": hub.lat, "hub_lng": hub.lng, "cust_lat": o.delivery_location.lat,
-            "cust_lng": o.delivery_location.lng, "queue_depth": queue, "drivers_avail": idle});
+            "cust_lng": o.delivery_location.lng, "queue_depth": queue, "drivers_avail": idle,
+            "stage": stage});
         post(&app, "/eta/calculate", body).await;
     });
 }
@@ -122,7 +125,8 @@ pub fn after_delivery(app: Arc<DispatchApp>, driver_id: String, order_id: String
 pub fn follow(app: &Arc<DispatchApp>, notices: &[qc_dispatch::Notice]) {
     for n in notices {
         match (n.kind, &n.order_id, &n.driver_id) {
-            ("assignment.accepted", Some(o), _) => after_accept(app.clone(), o.clone()),
+            ("assignment.accepted", Some(o), _) => re_estimate(app.clone(), o.clone(), "assigned"),
+            ("order.picked_up", Some(o), _) => re_estimate(app.clone(), o.clone(), "picked_up"),
             ("order.delivered", Some(o), Some(d)) => {
                 after_delivery(app.clone(), d.clone(), o.clone(), n.at)
             }

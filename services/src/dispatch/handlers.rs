@@ -38,7 +38,8 @@ pub fn order_json(o: &Order) -> Value {
            "created_at": rfc3339(o.created_at), "delivery_location": point_json(Some(o.delivery_location)),
            "pickup_location": point_json(o.pickup_location), "assigned_driver_id": o.assigned_driver_id,
            "current_assignment_id": o.current_assignment_id, "batch_id": o.batch_id,
-           "reassign_count": o.reassign_count, "failure_reason": o.failure_reason})
+           "reassign_count": o.reassign_count, "failure_reason": o.failure_reason,
+           "deliver_by": opt_time(o.deliver_by), "repooled": o.repooled})
 }
 
 pub fn driver_json(d: &Driver) -> Value {

@@ -74,29 +74,26 @@ pub async fn poll_queue_once(app: &DispatchApp) -> Result<usize, DispatchError> 
 }
 
 /// Flushes the batch pool if the timer says so (06 §5). Returns orders matched, if it flushed.
+/// Only the leader runs it, so the timer is copied out and back around the awaits.
 pub async fn flush_if_due(app: &DispatchApp) -> Result<Option<usize>, DispatchError> {
     let now = app.clock.now_ms();
-    let (pooled, oldest) = app.dispatcher.pool_stats().await?;
-    let due = app
-        .timer
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .due(pooled, oldest, now);
-    if !due {
+    let mut timer = *app.timer.lock().unwrap_or_else(|p| p.into_inner());
+    if !app.dispatcher.batch_due(&mut timer, now).await? {
+        *app.timer.lock().unwrap_or_else(|p| p.into_inner()) = timer;
         return Ok(None);
     }
     let hubs = app
         .hub_points(&app.dispatcher.hubs_in_play(now).await?)
         .await;
     let now = app.clock.now_ms();
-    let out = app.dispatcher.flush_batch(now, &hubs).await?;
+    let out = app
+        .dispatcher
+        .flush_and_rearm(&mut timer, now, &hubs)
+        .await?;
+    *app.timer.lock().unwrap_or_else(|p| p.into_inner()) = timer;
     notify::announce(app, &out.notices).await;
     let r = &out.value;
     let left = app.dispatcher.pool_stats().await?.0;
-    app.timer
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .flushed(left, now);
     if r.matched > 0 {
         tracing::info!(
             orders = r.orders,
@@ -136,6 +133,19 @@ pub async fn flush_if_due(app: &DispatchApp) -> Result<Option<usize>, DispatchEr
 pub async fn sweep_once(app: &DispatchApp) -> Result<usize, DispatchError> {
     let out = app.dispatcher.expire_offers(app.clock.now_ms()).await?;
     notify::announce(app, &out.notices).await;
+    Ok(out.value)
+}
+
+/// The deadline sweeper: orders still waiting for a rider past their deadline fail.
+pub async fn expire_overdue_once(app: &DispatchApp) -> Result<usize, DispatchError> {
+    let out = app.dispatcher.expire_overdue(app.clock.now_ms()).await?;
+    notify::announce(app, &out.notices).await;
+    if out.value > 0 {
+        tracing::warn!(
+            orders = out.value,
+            "orders failed: delivery deadline passed with no rider"
+        );
+    }
     Ok(out.value)
 }
 
@@ -194,6 +204,7 @@ pub fn spawn_all(app: Arc<DispatchApp>, shutdown: Shutdown) -> Vec<JoinHandle<()
             if now - last_sweep >= 1000 {
                 last_sweep = now;
                 warn("sweep", sweep_once(&app).await);
+                warn("deadline", expire_overdue_once(&app).await);
             }
         }
     });

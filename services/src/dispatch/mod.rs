@@ -29,7 +29,9 @@ use crate::platform::ops::ServiceCtx;
 use crate::platform::server::{assemble, open_stores, BuiltService};
 use crate::platform::shutdown::Shutdown;
 
-pub use jobs::{flush_if_due, poll_queue_once, reassign_once, sweep_once, LeaderState};
+pub use jobs::{
+    expire_overdue_once, flush_if_due, poll_queue_once, reassign_once, sweep_once, LeaderState,
+};
 
 /// `DISPATCH_*` settings (06 §5, §7) and where Geo is.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +67,7 @@ impl DispatchConfig {
                 offer_timeout_ms: r.number("DISPATCH_OFFER_TIMEOUT_S", 30i64, 1, 3600) * 1000,
                 max_batch: r.number("DISPATCH_MAX_BATCH", 50, 1, 250),
                 matcher,
+                deadline_ms: r.number("DISPATCH_DEADLINE_S", 3600i64, 60, 86_400) * 1000,
             },
             poll_ms: r.number("DISPATCH_POLL_MS", 500, 10, 60_000),
             claim_batch: r.number("DISPATCH_CLAIM_BATCH", 50, 1, 1000),

@@ -74,6 +74,8 @@ async fn main() {
         drivers_avail: 5,
         hour: None,
         weekday: None,
+        stage: None,
+        picked: None,
     };
     // Where a calculation's time goes: each store step alone.
     let n = 2000;
