@@ -306,7 +306,7 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
             "p50",
             "p80",
             "p95",
-            "revised ≥ 2 min",
+            "revision rate",
         ],
         vec![row(
             e,
@@ -320,7 +320,7 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
                 "coverage_p50",
                 "coverage_p80",
                 "coverage_p95",
-                "revised_2min_share",
+                "revision_rate",
             ],
         )],
     );

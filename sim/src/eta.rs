@@ -1,62 +1,43 @@
-//! ETA in the twin (07-eta through `qc-eta`): every paid order gets its ETA at placement from the
-//! same components, traffic filter and calibration the service runs, with the hub's live queue
-//! and idle riders; Dispatch's re-estimate after the rider accepts is measured as a revision;
-//! each delivery feeds the segment's traffic filter (the trip's DELIVERING → COMPLETED time, as
-//! Dispatch observes it) and the calibration windows (the order's paid → delivered time). So the
-//! twin runs the learning loop and measures how well the stated percentiles hold.
+//! ETA in the twin (07-eta through `qc-eta`'s engine over its store: `MemoryEtaStore`, or
+//! `RedisEtaStore` in live mode). Every paid order is promised an ETA at payment by
+//! `engine::calculate` with the hub's live queue and idle riders; Dispatch's stage-aware
+//! re-estimates after the rider accepts and at pickup go through the same `calculate` (the
+//! shown ETA moves only when it leaves the promise's tolerance); each delivery is
+//! `engine::observe`d with the ride (DELIVERING → COMPLETED) and the delivery time, as Dispatch
+//! reports it, which teaches the traffic filters and the calibration. The twin keeps only the
+//! measurements: what was promised, what was shown, what happened.
 
 use std::collections::BTreeMap;
 
+use qc_dispatch::DispatchRepo;
 use qc_eta::calibrate::hour_band;
-use qc_eta::compose::base_travel_s;
-use qc_eta::engine::MIN_EXPECTED_S;
-use qc_eta::kalman::{self, KfState, TrafficEstimate};
-use qc_eta::model::segment;
-use qc_eta::{predict, Calibrator, EtaRequest, Model, Offsets, Prediction, Source};
-use qc_geo::Point;
+use qc_eta::engine::{self, local_hour, EtaResult, ObserveInput};
+use qc_eta::kalman;
+use qc_eta::model::{CalculateInput, Stage};
+use qc_eta::{EtaStore, Model};
+use qc_inventory::StockStore;
 use serde::{Deserialize, Serialize};
 
-/// What the shopper was promised at placement, and what happened.
+use crate::backend::Exec;
+use crate::engine::SimTime;
+use crate::ids::{HubIx, OrderIx};
+use crate::world::{SimError, World};
+
+/// What the shopper was promised at payment, and what they were shown later.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Promise {
-    pub placed_at: i64,
-    pub hub: usize,
-    pub band: u8,
+    pub placed_at: SimTime,
+    pub hub: HubIx,
     pub p50: f64,
     pub p80: f64,
     pub p95: f64,
     /// The Gaussian composition (no calibration), for comparison.
     pub raw: (f64, f64, f64),
-    pub raw_p50: f64,
-    pub sigma: f64,
     /// The historical mean order-to-door time of the hub at placement (the naive predictor).
     pub naive: Option<f64>,
-    /// |re-estimated arrival after accept − promised arrival|, seconds.
-    pub revision_s: Option<f64>,
-    pub segment: String,
-}
-
-/// What the twin asks the ETA model: a hub, a customer, a basket and the hub's live state.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ask {
-    pub hub: usize,
-    pub hub_id: String,
-    pub hub_point: Point,
-    pub cust: Point,
-    pub items: u32,
-    pub queue_depth: u32,
-    pub drivers_avail: u32,
-    /// Epoch ms.
-    pub now_ms: i64,
-    pub band: u8,
-}
-
-impl Ask {
-    /// The calibration band of virtual time `t` for a run starting at `start_of_day_ms`.
-    pub fn band_at(start_of_day_ms: i64, t: i64) -> u8 {
-        // Virtual time counts from the run's local midnight + start: offset 0.
-        hour_band(qc_eta::engine::local_hour(start_of_day_ms + t, 0))
-    }
+    /// The largest move of the shown arrival since the promise, seconds (None: never
+    /// re-estimated).
+    pub moved_s: Option<f64>,
 }
 
 /// One post-shift observation of an affected segment: the filter's multiplier right after it
@@ -68,19 +49,19 @@ pub struct ShiftObservation {
     pub designed: f64,
 }
 
+/// The twin's ETA measurements (no model state: that lives in the store).
 #[derive(Debug, Default)]
 pub struct EtaTwin {
     pub model: Option<Model>,
-    pub kf: BTreeMap<String, KfState>,
-    pub cal: Calibrator,
     /// Per hub: Σ and count of delivered order-to-door times.
-    naive: BTreeMap<usize, (f64, u64)>,
-    /// Per order.
-    pub promises: BTreeMap<usize, Promise>,
-    /// Delivered orders: (order, actual order-to-door s).
-    pub outcomes: Vec<(usize, f64)>,
+    naive: BTreeMap<HubIx, (f64, u64)>,
+    pub promises: BTreeMap<OrderIx, Promise>,
+    /// Delivered orders: (order, actual payment-to-door s).
+    pub outcomes: Vec<(OrderIx, f64)>,
     /// Per segment, observations of trips a traffic event slowed.
     pub after_shift: BTreeMap<String, Vec<ShiftObservation>>,
+    /// Segments the filters learnt.
+    pub segments: std::collections::BTreeSet<String>,
 }
 
 impl EtaTwin {
@@ -91,138 +72,167 @@ impl EtaTwin {
         }
     }
 
-    fn model(&self) -> Model {
+    pub fn model(&self) -> Model {
         self.model.unwrap_or(Model::FULL)
     }
+}
 
-    fn traffic(&self, hub_id: &str, seg: &str, now_ms: i64) -> TrafficEstimate {
-        if self.model().traffic {
-            kalman::estimate_two_level(
-                self.kf.get(seg),
-                self.kf.get(&format!("{hub_id}:*")),
-                now_ms,
-            )
-        } else {
-            TrafficEstimate::PRIOR
+/// The twin's virtual day starts at local midnight of the epoch: local hour = UTC hour.
+const SIM_UTC_OFFSET_MIN: i32 = 0;
+
+impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X> {
+    /// The request Dispatch (or Checkout) would send for order `o` at `stage`, with the hub's
+    /// queue as the caller counts it and its idle riders.
+    fn eta_request(&self, o: OrderIx, queue_depth: u32, stage: Stage) -> CalculateInput {
+        let h = self.orders[o.0].hub.expect("paid orders have a hub");
+        let hub = &self.sc.hubs[h.0];
+        let cust = self.orders[o.0].location;
+        CalculateInput {
+            order_id: o.key(),
+            hub_id: hub.id.clone(),
+            item_count: i64::from(self.orders[o.0].units().clamp(1, 1000)),
+            hub_lat: hub.lat,
+            hub_lng: hub.lng,
+            cust_lat: cust.lat,
+            cust_lng: cust.lng,
+            queue_depth: i64::from(queue_depth),
+            drivers_avail: i64::from(self.idle_count(h)),
+            hour: None,
+            weekday: None,
+            stage: Some(stage.as_str().into()),
+            picked: matches!(stage, Stage::Assigned { picked: true }).then_some(true),
+            rider_lat: None,
+            rider_lng: None,
         }
     }
 
-    fn offsets(&self, hub_id: &str, band: u8) -> (Offsets, Source) {
-        if self.model().calibrate {
-            self.cal.offsets(hub_id, band)
-        } else {
-            (Offsets::GAUSSIAN, Source::Prior)
+    fn calculate(&mut self, input: CalculateInput) -> Result<EtaResult, SimError> {
+        let req = input
+            .validate()
+            .map_err(|e| SimError::Unexpected(format!("ETA request refused: {e}")))?;
+        let now = self.now_ms();
+        let band = hour_band(local_hour(now, SIM_UTC_OFFSET_MIN));
+        let model = self.eta.model();
+        let store = &self.eta_store;
+        Ok(self.exec.run(
+            "eta.calculate",
+            engine::calculate(store, &req, now, band, model),
+        ))
+    }
+
+    /// The promise at payment: the hub's backlog (waiting to be picked, being picked, waiting
+    /// for a rider) and its idle riders, as Checkout would ask.
+    pub(crate) fn promise_eta(&mut self, t: SimTime, o: OrderIx) -> Result<(), SimError> {
+        if !self.sc.dispatch.enabled {
+            return Ok(());
         }
-    }
-
-    /// The prediction the ETA service would give for `ask`.
-    pub fn predict(&self, ask: &Ask) -> Prediction {
-        let req = EtaRequest {
-            order_id: String::new(),
-            hub_id: ask.hub_id.clone(),
-            item_count: ask.items.clamp(1, 1000),
-            hub: ask.hub_point,
-            cust: ask.cust,
-            queue_depth: ask.queue_depth,
-            drivers_avail: ask.drivers_avail,
-        };
-        let seg = segment(&ask.hub_id, ask.cust);
-        predict(
-            &req,
-            Some(self.traffic(&ask.hub_id, &seg, ask.now_ms)),
-            self.offsets(&ask.hub_id, ask.band),
-        )
-    }
-
-    /// The promise at placement (virtual time `t`).
-    pub fn promise(&mut self, o: usize, t: i64, ask: &Ask) {
-        let p = self.predict(ask);
-        let g = |z: f64| p.raw_p50 + z * p.sigma;
-        let naive = self.naive.get(&ask.hub).map(|(s, n)| s / *n as f64);
-        self.promises.insert(
+        let h = self.orders[o.0].hub.expect("paid orders have a hub");
+        let waiting = self
+            .orders_awaiting_rider
+            .get(h.0)
+            .copied()
+            .unwrap_or_default();
+        let backlog = self.hubs[h.0].queue.len() as u32 + self.hubs[h.0].busy + waiting;
+        let r = self.calculate(self.eta_request(o, backlog, Stage::Placed))?;
+        let g = |z: f64| r.raw_p50_s + z * r.sigma_s;
+        let naive = self.eta.naive.get(&h).map(|(s, n)| s / *n as f64);
+        self.eta.promises.insert(
             o,
             Promise {
                 placed_at: t,
-                hub: ask.hub,
-                band: ask.band,
-                p50: p.p50,
-                p80: p.p80,
-                p95: p.p95,
-                raw: (p.raw_p50, g(qc_eta::compose::Z80), g(qc_eta::compose::Z95)),
-                raw_p50: p.raw_p50,
-                sigma: p.sigma,
+                hub: h,
+                p50: r.eta_p50_s,
+                p80: r.eta_p80_s,
+                p95: r.eta_p95_s,
+                raw: (
+                    r.raw_p50_s,
+                    g(qc_eta::compose::Z80),
+                    g(qc_eta::compose::Z95),
+                ),
                 naive,
-                revision_s: None,
-                segment: p.segment,
+                moved_s: None,
             },
         );
+        Ok(())
     }
 
-    /// Dispatch's `calculate` after the rider accepted (07 §8): sticky for 30 s on the same
-    /// fingerprint, else a fresh estimate from now. Records how far the promised arrival moved.
-    pub fn re_estimate(&mut self, o: usize, t: i64, ask: &Ask) {
-        let Some(pr) = self.promises.get(&o) else {
-            return;
+    /// Dispatch's stage-aware re-estimate; records how far the shown arrival moved.
+    pub(crate) fn re_estimate_eta(&mut self, o: OrderIx, stage: Stage) -> Result<(), SimError> {
+        let Some(pr) = self.eta.promises.get(&o) else {
+            return Ok(());
         };
-        let revision = if t - pr.placed_at < qc_eta::store::STICKY_MS {
-            0.0
-        } else {
-            let promised = pr.placed_at as f64 / 1000.0 + pr.p50;
-            (t as f64 / 1000.0 + self.predict(ask).p50 - promised).abs()
-        };
-        self.promises.get_mut(&o).expect("present").revision_s = Some(revision);
+        let promised = pr.placed_at as f64 / 1000.0 + pr.p50;
+        let h = pr.hub;
+        let waiting = self
+            .orders_awaiting_rider
+            .get(h.0)
+            .copied()
+            .unwrap_or_default();
+        let r = self.calculate(self.eta_request(o, waiting, stage))?;
+        let shown = (r.computed_at - self.epoch_ms) as f64 / 1000.0 + r.eta_p50_s;
+        let moved = (shown - promised).abs();
+        let pr = self.eta.promises.get_mut(&o).expect("present");
+        pr.moved_s = Some(pr.moved_s.unwrap_or(0.0).max(moved));
+        Ok(())
     }
 
-    /// A delivery: the trip feeds the traffic filter, the order's time the calibration and the
-    /// naive mean. `shifted` says whether a traffic event slowed this trip (the shift check).
-    #[allow(clippy::too_many_arguments)]
-    pub fn delivered(
-        &mut self,
-        o: usize,
-        t: i64,
-        epoch_ms: i64,
-        hub_id: &str,
-        hub: Point,
-        cust: Point,
-        travel_s: f64,
-        designed_ratio: f64,
-        shifted: bool,
-    ) {
-        let base = base_travel_s(hub, cust);
-        let seg = segment(hub_id, cust);
-        if self.model().traffic && base >= MIN_EXPECTED_S {
-            let hub_key = format!("{hub_id}:*");
-            let (s, h) = kalman::update_two_level(
-                self.kf.get(&seg).copied(),
-                self.kf.get(&hub_key).copied(),
-                epoch_ms + t,
-                travel_s / base,
-            );
-            self.kf.insert(hub_key, h);
-            self.kf.insert(seg.clone(), s);
-            if shifted {
-                let obs = self.after_shift.entry(seg).or_default();
+    /// A delivery, reported as Dispatch does: the ride feeds the segment's traffic filter and
+    /// the delivery time the calibration; the twin records the outcome.
+    pub(crate) fn observe_eta(&mut self, t: SimTime, o: OrderIx) -> Result<(), SimError> {
+        let Some(pr) = self.eta.promises.get(&o).cloned() else {
+            return Ok(());
+        };
+        let hub = &self.sc.hubs[pr.hub.0];
+        let (hub_pt, cust) = (
+            qc_geo::Point {
+                lat: hub.lat,
+                lng: hub.lng,
+            },
+            self.orders[o.0].location,
+        );
+        let out = self.orders[o.0].out_at.unwrap_or(t);
+        let ride_s = ((t - out) as f64 / 1000.0).max(0.001);
+        let input = ObserveInput {
+            hub_id: hub.id.clone(),
+            hub_lat: hub.lat,
+            hub_lng: hub.lng,
+            cust_lat: cust.lat,
+            cust_lng: cust.lng,
+            actual_travel_s: ride_s.min(7200.0),
+            observed_at: Some(self.now_ms()),
+            order_id: Some(o.key()),
+            actual_total_s: None,
+            delivered_at: Some(self.now_ms()),
+        };
+        let now = self.now_ms();
+        let store = &self.eta_store;
+        let observed = self
+            .exec
+            .run(
+                "eta.observe",
+                engine::observe(store, input, now, SIM_UTC_OFFSET_MIN),
+            )
+            .map_err(|e| SimError::Unexpected(format!("ETA observation refused: {e}")))?
+            .map_err(|e| SimError::Eta(e.to_string()))?;
+        if observed.applied {
+            self.eta.segments.insert(observed.segment.clone());
+            if self.event_factor(hub_pt, cust, out) != 1.0 {
+                let base = qc_eta::compose::base_travel_s(hub_pt, cust);
+                let designed = self.orders[o.0].designed_trip_s / base.max(1e-9);
+                let obs = self.eta.after_shift.entry(observed.segment).or_default();
                 obs.push(ShiftObservation {
                     k: obs.len() as u32 + 1,
-                    learned: s.x.exp().clamp(kalman::CLAMP.0, kalman::CLAMP.1),
-                    designed: designed_ratio,
+                    learned: observed.x.exp().clamp(kalman::CLAMP.0, kalman::CLAMP.1),
+                    designed,
                 });
             }
         }
-        let Some(pr) = self.promises.get(&o) else {
-            return;
-        };
         let actual = (t - pr.placed_at) as f64 / 1000.0;
-        let score = (actual - pr.raw_p50) / pr.sigma.max(1e-9);
-        self.cal.observe(hub_id, pr.band, score);
-        if self.model().calibrate {
-            self.cal
-                .outcome(hub_id, [actual > pr.p50, actual > pr.p80, actual > pr.p95]);
-        }
-        let e = self.naive.entry(pr.hub).or_insert((0.0, 0));
+        let e = self.eta.naive.entry(pr.hub).or_insert((0.0, 0));
         e.0 += actual;
         e.1 += 1;
-        self.outcomes.push((o, actual));
+        self.eta.outcomes.push((o, actual));
+        Ok(())
     }
 }
 
@@ -277,8 +287,8 @@ pub struct EtaInfo {
     pub naive_mae_s: f64,
     /// 1 − MAE / naive MAE on the orders both predicted.
     pub mae_improvement_vs_naive: f64,
-    /// Share of orders whose promised arrival moved ≥ 2 min at Dispatch's re-estimate.
-    pub revised_2min_share: f64,
+    /// Share of orders whose shown ETA moved by ≥ 2 min after placement (issue #9).
+    pub revision_rate: f64,
     pub segments_learned: u64,
     pub error_histogram: Vec<Bin>,
     pub shift: Option<ShiftCheck>,
@@ -340,7 +350,6 @@ pub fn summarise(twin: &EtaTwin, warmup: i64, kind: &str) -> EtaInfo {
                 / k,
         )
     };
-    let revised: Vec<f64> = rows.iter().filter_map(|(p, _)| p.revision_s).collect();
     let mut bins: BTreeMap<i32, u64> = BTreeMap::new();
     for (p, a) in &rows {
         let m = ((a - p.p50) / 60.0).floor().clamp(-20.0, 20.0) as i32;
@@ -395,12 +404,8 @@ pub fn summarise(twin: &EtaTwin, warmup: i64, kind: &str) -> EtaInfo {
         } else {
             0.0
         },
-        revised_2min_share: if revised.is_empty() {
-            0.0
-        } else {
-            round4(revised.iter().filter(|r| **r >= 120.0).count() as f64 / revised.len() as f64)
-        },
-        segments_learned: twin.kf.len() as u64,
+        revision_rate: share(&|p, _| p.moved_s.is_some_and(|m| m >= 120.0)),
+        segments_learned: twin.segments.len() as u64,
         error_histogram: bins
             .into_iter()
             .map(|(lo_min, count)| Bin { lo_min, count })

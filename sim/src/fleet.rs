@@ -1,12 +1,15 @@
-//! Riders and dispatch in the twin (06-dispatch through `qc-dispatch`): picked orders wait in a
-//! per-hub pool that flushes in batches, the matcher offers them to idle riders (at the hub or
-//! riding back to it), riders answer, reject or let offers time out, rejected orders are
-//! reassigned with backoff, and riders travel hub → door → hub with a road factor, the
-//! time-of-day traffic profile and noise. Every rider transition is checked against the
-//! driver state machine.
+//! Riders and dispatch in the twin. Every dispatch decision is the production one: orders enter
+//! `qc_dispatch::Dispatcher` (over `MemoryRepo`, or `PgRepo` in live mode) and the batch timer,
+//! the flush and its matcher, offers, timeouts, reassignments, re-pooling and deadlines all run
+//! in the core. The world calls the core's job functions from engine events at the instants
+//! they have work (the batch timer's next due time, an offer's expiry, a reassignment's due
+//! time, an order's deadline) instead of polling, and plays only what is not production code:
+//! riders answering offers, riding (hub → door → hub with a road factor, the time-of-day
+//! traffic profile, traffic events and noise), shifts, and the driver app's state changes.
 
-use qc_dispatch::matching::{cost, greedy, optimal, total, Assignment, CostInput, CostMatrix};
-use qc_dispatch::{check_transition, next_reassignment, DriverState, Matcher, OrderEffect, Via};
+use qc_dispatch::model::{Item as DispatchItem, NewDriver, NewOrder};
+use qc_dispatch::{DispatchError, DispatchRepo, DriverState, Notice};
+use qc_eta::EtaStore;
 use qc_geo::{haversine_km, Point};
 use qc_inventory::StockStore;
 use rand::Rng;
@@ -14,9 +17,10 @@ use rand_distr::{Distribution, Exp, LogNormal};
 
 use crate::backend::Exec;
 use crate::engine::SimTime;
+use crate::ids::{HubIx, OrderIx, RiderIx};
 use crate::log::kind;
 use crate::scenario::{parse_clock_ms, Scenario};
-use crate::world::{Ev, OrderState, World, DAY_MS, HOUR_MS};
+use crate::world::{Ev, OrderState, SimError, World, DAY_MS, HOUR_MS};
 
 /// A straight trip between two points, used to place a rider riding back to the hub.
 #[derive(Debug, Clone, Copy)]
@@ -27,17 +31,24 @@ pub struct Trip {
     pub end: SimTime,
 }
 
+/// A rider as the world sees them: where they are and what the app last reported. The
+/// authoritative record (state, load, offers) is the Dispatcher's.
 #[derive(Debug, Clone)]
 pub struct Rider {
-    pub hub: usize,
+    /// The hub the rider rides back to between trips: where they started, then the hub of
+    /// their last pickup.
+    pub home: HubIx,
     pub state: DriverState,
     /// Where the rider was when `trip` started (or is, without a trip).
     pub pos: Point,
     pub trip: Option<Trip>,
     /// Bumped whenever a trip is abandoned, so its arrival event is ignored.
     pub trip_seq: u64,
-    pub order: Option<usize>,
-    pub skipped: u32,
+    pub order: Option<OrderIx>,
+    /// The open offer's assignment id.
+    pub offer: Option<String>,
+    /// Bumped with every offer, so a stale answer is ignored.
+    pub offer_seq: u64,
     pub leaving: bool,
     pub deliveries: u64,
     pub busy_ms: i64,
@@ -58,13 +69,15 @@ pub struct FleetStats {
     pub offers_rejected: u64,
     pub offers_timed_out: u64,
     pub reassignments: u64,
+    pub repooled: u64,
     pub pickup_km: f64,
     pub pickups: u64,
     pub greedy_cost: f64,
     pub optimal_cost: f64,
     pub compared_batches: u64,
-    pub illegal_transitions: u64,
-    pub illegal_details: Vec<String>,
+    /// Dispatcher refusals the twin never expects (illegal transitions included).
+    pub refused: u64,
+    pub refused_details: Vec<String>,
 }
 
 /// The virtual [start, end) of a shift given as local "HH:MM" times, for a run starting at
@@ -102,13 +115,16 @@ pub fn shift_of(k: u32, n: u32, shares: &[f64]) -> usize {
 }
 
 pub fn riders_for(sc: &Scenario) -> Vec<Rider> {
+    if !sc.dispatch.enabled {
+        return Vec::new();
+    }
     let shares: Vec<f64> = sc.riders.shifts.iter().map(|s| s.share).collect();
     let mut riders = Vec::new();
     for (h, hub) in sc.hubs.iter().enumerate() {
         for k in 0..hub.riders {
             let sh = &sc.riders.shifts[shift_of(k, hub.riders, &shares)];
             riders.push(Rider {
-                hub: h,
+                home: HubIx(h),
                 state: DriverState::Offline,
                 pos: Point {
                     lat: hub.lat,
@@ -117,7 +133,8 @@ pub fn riders_for(sc: &Scenario) -> Vec<Rider> {
                 trip: None,
                 trip_seq: 0,
                 order: None,
-                skipped: 0,
+                offer: None,
+                offer_seq: 0,
                 leaving: false,
                 deliveries: 0,
                 busy_ms: 0,
@@ -135,68 +152,257 @@ fn busy(s: DriverState) -> bool {
     !matches!(s, DriverState::Idle | DriverState::Offline)
 }
 
-impl<S: StockStore, X: Exec> World<'_, S, X> {
-    /// Schedules shift starts and ends.
-    pub(crate) fn start_fleet(&mut self) {
+/// Runs one Dispatcher call through the executor (`$op` names it in the latency table).
+macro_rules! dispatch {
+    ($w:ident, $op:literal, |$d:ident| $call:expr) => {{
+        let $d = &$w.dispatch;
+        $w.exec.run($op, $call)
+    }};
+}
+
+impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X> {
+    /// Registers every rider (OFFLINE at their hub) and schedules shift starts and ends.
+    pub(crate) fn start_fleet(&mut self) -> Result<(), SimError> {
+        let now = self.now_ms();
         for r in 0..self.riders.len() {
+            let new = NewDriver {
+                id: RiderIx(r).key(),
+                name: String::new(),
+                location: Some(self.riders[r].pos),
+                max_load: 1,
+            };
+            let out = dispatch!(self, "dispatch.register_driver", |d| d
+                .register_driver(new, now));
+            self.accept_result(out)?;
             let (start, end) = self.riders[r].shift;
-            self.q.at(start, Ev::ShiftStart(r));
+            self.q.at(start, Ev::ShiftStart(RiderIx(r)));
             if end != i64::MAX {
-                self.q.at(end.max(start), Ev::ShiftEnd(r));
+                self.q.at(end.max(start), Ev::ShiftEnd(RiderIx(r)));
             }
         }
+        Ok(())
     }
 
-    /// Moves a rider if the state machine allows it; an illegal request is recorded as an
-    /// invariant violation and changes nothing.
-    fn move_rider(
-        &mut self,
-        t: SimTime,
-        r: usize,
-        to: DriverState,
-        via: Via,
-    ) -> Option<OrderEffect> {
-        let from = self.riders[r].state;
-        match check_transition(from, to, via) {
-            Ok(effect) => {
-                let rider = &mut self.riders[r];
-                if busy(to) && !busy(from) {
-                    rider.busy_since = Some(t);
-                }
-                if !busy(to) && busy(from) {
-                    rider.busy_ms += t - rider.busy_since.take().unwrap_or(t);
-                }
-                if from == DriverState::Offline {
-                    rider.on_since = Some(t);
-                }
-                if to == DriverState::Offline {
-                    rider.on_shift_ms += t - rider.on_since.take().unwrap_or(t);
-                }
-                rider.state = to;
-                Some(effect)
-            }
+    /// A Dispatcher answer: a store failure stops the run; a refusal the twin never expects
+    /// (an illegal transition, a stale offer) is recorded as an invariant violation.
+    fn accept_result<T>(&mut self, r: Result<T, DispatchError>) -> Result<Option<T>, SimError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(DispatchError::Backend(m)) => Err(SimError::Dispatch(m)),
             Err(e) => {
-                self.fleet.illegal_transitions += 1;
-                if self.fleet.illegal_details.len() < 10 {
+                self.fleet.refused += 1;
+                if self.fleet.refused_details.len() < 10 {
+                    let t = self.q.now();
                     self.fleet
-                        .illegal_details
-                        .push(format!("rider {r} at {t} ms: {e}"));
+                        .refused_details
+                        .push(format!("dispatch refused at {t} ms: {e}"));
                 }
-                None
+                Ok(None)
             }
         }
     }
 
-    fn hub_point(&self, h: usize) -> Point {
+    /// The rider's app moves them (`POST /dispatch/driver/state`); the notices it causes are
+    /// applied. False if Dispatch refused.
+    fn app_state(&mut self, t: SimTime, r: RiderIx, to: DriverState) -> Result<bool, SimError> {
+        let (id, now) = (r.key(), self.now_ms());
+        let out = dispatch!(self, "dispatch.driver_state", |d| d
+            .driver_state(&id, to, None, now));
+        match self.accept_result(out)? {
+            Some(out) => {
+                self.mirror(t, r, to);
+                self.apply(t, out.notices)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Keeps the world's view of a rider's state (for busy-time accounting) in step.
+    fn mirror(&mut self, t: SimTime, r: RiderIx, to: DriverState) {
+        let rider = &mut self.riders[r.0];
+        let from = rider.state;
+        if busy(to) && !busy(from) {
+            rider.busy_since = Some(t);
+        }
+        if !busy(to) && busy(from) {
+            rider.busy_ms += t - rider.busy_since.take().unwrap_or(t);
+        }
+        if from == DriverState::Offline && to != DriverState::Offline {
+            rider.on_since = Some(t);
+        }
+        if to == DriverState::Offline && from != DriverState::Offline {
+            rider.on_shift_ms += t - rider.on_since.take().unwrap_or(t);
+        }
+        rider.state = to;
+    }
+
+    /// What Dispatch announced, as the world lives it.
+    fn apply(&mut self, t: SimTime, notices: Vec<Notice>) -> Result<(), SimError> {
+        let mut repooled = false;
+        for n in notices {
+            let order = n.order_id.as_deref().and_then(OrderIx::parse);
+            let rider = n.driver_id.as_deref().and_then(RiderIx::parse);
+            match (n.kind, order, rider) {
+                ("order.assigned", Some(o), Some(r)) => {
+                    let aid = n.assignment_id.unwrap_or_default();
+                    self.offered(t, o, r, aid, n.due_at.unwrap_or(n.at));
+                }
+                ("assignment.timeout", Some(o), Some(r)) => {
+                    self.fleet.offers_timed_out += 1;
+                    self.offer_closed(t, o, r)?;
+                }
+                ("assignment.rejected" | "assignment.cancelled", Some(o), Some(r)) => {
+                    self.offer_closed(t, o, r)?;
+                }
+                ("order.reassign_scheduled", Some(_), _) => {
+                    self.fleet.reassignments += 1;
+                    let due = n.due_at.unwrap_or(n.at) - self.epoch_ms;
+                    self.q.at(due.max(t), Ev::ReassignWake);
+                }
+                ("order.repooled", Some(o), _) => {
+                    self.fleet.repooled += 1;
+                    self.orders[o.0].state = OrderState::AwaitingRider;
+                    repooled = true;
+                }
+                ("order.failed", Some(o), _) => {
+                    let reason = n.reason.unwrap_or_else(|| "DISPATCH_FAILED".into());
+                    self.lose(t, o, OrderState::DispatchFailed, reason);
+                }
+                _ => {}
+            }
+        }
+        if repooled {
+            self.batch_tick(t)?;
+        }
+        Ok(())
+    }
+
+    /// A picked order enters Dispatch (as Checkout's `dispatch_queue` row would), with its
+    /// delivery deadline counted from payment.
+    pub(crate) fn enqueue_dispatch(&mut self, t: SimTime, o: OrderIx) -> Result<(), SimError> {
+        let h = self.orders[o.0].hub.expect("picked orders have a hub");
+        self.orders[o.0].state = OrderState::AwaitingRider;
+        let paid = self.orders[o.0].paid_at.unwrap_or(t);
+        let deliver_by = self.epoch_ms + paid + self.dispatch.policy.deadline_ms;
+        let new = NewOrder {
+            id: o.key(),
+            customer_id: format!("c{:07}", o.0),
+            hub_id: self.hubs[h.0].id.to_string(),
+            items: self.orders[o.0]
+                .lines
+                .iter()
+                .map(|(s, q)| DispatchItem {
+                    product_id: self.skus[*s].to_string(),
+                    name: String::new(),
+                    quantity: *q,
+                })
+                .collect(),
+            total: 0,
+            priority: 1,
+            delivery_location: self.orders[o.0].location,
+            pickup_location: None,
+            deliver_by: Some(deliver_by),
+        };
+        let now = self.now_ms();
+        let out = dispatch!(self, "dispatch.create_order", |d| d.create_order(new, now));
+        self.accept_result(out)?;
+        self.q
+            .at((deliver_by - self.epoch_ms).max(t), Ev::DeadlineWake);
+        self.batch_tick(t)
+    }
+
+    /// The batch job (06 §5): flush if the timer says so, then wake again when it next can.
+    pub(crate) fn batch_tick(&mut self, t: SimTime) -> Result<(), SimError> {
+        let now = self.now_ms();
+        let due = {
+            let (d, timer) = (&self.dispatch, &mut self.timer);
+            self.exec.run("dispatch.batch_due", d.batch_due(timer, now))
+        };
+        if self.accept_result(due)? == Some(true) {
+            let out = {
+                let (d, timer, hubs) = (&self.dispatch, &mut self.timer, &self.hub_points);
+                self.exec
+                    .run("dispatch.flush", d.flush_and_rearm(timer, now, hubs))
+            };
+            if let Some(out) = self.accept_result(out)? {
+                let r = &out.value;
+                if r.matched > 0 {
+                    self.fleet.batches += 1;
+                    self.fleet.batched_orders += r.matched as u64;
+                    if r.matched > 1 {
+                        self.fleet.orders_in_multi_order_batches += r.matched as u64;
+                    }
+                }
+                if r.greedy.0 == r.optimal.0 && r.greedy.0 > 0 {
+                    self.fleet.greedy_cost += r.greedy.1;
+                    self.fleet.optimal_cost += r.optimal.1;
+                    self.fleet.compared_batches += 1;
+                }
+                self.apply(t, out.notices)?;
+            }
+        }
+        if let Some(next) = self.timer.next_due() {
+            let at = (next - self.epoch_ms).max(t);
+            if self.batch_wake.is_none_or(|w| w > at || w < t) {
+                self.batch_wake = Some(at);
+                self.q.at(at, Ev::BatchWake);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn on_batch_wake(&mut self, t: SimTime) -> Result<(), SimError> {
+        if self.batch_wake == Some(t) {
+            self.batch_wake = None;
+        }
+        self.batch_tick(t)
+    }
+
+    /// The offer sweeper's pass at an offer's deadline.
+    pub(crate) fn on_offer_expiry(&mut self, t: SimTime) -> Result<(), SimError> {
+        let now = self.now_ms();
+        let out = dispatch!(self, "dispatch.expire_offers", |d| d.expire_offers(now));
+        if let Some(out) = self.accept_result(out)? {
+            self.apply(t, out.notices)?;
+        }
+        Ok(())
+    }
+
+    /// The reassignment scheduler's pass when an attempt is due.
+    pub(crate) fn on_reassign_wake(&mut self, t: SimTime) -> Result<(), SimError> {
+        let now = self.now_ms();
+        let out = {
+            let (d, hubs) = (&self.dispatch, &self.hub_points);
+            self.exec
+                .run("dispatch.run_reassignments", d.run_reassignments(now, hubs))
+        };
+        if let Some(out) = self.accept_result(out)? {
+            self.apply(t, out.notices)?;
+        }
+        Ok(())
+    }
+
+    /// The deadline sweeper's pass when an order's deadline comes.
+    pub(crate) fn on_deadline_wake(&mut self, t: SimTime) -> Result<(), SimError> {
+        let now = self.now_ms();
+        let out = dispatch!(self, "dispatch.expire_overdue", |d| d.expire_overdue(now));
+        if let Some(out) = self.accept_result(out)? {
+            self.apply(t, out.notices)?;
+        }
+        Ok(())
+    }
+
+    fn hub_point(&self, h: HubIx) -> Point {
         Point {
-            lat: self.sc.hubs[h].lat,
-            lng: self.sc.hubs[h].lng,
+            lat: self.sc.hubs[h.0].lat,
+            lng: self.sc.hubs[h.0].lng,
         }
     }
 
     /// Where a rider is now (interpolated along a trip back to the hub).
-    fn rider_pos(&self, r: usize, t: SimTime) -> Point {
-        let rider = &self.riders[r];
+    fn rider_pos(&self, r: RiderIx, t: SimTime) -> Point {
+        let rider = &self.riders[r.0];
         match rider.trip {
             Some(tr) if tr.end > tr.start => {
                 let f = ((t - tr.start) as f64 / (tr.end - tr.start) as f64).clamp(0.0, 1.0);
@@ -270,126 +476,25 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         ((km / speed.max(1.0) * HOUR_MS as f64) * noise).round() as i64
     }
 
-    /// A picked order joins its hub's pool.
-    pub(crate) fn enqueue_dispatch(&mut self, t: SimTime, o: usize) {
-        let h = self.orders[o].hub.expect("picked orders have a hub");
-        self.orders[o].state = OrderState::AwaitingRider;
-        self.pools[h].push_back(o);
-        if self.pools[h].len() >= self.sc.dispatch.min_orders as usize {
-            self.flush(t, h);
-        } else if !self.armed[h] {
-            self.armed[h] = true;
-            self.q.after(
-                (self.sc.dispatch.window_s * 1000.0).round() as i64,
-                Ev::Flush(h),
-            );
-        }
-    }
-
-    pub(crate) fn on_flush_timer(&mut self, t: SimTime, h: usize) {
-        self.armed[h] = false;
-        self.flush(t, h);
-    }
-
-    fn idle_riders(&self, h: usize) -> Vec<usize> {
-        (0..self.riders.len())
-            .filter(|r| {
-                self.riders[*r].hub == h
-                    && self.riders[*r].state == DriverState::Idle
-                    && !self.riders[*r].leaving
-            })
-            .collect()
-    }
-
-    fn cost_row(&self, t: SimTime, o: usize, candidates: &[usize]) -> Vec<Option<f64>> {
-        let h = self.orders[o].hub.expect("hub");
-        let pickup = self.hub_point(h);
-        candidates
-            .iter()
-            .map(|r| {
-                (!self.orders[o].excluded.contains(r)).then(|| {
-                    cost(&CostInput {
-                        pickup,
-                        driver: self.rider_pos(*r, t),
-                        driver_load: 0,
-                        driver_max_load: 1,
-                        priority: 1,
-                        skipped_count: self.riders[*r].skipped,
-                    })
-                })
-            })
-            .collect()
-    }
-
-    /// One batch: the oldest orders of the pool against the hub's idle riders.
-    fn flush(&mut self, t: SimTime, h: usize) {
-        let batch: Vec<usize> = self.pools[h]
-            .iter()
-            .take(self.sc.dispatch.max_batch as usize)
-            .copied()
-            .collect();
-        let candidates = self.idle_riders(h);
-        if !batch.is_empty() && !candidates.is_empty() {
-            let costs: CostMatrix = batch
-                .iter()
-                .map(|o| self.cost_row(t, *o, &candidates))
-                .collect();
-            let (g, opt) = (greedy(&costs), optimal(&costs));
-            if g.len() == opt.len() && !g.is_empty() {
-                self.fleet.greedy_cost += total(&g);
-                self.fleet.optimal_cost += total(&opt);
-                self.fleet.compared_batches += 1;
-            }
-            let chosen: Vec<Assignment> = match self.sc.dispatch.matcher {
-                Matcher::Greedy => g,
-                Matcher::Optimal => opt,
-            };
-            self.fleet.batches += 1;
-            self.fleet.batched_orders += chosen.len() as u64;
-            if chosen.len() > 1 {
-                self.fleet.orders_in_multi_order_batches += chosen.len() as u64;
-            }
-            let picked: Vec<usize> = chosen.iter().map(|a| candidates[a.driver]).collect();
-            for a in &chosen {
-                let o = batch[a.order];
-                self.pools[h].retain(|x| *x != o);
-                self.offer(t, o, candidates[a.driver]);
-            }
-            for r in candidates {
-                if !picked.contains(&r) {
-                    self.riders[r].skipped += 1;
-                }
-            }
-        }
-        if !self.pools[h].is_empty() && !self.armed[h] {
-            self.armed[h] = true;
-            self.q.after(
-                (self.sc.dispatch.window_s * 1000.0).round() as i64,
-                Ev::Flush(h),
-            );
-        }
-    }
-
-    fn offer(&mut self, t: SimTime, o: usize, r: usize) {
+    /// Dispatch offered `o` to `r`: the rider stops where they are, and will answer, reject, or
+    /// let the offer run out.
+    fn offered(&mut self, t: SimTime, o: OrderIx, r: RiderIx, assignment: String, expires: i64) {
         let pos = self.rider_pos(r, t);
-        if self
-            .move_rider(t, r, DriverState::Assigned, Via::Matcher)
-            .is_none()
-        {
-            return;
-        }
-        let h = self.orders[o].hub.expect("hub");
-        let hub = self.hub_point(h);
-        let rider = &mut self.riders[r];
+        let hub = self.orders[o.0].hub.expect("dispatched orders have a hub");
+        let hub = self.hub_point(hub);
+        self.mirror(t, r, DriverState::Assigned);
+        let rider = &mut self.riders[r.0];
         rider.pos = pos;
         rider.trip = None;
         rider.trip_seq += 1;
         rider.order = Some(o);
-        rider.skipped = 0;
+        rider.offer = Some(assignment);
+        rider.offer_seq += 1;
+        let seq = rider.offer_seq;
         self.fleet.offers += 1;
         self.fleet.pickup_km += haversine_km(pos, hub);
         self.fleet.pickups += 1;
-        let order = &mut self.orders[o];
+        let order = &mut self.orders[o.0];
         order.state = OrderState::Offered;
         order.offers += 1;
         let rd = &self.sc.riders;
@@ -401,171 +506,160 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         } else {
             0
         };
-        let timeout_ms = (rd.offer_timeout_s * 1000.0).round() as i64;
         let accept = self.rng.offers.random::<f64>() < rd.accept_probability;
-        if answer_ms >= timeout_ms {
-            self.q.after(timeout_ms, Ev::OfferTimeout(o, r));
+        let expires = expires - self.epoch_ms;
+        if t + answer_ms >= expires {
+            self.q.at(expires.max(t), Ev::OfferExpiry);
         } else {
-            self.q.after(answer_ms, Ev::OfferAnswer(o, r, accept));
+            self.q.after(answer_ms, Ev::OfferAnswer(r, seq, accept));
         }
     }
 
-    pub(crate) fn on_offer_answer(&mut self, t: SimTime, o: usize, r: usize, accept: bool) {
+    pub(crate) fn on_offer_answer(
+        &mut self,
+        t: SimTime,
+        r: RiderIx,
+        seq: u64,
+        accept: bool,
+    ) -> Result<(), SimError> {
+        let rider = &self.riders[r.0];
+        let (Some(aid), Some(o)) = (rider.offer.clone(), rider.order) else {
+            return Ok(());
+        };
+        if rider.offer_seq != seq {
+            return Ok(());
+        }
+        let (did, now) = (r.key(), self.now_ms());
         if !accept {
             self.fleet.offers_rejected += 1;
-            self.close_offer(t, o, r);
-            return;
-        }
-        if self
-            .move_rider(t, r, DriverState::ToHub, Via::Accept)
-            .is_none()
-        {
-            return;
-        }
-        self.orders[o].state = OrderState::OutForDelivery;
-        self.re_estimate_eta(t, o);
-        let h = self.riders[r].hub;
-        let (from, to) = (self.riders[r].pos, self.hub_point(h));
-        let d = self.travel_ms(from, to, t);
-        self.q.after(d, Ev::RiderAtHub(r));
-    }
-
-    pub(crate) fn on_offer_timeout(&mut self, t: SimTime, o: usize, r: usize) {
-        self.fleet.offers_timed_out += 1;
-        self.close_offer(t, o, r);
-    }
-
-    /// Reject or timeout: the rider is free again (riding back if away), the order is
-    /// reassigned with backoff, this rider excluded.
-    fn close_offer(&mut self, t: SimTime, o: usize, r: usize) {
-        if self
-            .move_rider(t, r, DriverState::Idle, Via::Reject)
-            .is_none()
-        {
-            return;
-        }
-        self.riders[r].order = None;
-        self.ride_back(t, r);
-        self.orders[o].excluded.push(r);
-        self.orders[o].state = OrderState::AwaitingRider;
-        self.schedule_reassignment(o);
-    }
-
-    fn schedule_reassignment(&mut self, o: usize) {
-        match next_reassignment(self.orders[o].reassign_count) {
-            Some((k, delay)) => {
-                self.orders[o].reassign_count = k;
-                self.fleet.reassignments += 1;
-                self.q.after(delay, Ev::Reassign(o));
+            let out = dispatch!(self, "dispatch.reject", |d| d
+                .reject(&aid, &did, None, None, now));
+            if let Some(out) = self.accept_result(out)? {
+                self.apply(t, out.notices)?;
             }
-            None => self.fail_dispatch(o, "MAX_REASSIGNMENTS"),
+            return Ok(());
         }
-    }
-
-    pub(crate) fn on_reassign(&mut self, t: SimTime, o: usize) {
-        let h = self.orders[o].hub.expect("hub");
-        let candidates = self.idle_riders(h);
-        let row = vec![self.cost_row(t, o, &candidates)];
-        match greedy(&row).first() {
-            Some(a) => self.offer(t, o, candidates[a.driver]),
-            None => self.schedule_reassignment(o),
+        let out = dispatch!(self, "dispatch.accept", |d| d.accept(&aid, &did, now));
+        if self.accept_result(out)?.is_none() {
+            return Ok(());
         }
+        self.mirror(t, r, DriverState::ToHub);
+        self.riders[r.0].offer = None;
+        // Dispatch knows no home hubs: a rider works from the hub of their last pickup.
+        self.riders[r.0].home = self.orders[o.0].hub.expect("hub");
+        self.orders[o.0].state = OrderState::OutForDelivery;
+        self.re_estimate_eta(o, qc_eta::model::Stage::Assigned { picked: true })?;
+        let hub = self.hub_point(self.orders[o.0].hub.expect("hub"));
+        let from = self.riders[r.0].pos;
+        let d = self.travel_ms(from, hub, t);
+        self.q.after(d, Ev::RiderAtHub(r));
+        Ok(())
     }
 
-    fn fail_dispatch(&mut self, o: usize, reason: &'static str) {
-        let order = &mut self.orders[o];
-        order.state = OrderState::DispatchFailed;
-        order.failure_reason = Some(reason);
-        self.in_flight -= 1;
-        let hub = order
-            .hub
-            .map(|h| self.hubs[h].id.to_string())
-            .unwrap_or_default();
-        self.log.push(
-            self.q.now(),
-            kind::DISPATCH_FAILED,
-            Some(o as u64),
-            &hub,
-            reason,
-            0,
-            0,
-        );
+    /// Reject or timeout: the rider is free again (riding back if away); Dispatch has already
+    /// scheduled the order's next attempt, re-pooled it, or failed it.
+    fn offer_closed(&mut self, t: SimTime, o: OrderIx, r: RiderIx) -> Result<(), SimError> {
+        self.mirror(t, r, DriverState::Idle);
+        let rider = &mut self.riders[r.0];
+        rider.order = None;
+        rider.offer = None;
+        if self.orders[o.0].state == OrderState::Offered {
+            self.orders[o.0].state = OrderState::AwaitingRider;
+        }
+        if self.riders[r.0].leaving || t >= self.riders[r.0].shift.1 {
+            self.app_state(t, r, DriverState::Offline)?;
+        } else {
+            self.ride_back(t, r)?;
+        }
+        Ok(())
     }
 
-    pub(crate) fn on_rider_at_hub(&mut self, t: SimTime, r: usize) {
-        if self
-            .move_rider(t, r, DriverState::Picking, Via::Api)
-            .is_some()
-        {
-            self.riders[r].pos = self.hub_point(self.riders[r].hub);
+    pub(crate) fn on_rider_at_hub(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
+        if self.app_state(t, r, DriverState::Picking)? {
+            let o = self.riders[r.0]
+                .order
+                .expect("a rider at the hub has an order");
+            self.riders[r.0].pos = self.hub_point(self.orders[o.0].hub.expect("hub"));
             self.q.after(
                 (self.sc.riders.pickup_s * 1000.0).round() as i64,
                 Ev::PickupDone(r),
             );
         }
+        Ok(())
     }
 
-    pub(crate) fn on_pickup_done(&mut self, t: SimTime, r: usize) {
-        if self
-            .move_rider(t, r, DriverState::Delivering, Via::Api)
-            .is_none()
-        {
-            return;
+    pub(crate) fn on_pickup_done(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
+        if !self.app_state(t, r, DriverState::Delivering)? {
+            return Ok(());
         }
-        let o = self.riders[r]
+        let o = self.riders[r.0]
             .order
             .expect("delivering riders carry an order");
-        let (from, to) = (self.riders[r].pos, self.orders[o].location);
+        self.re_estimate_eta(o, qc_eta::model::Stage::PickedUp)?;
+        let (from, to) = (self.riders[r.0].pos, self.orders[o.0].location);
         let handover_ms = (self.sc.riders.handover_s * 1000.0).round() as i64;
         let designed = self.designed_travel_ms(from, to, t) + handover_ms as f64;
-        self.orders[o].out_at = Some(t);
-        self.orders[o].designed_trip_s = designed / 1000.0;
+        self.orders[o.0].out_at = Some(t);
+        self.orders[o.0].designed_trip_s = designed / 1000.0;
         let d = self.travel_ms(from, to, t) + handover_ms;
         self.q.after(d, Ev::Delivered(r));
+        Ok(())
     }
 
-    pub(crate) fn on_delivered(&mut self, t: SimTime, r: usize) {
-        let Some(effect) = self.move_rider(t, r, DriverState::Completed, Via::Api) else {
-            return;
-        };
-        debug_assert_eq!(effect, OrderEffect::Deliver);
-        let o = self.riders[r].order.take().expect("a delivered order");
-        self.riders[r].pos = self.orders[o].location;
-        self.riders[r].deliveries += 1;
-        let order = &mut self.orders[o];
+    pub(crate) fn on_delivered(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
+        if !self.app_state(t, r, DriverState::Completed)? {
+            return Ok(());
+        }
+        let o = self.riders[r.0].order.take().expect("a delivered order");
+        let here = self.orders[o.0].location;
+        self.riders[r.0].pos = here;
+        self.riders[r.0].deliveries += 1;
+        let order = &mut self.orders[o.0];
         order.state = OrderState::Delivered;
         order.delivered_at = Some(t);
         order.rider = Some(r);
         self.in_flight -= 1;
-        self.observe_eta(t, o);
-        let hub = self.hubs[self.riders[r].hub].id.to_string();
+        self.observe_eta(t, o)?;
+        let h = self.orders[o.0].hub.expect("hub");
+        let hub = self.hubs[h.0].id.to_string();
         self.log.push(
             t,
             kind::DELIVERED,
-            Some(o as u64),
+            Some(o.0 as u64),
             &hub,
             "",
             0,
-            t - self.orders[o].placed_at,
+            t - self.orders[o.0].placed_at,
         );
-        if self.riders[r].leaving || t >= self.riders[r].shift.1 {
-            self.move_rider(t, r, DriverState::Offline, Via::Api);
-        } else if self.move_rider(t, r, DriverState::Idle, Via::Api).is_some() {
-            self.ride_back(t, r);
+        if self.riders[r.0].leaving || t >= self.riders[r.0].shift.1 {
+            self.app_state(t, r, DriverState::Offline)?;
+        } else if self.app_state(t, r, DriverState::Idle)? {
+            self.report_location(r, here)?;
+            self.ride_back(t, r)?;
         }
+        Ok(())
     }
 
-    /// An idle rider away from the hub rides back (and can be matched on the way).
-    fn ride_back(&mut self, t: SimTime, r: usize) {
-        let hub = self.hub_point(self.riders[r].hub);
+    /// The rider app's location report (what the matcher sees of an idle rider).
+    fn report_location(&mut self, r: RiderIx, p: Point) -> Result<(), SimError> {
+        let (id, now) = (r.key(), self.now_ms());
+        let out = dispatch!(self, "dispatch.set_location", |d| d
+            .set_location(&id, p, now));
+        self.accept_result(out)?;
+        Ok(())
+    }
+
+    /// An idle rider away from their hub rides back (and can be matched on the way).
+    fn ride_back(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
+        let hub = self.hub_point(self.riders[r.0].home);
         let from = self.rider_pos(r, t);
         if haversine_km(from, hub) < 0.01 {
-            self.riders[r].pos = hub;
-            self.riders[r].trip = None;
-            return;
+            self.riders[r.0].pos = hub;
+            self.riders[r.0].trip = None;
+            return Ok(());
         }
         let d = self.travel_ms(from, hub, t);
-        let rider = &mut self.riders[r];
+        let rider = &mut self.riders[r.0];
         rider.pos = from;
         rider.trip = Some(Trip {
             from,
@@ -576,45 +670,34 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         rider.trip_seq += 1;
         let seq = rider.trip_seq;
         self.q.after(d, Ev::BackAtHub(r, seq));
+        Ok(())
     }
 
-    pub(crate) fn on_back_at_hub(&mut self, r: usize, seq: u64) {
-        let rider = &mut self.riders[r];
+    pub(crate) fn on_back_at_hub(&mut self, r: RiderIx, seq: u64) -> Result<(), SimError> {
+        let rider = &mut self.riders[r.0];
         if rider.trip_seq == seq && rider.state == DriverState::Idle {
             if let Some(tr) = rider.trip.take() {
                 rider.pos = tr.to;
+                self.report_location(r, tr.to)?;
             }
         }
+        Ok(())
     }
 
-    pub(crate) fn on_shift_start(&mut self, t: SimTime, r: usize) {
-        if self.move_rider(t, r, DriverState::Idle, Via::Api).is_some() {
-            self.riders[r].pos = self.hub_point(self.riders[r].hub);
-            let h = self.riders[r].hub;
-            if !self.pools[h].is_empty() && !self.armed[h] {
-                self.flush(t, h);
-            }
+    pub(crate) fn on_shift_start(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
+        if self.app_state(t, r, DriverState::Idle)? {
+            self.riders[r.0].pos = self.hub_point(self.riders[r.0].home);
         }
+        Ok(())
     }
 
-    pub(crate) fn on_shift_end(&mut self, t: SimTime, r: usize) {
-        if self.riders[r].state == DriverState::Idle {
-            self.move_rider(t, r, DriverState::Offline, Via::Api);
+    pub(crate) fn on_shift_end(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
+        if self.riders[r.0].state == DriverState::Idle {
+            self.app_state(t, r, DriverState::Offline)?;
         } else {
-            self.riders[r].leaving = true;
+            self.riders[r.0].leaving = true;
         }
-    }
-
-    /// Orders still waiting long after the end with no rider to take them fail.
-    pub(crate) fn on_drain_deadline(&mut self) {
-        for o in 0..self.orders.len() {
-            if self.orders[o].state == OrderState::AwaitingRider {
-                if let Some(h) = self.orders[o].hub {
-                    self.pools[h].retain(|x| *x != o);
-                }
-                self.fail_dispatch(o, "NO_RIDER");
-            }
-        }
+        Ok(())
     }
 
     /// Closes busy and on-shift accounting at `t` (time after it is not counted).
@@ -629,60 +712,17 @@ impl<S: StockStore, X: Exec> World<'_, S, X> {
         }
     }
 
-    fn idle_count(&self, h: usize) -> u32 {
-        self.idle_riders(h).len() as u32
-    }
-
-    /// The ETA model's inputs for order `o` at `t`, with `queue_depth` as the caller counts it.
-    fn eta_ask(&self, t: SimTime, o: usize, queue_depth: u32) -> crate::eta::Ask {
-        let h = self.orders[o].hub.expect("hub");
-        crate::eta::Ask {
-            hub: h,
-            hub_id: self.hubs[h].id.to_string(),
-            hub_point: self.hub_point(h),
-            cust: self.orders[o].location,
-            items: self.orders[o].units(),
-            queue_depth,
-            drivers_avail: self.idle_count(h),
-            now_ms: self.epoch_ms + t,
-            band: crate::eta::Ask::band_at(self.sc.start_of_day_ms(), t),
-        }
-    }
-
-    /// The ETA shown at placement: the hub's backlog (waiting to be picked, being picked,
-    /// waiting for a rider) and its idle riders, as the service would be called.
-    pub(crate) fn promise_eta(&mut self, t: SimTime, h: usize, o: usize) {
-        let backlog =
-            self.hubs[h].queue.len() as u32 + self.hubs[h].busy + self.pools[h].len() as u32;
-        let ask = self.eta_ask(t, o, backlog);
-        self.eta.promise(o, t, &ask);
-    }
-
-    /// Dispatch's re-estimate after accept (queue = the hub's pool, drivers = idle riders).
-    fn re_estimate_eta(&mut self, t: SimTime, o: usize) {
-        let h = self.orders[o].hub.expect("hub");
-        let ask = self.eta_ask(t, o, self.pools[h].len() as u32);
-        self.eta.re_estimate(o, t, &ask);
-    }
-
-    /// A delivery feeds the traffic filter and the calibration.
-    fn observe_eta(&mut self, t: SimTime, o: usize) {
-        let h = self.orders[o].hub.expect("hub");
-        let (hub, cust) = (self.hub_point(h), self.orders[o].location);
-        let travel_s = (t - self.orders[o].out_at.unwrap_or(t)) as f64 / 1000.0;
-        let base = qc_eta::compose::base_travel_s(hub, cust);
-        let designed = self.orders[o].designed_trip_s / base.max(1e-9);
-        let out = self.orders[o].out_at.unwrap_or(t);
-        let shifted = self.event_factor(hub, cust, out) != 1.0;
-        let hub_id = self.hubs[h].id.to_string();
-        let epoch = self.epoch_ms;
-        self.eta
-            .delivered(o, t, epoch, &hub_id, hub, cust, travel_s, designed, shifted);
+    /// Idle riders based at hub `h` (what the ETA request's `drivers_avail` counts).
+    pub(crate) fn idle_count(&self, h: HubIx) -> u32 {
+        self.riders
+            .iter()
+            .filter(|r| r.home == h && r.state == DriverState::Idle && !r.leaving)
+            .count() as u32
     }
 
     /// Per hub: riders busy and riders on shift.
-    pub(crate) fn rider_counts(&self, h: usize) -> (i64, i64) {
-        let mine = self.riders.iter().filter(|r| r.hub == h);
+    pub(crate) fn rider_counts(&self, h: HubIx) -> (i64, i64) {
+        let mine = self.riders.iter().filter(|r| r.home == h);
         let busy_n = mine.clone().filter(|r| busy(r.state)).count() as i64;
         let on = mine.filter(|r| r.state != DriverState::Offline).count() as i64;
         (busy_n, on)

@@ -32,6 +32,19 @@ pub struct Tolerances {
     /// After a traffic shift, the median learned multiplier of slowed segments must be within
     /// 10 % of the true one from this observation on.
     pub shift_max_observations: u32,
+    /// The share of orders whose shown ETA moved ≥ 2 min after placement may not exceed this.
+    #[serde(default = "d_max_revision_rate")]
+    pub max_revision_rate: f64,
+    /// ... nor the baseline's by more than this (absolute).
+    #[serde(default = "d_revision_rate_abs")]
+    pub revision_rate_abs: f64,
+}
+
+fn d_max_revision_rate() -> f64 {
+    0.05
+}
+fn d_revision_rate_abs() -> f64 {
+    0.02
 }
 
 impl Default for Tolerances {
@@ -43,6 +56,8 @@ impl Default for Tolerances {
             coverage_p95: (0.93, 0.97),
             min_improvement_vs_naive: 0.20,
             shift_max_observations: 3,
+            max_revision_rate: d_max_revision_rate(),
+            revision_rate_abs: d_revision_rate_abs(),
         }
     }
 }
@@ -59,6 +74,8 @@ pub struct Entry {
     pub coverage_p50: f64,
     pub coverage_p80: f64,
     pub coverage_p95: f64,
+    #[serde(default)]
+    pub revision_rate: f64,
     pub shift_observations_to_10pct: Option<u32>,
 }
 
@@ -74,6 +91,7 @@ impl Entry {
             coverage_p50: m.coverage_p50,
             coverage_p80: m.coverage_p80,
             coverage_p95: m.coverage_p95,
+            revision_rate: m.revision_rate,
             shift_observations_to_10pct: m.shift.as_ref().and_then(|s| s.observations_to_10pct),
         }
     }
@@ -132,6 +150,16 @@ pub fn check(name: &str, got: &EtaInfo, base: &Baseline) -> Vec<String> {
             ));
         }
     }
+    let revision_limit = t
+        .max_revision_rate
+        .min(b.revision_rate + t.revision_rate_abs);
+    if got.revision_rate > revision_limit {
+        out.push(format!(
+            "{name}: revision_rate {:.3} exceeds the limit {revision_limit:.3} (at most {:.2}, and \
+             at most {:.2} above the baseline {:.3})",
+            got.revision_rate, t.max_revision_rate, t.revision_rate_abs, b.revision_rate
+        ));
+    }
     if got.mae_improvement_vs_naive < t.min_improvement_vs_naive {
         out.push(format!(
             "{name}: mae_improvement_vs_naive {:.3} is below the tolerance {:.2} (baseline {:.3}; MAE {:.1} s vs naive {:.1} s)",
@@ -182,11 +210,11 @@ pub fn load_baseline(root: &Path) -> Result<Baseline, String> {
 /// The figures as a table (what the gate and the test print).
 pub fn table(rows: &[(String, EtaInfo)]) -> String {
     let mut s = String::from(
-        "scenario        orders    MAE s   naive s  vs naive   bias s    p50    p80    p95  shift k\n",
+        "scenario        orders    MAE s   naive s  vs naive   bias s    p50    p80    p95  revised  shift k\n",
     );
     for (name, m) in rows {
         s.push_str(&format!(
-            "{name:<14} {:>7} {:>8.1} {:>9.1} {:>8.1}% {:>8.1} {:>6.3} {:>6.3} {:>6.3}  {}\n",
+            "{name:<14} {:>7} {:>8.1} {:>9.1} {:>8.1}% {:>8.1} {:>6.3} {:>6.3} {:>6.3} {:>7.1}%  {}\n",
             m.orders,
             m.mae_s,
             m.naive_mae_s,
@@ -195,6 +223,7 @@ pub fn table(rows: &[(String, EtaInfo)]) -> String {
             m.coverage_p50,
             m.coverage_p80,
             m.coverage_p95,
+            m.revision_rate * 100.0,
             m.shift
                 .as_ref()
                 .and_then(|s| s.observations_to_10pct)

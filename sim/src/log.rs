@@ -7,23 +7,66 @@ use polars::prelude::*;
 
 use crate::engine::SimTime;
 
-/// Kinds of rows (the `kind` column).
+/// What a row records (the `kind` column holds its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    OrderPlaced,
+    Unserviceable,
+    Stockout,
+    Abandoned,
+    PaymentFailed,
+    HoldExpiredAtPayment,
+    Paid,
+    PickStarted,
+    HandedOver,
+    Restock,
+    HoldsExpired,
+    HubSample,
+    Delivered,
+    DispatchFailed,
+    RiderSample,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::OrderPlaced => "order_placed",
+            Kind::Unserviceable => "unserviceable",
+            Kind::Stockout => "stockout",
+            Kind::Abandoned => "abandoned",
+            Kind::PaymentFailed => "payment_failed",
+            Kind::HoldExpiredAtPayment => "hold_expired_at_payment",
+            Kind::Paid => "paid",
+            Kind::PickStarted => "pick_started",
+            Kind::HandedOver => "handed_over",
+            Kind::Restock => "restock",
+            Kind::HoldsExpired => "holds_expired",
+            Kind::HubSample => "hub_sample",
+            Kind::Delivered => "delivered",
+            Kind::DispatchFailed => "dispatch_failed",
+            Kind::RiderSample => "rider_sample",
+        }
+    }
+}
+
+/// The kinds by their row names, as the world writes them.
 pub mod kind {
-    pub const ORDER_PLACED: &str = "order_placed";
-    pub const UNSERVICEABLE: &str = "unserviceable";
-    pub const STOCKOUT: &str = "stockout";
-    pub const ABANDONED: &str = "abandoned";
-    pub const PAYMENT_FAILED: &str = "payment_failed";
-    pub const HOLD_EXPIRED_AT_PAYMENT: &str = "hold_expired_at_payment";
-    pub const PAID: &str = "paid";
-    pub const PICK_STARTED: &str = "pick_started";
-    pub const HANDED_OVER: &str = "handed_over";
-    pub const RESTOCK: &str = "restock";
-    pub const HOLDS_EXPIRED: &str = "holds_expired";
-    pub const HUB_SAMPLE: &str = "hub_sample";
-    pub const DELIVERED: &str = "delivered";
-    pub const DISPATCH_FAILED: &str = "dispatch_failed";
-    pub const RIDER_SAMPLE: &str = "rider_sample";
+    use super::Kind;
+    pub const ORDER_PLACED: Kind = Kind::OrderPlaced;
+    pub const UNSERVICEABLE: Kind = Kind::Unserviceable;
+    pub const STOCKOUT: Kind = Kind::Stockout;
+    pub const ABANDONED: Kind = Kind::Abandoned;
+    pub const PAYMENT_FAILED: Kind = Kind::PaymentFailed;
+    pub const HOLD_EXPIRED_AT_PAYMENT: Kind = Kind::HoldExpiredAtPayment;
+    pub const PAID: Kind = Kind::Paid;
+    pub const PICK_STARTED: Kind = Kind::PickStarted;
+    pub const HANDED_OVER: Kind = Kind::HandedOver;
+    pub const RESTOCK: Kind = Kind::Restock;
+    pub const HOLDS_EXPIRED: Kind = Kind::HoldsExpired;
+    pub const HUB_SAMPLE: Kind = Kind::HubSample;
+    pub const DELIVERED: Kind = Kind::Delivered;
+    pub const DISPATCH_FAILED: Kind = Kind::DispatchFailed;
+    pub const RIDER_SAMPLE: Kind = Kind::RiderSample;
 }
 
 /// Columns: `t_ms`, `kind`, `order_id` (-1 if none), `hub` ("" if none), `sku` ("" if none),
@@ -31,10 +74,13 @@ pub mod kind {
 #[derive(Debug, Default)]
 pub struct EventLog {
     t_ms: Vec<i64>,
-    kind: Vec<&'static str>,
+    kind: Vec<Kind>,
     order_id: Vec<i64>,
-    hub: Vec<String>,
-    sku: Vec<String>,
+    /// Hub and SKU names, interned: codes into `strings` (a run names few of them).
+    hub: Vec<u32>,
+    sku: Vec<u32>,
+    strings: Vec<String>,
+    codes: std::collections::HashMap<String, u32>,
     qty: Vec<i64>,
     value_ms: Vec<i64>,
     hash: u64,
@@ -62,7 +108,7 @@ impl EventLog {
     pub fn push(
         &mut self,
         t: SimTime,
-        kind: &'static str,
+        kind: Kind,
         order: Option<u64>,
         hub: &str,
         sku: &str,
@@ -72,7 +118,7 @@ impl EventLog {
         let order = order.map_or(-1, |o| o as i64);
         let mut h = self.hash;
         h = fnv(h, &t.to_le_bytes());
-        h = fnv(h, kind.as_bytes());
+        h = fnv(h, kind.as_str().as_bytes());
         h = fnv(h, &order.to_le_bytes());
         h = fnv(h, hub.as_bytes());
         h = fnv(h, &[0]);
@@ -84,10 +130,32 @@ impl EventLog {
         self.t_ms.push(t);
         self.kind.push(kind);
         self.order_id.push(order);
-        self.hub.push(hub.to_string());
-        self.sku.push(sku.to_string());
+        let (hub, sku) = (self.code(hub), self.code(sku));
+        self.hub.push(hub);
+        self.sku.push(sku);
         self.qty.push(qty);
         self.value_ms.push(value_ms);
+    }
+
+    fn code(&mut self, s: &str) -> u32 {
+        // A run names a few hubs and many SKUs; hubs come first and most rows name one.
+        if let Some(c) = self.strings.iter().take(64).position(|x| x == s) {
+            return c as u32;
+        }
+        if let Some(c) = self.codes.get(s) {
+            return *c;
+        }
+        let c = self.strings.len() as u32;
+        self.strings.push(s.to_string());
+        self.codes.insert(s.to_string(), c);
+        c
+    }
+
+    fn names(&self, codes: &[u32]) -> Vec<&str> {
+        codes
+            .iter()
+            .map(|c| self.strings[*c as usize].as_str())
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -96,6 +164,15 @@ impl EventLog {
 
     pub fn is_empty(&self) -> bool {
         self.t_ms.is_empty()
+    }
+
+    /// (order, time) of every failure row (`dispatch_failed`: lost orders, with the reason in
+    /// `sku`).
+    pub fn failures(&self) -> Vec<(u64, SimTime)> {
+        (0..self.len())
+            .filter(|i| self.kind[*i] == kind::DISPATCH_FAILED && self.order_id[*i] >= 0)
+            .map(|i| (self.order_id[i] as u64, self.t_ms[i]))
+            .collect()
     }
 
     /// Hex of the running hash over every row in order.
@@ -108,10 +185,13 @@ impl EventLog {
             self.t_ms.len(),
             vec![
                 Column::new("t_ms".into(), &self.t_ms),
-                Column::new("kind".into(), &self.kind),
+                Column::new(
+                    "kind".into(),
+                    self.kind.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                ),
                 Column::new("order_id".into(), &self.order_id),
-                Column::new("hub".into(), &self.hub),
-                Column::new("sku".into(), &self.sku),
+                Column::new("hub".into(), self.names(&self.hub)),
+                Column::new("sku".into(), self.names(&self.sku)),
                 Column::new("qty".into(), &self.qty),
                 Column::new("value_ms".into(), &self.value_ms),
             ],

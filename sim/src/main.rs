@@ -180,8 +180,19 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         "\n{} (seed {}, {} backend)",
         s.scenario.name, s.scenario.seed, s.engine.backend
     );
-    println!("  orders           placed {}  delivered {}  stockout {}  payment failed {}  abandoned {}  no rider {}  unserviceable {}",
+    println!("  orders           placed {}  delivered {}  stockout {}  payment failed {}  abandoned {}  lost {}  unserviceable {}",
         o.placed, o.delivered, o.cancelled_stockout, o.cancelled_payment, o.cancelled_abandoned, o.cancelled_dispatch, o.unserviceable);
+    if o.handed_over > 0 {
+        println!("  handed over      {} (dispatch off)", o.handed_over);
+    }
+    if !o.lost_by_reason.is_empty() {
+        let reasons: Vec<String> = o
+            .lost_by_reason
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        println!("  lost by reason   {}", reasons.join("  "));
+    }
     println!(
         "  wait for picker  p50 {:.0}s  p90 {:.0}s  p99 {:.0}s",
         sv.pick_wait_s.p50, sv.pick_wait_s.p90, sv.pick_wait_s.p99
@@ -201,8 +212,8 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
     println!("  pickers busy     {:.0}%", sv.picker_utilisation * 100.0);
     let (r, d) = (&s.riders, &s.dispatch);
     println!(
-        "  riders           {} riders {:.0}% busy, {:.2} orders/rider-hour, offers {} (rejected {}, timed out {}), reassignments {}",
-        r.riders, r.utilisation * 100.0, r.orders_per_rider_hour, r.offers, r.offers_rejected, r.offers_timed_out, r.reassignments
+        "  riders           {} riders {:.0}% busy, {:.2} orders/rider-hour, offers {} (rejected {}, timed out {}), reassignments {}, re-pooled {}",
+        r.riders, r.utilisation * 100.0, r.orders_per_rider_hour, r.offers, r.offers_rejected, r.offers_timed_out, r.reassignments, r.repooled
     );
     println!(
         "  dispatch         {} matcher, {} batches, batching {:.0}%, pickup {:.2} km, greedy costs {:.1}% more than optimal",
@@ -210,7 +221,7 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
     );
     let e = &s.eta;
     println!(
-        "  eta              {} model, MAE {:.0}s (naive {:.0}s, {:.0}% better), bias {:+.0}s, coverage p50 {:.2} p80 {:.2} p95 {:.2}, revised ≥2 min {:.0}%",
+        "  eta              {} model, MAE {:.0}s (naive {:.0}s, {:.0}% better), bias {:+.0}s, coverage p50 {:.2} p80 {:.2} p95 {:.2}, revision rate {:.1}%",
         e.model,
         e.mae_s,
         e.naive_mae_s,
@@ -219,7 +230,7 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         e.coverage_p50,
         e.coverage_p80,
         e.coverage_p95,
-        e.revised_2min_share * 100.0
+        e.revision_rate * 100.0
     );
     for slo in &s.slo {
         println!(
@@ -231,8 +242,8 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         );
     }
     let inv = &s.invariants;
-    println!("  invariants       oversell {}  non-terminal {}  conservation {}  redis/pg drift {}  -> {}",
-        inv.oversell, inv.non_terminal_orders, inv.conservation_violations, inv.redis_pg_drift, if inv.hold() { "ok" } else { "VIOLATED" });
+    println!("  invariants       oversell {}  non-terminal {}  conservation {}  redis/pg drift {}  dispatch refusals {}  dispatch drift {}  -> {}",
+        inv.oversell, inv.non_terminal_orders, inv.conservation_violations, inv.redis_pg_drift, inv.dispatch_refusals, inv.dispatch_drift, if inv.hold() { "ok" } else { "VIOLATED" });
     for (op, l) in &s.latency {
         println!(
             "  latency {:<10} n {}  p50 {}µs  p99 {}µs  p99.9 {}µs",

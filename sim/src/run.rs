@@ -5,20 +5,26 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Instant;
 
+use std::sync::Arc;
+
+use qc_dispatch::{DispatchPolicy, DispatchRepo, Dispatcher, MemoryRepo, PgRepo};
+use qc_eta::{EtaStore, MemoryEtaStore, RedisEtaStore};
 use qc_inventory::pg::{reconcile, EventWriter};
 use qc_inventory::redis_store::InventoryKeys;
 use qc_inventory::store::HoldPolicy;
 use qc_inventory::{MemoryStore, RedisStore, StockStore};
 use qc_kit::config::{EnvSource, StoreConfig};
+use qc_kit::ids::SequentialIds;
 use qc_kit::redis_kit::{delete_prefix, KeyPrefix};
 use serde::Serialize;
 
 use crate::backend::{Blocking, Exec, Immediate};
 use crate::engine::SimTime;
+use crate::ids::{HubIx, OrderIx};
 use crate::log::EventLog;
 use crate::scenario::Scenario;
 use crate::summary::*;
-use crate::world::{Order, SimError, World};
+use crate::world::{Order, OrderState, SimError, World};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -173,14 +179,33 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError> {
     }
 }
 
-/// Runs on any store whose operations complete at once (the memory adapter, or a test double).
+/// The production Dispatcher over `repo`, with the scenario's policy and deterministic ids.
+pub fn dispatcher_for<R: DispatchRepo>(sc: &Scenario, repo: R) -> Dispatcher<R> {
+    let policy = DispatchPolicy {
+        offer_timeout_ms: (sc.riders.offer_timeout_s * 1000.0).round() as i64,
+        max_batch: sc.dispatch.max_batch as usize,
+        matcher: sc.dispatch.matcher,
+        deadline_ms: (sc.dispatch.deadline_min * 60_000.0).round() as i64,
+    };
+    Dispatcher::new(repo, policy).with_ids(Arc::new(SequentialIds::new("a")))
+}
+
+/// Runs on any stock store whose operations complete at once (the memory adapter, or a test
+/// double), with the memory adapters of Dispatch and ETA.
 pub fn run_with_store<S: StockStore>(
     sc: &Scenario,
     store: &S,
     opts: &RunOptions,
 ) -> Result<RunOutput, RunError> {
     let seed = opts.seed.unwrap_or(sc.scenario.seed);
-    let world = World::new(sc, store, Immediate, seed);
+    let world = World::new(
+        sc,
+        store,
+        dispatcher_for(sc, MemoryRepo::new()),
+        MemoryEtaStore::new(),
+        Immediate,
+        seed,
+    );
     drive(sc, seed, opts, world, |_, _| Ok(0))
 }
 
@@ -209,7 +234,14 @@ fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, Ru
     let prefix = KeyPrefix::new(cfg.key_prefix.clone());
     let keys = InventoryKeys::new(prefix.clone());
     let store = RedisStore::new(conn.clone(), prefix.clone(), HoldPolicy::default(), 5000);
-    let world = World::new(sc, &store, Blocking::new(rt), seed);
+    let world = World::new(
+        sc,
+        &store,
+        dispatcher_for(sc, PgRepo::new(pool.clone())),
+        RedisEtaStore::new(conn.clone(), prefix.clone(), 5000),
+        Blocking::new(rt),
+        seed,
+    );
     let result = drive(
         sc,
         seed,
@@ -264,11 +296,11 @@ fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, Ru
 }
 
 /// Drives a world to the end and summarises it; `drift` checks Redis against Postgres (live).
-fn drive<S: StockStore, X: Exec>(
+fn drive<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
     sc: &Scenario,
     seed: u64,
     opts: &RunOptions,
-    mut world: World<'_, S, X>,
+    mut world: World<'_, S, R, E, X>,
     drift: impl FnOnce(&mut X, &[qc_inventory::HubId]) -> Result<u64, RunError>,
 ) -> Result<RunOutput, RunError> {
     let started = Instant::now();
@@ -279,10 +311,10 @@ fn drive<S: StockStore, X: Exec>(
     let wall = started.elapsed();
     let hubs: Vec<qc_inventory::HubId> = world.hubs.iter().map(|h| h.id.clone()).collect();
     let mut invariants = check_invariants(&mut world)?;
-    invariants.illegal_rider_transitions = world.fleet.illegal_transitions;
+    invariants.dispatch_refusals = world.fleet.refused;
     invariants
         .details
-        .extend(world.fleet.illegal_details.iter().cloned());
+        .extend(world.fleet.refused_details.iter().cloned());
     invariants.redis_pg_drift = drift(&mut world.exec, &hubs)?;
     if invariants.redis_pg_drift > 0 {
         invariants.details.push(format!(
@@ -309,8 +341,8 @@ fn drive<S: StockStore, X: Exec>(
 }
 
 /// End-of-run invariants: no oversell, every order terminal, stock conserved per (hub, sku).
-fn check_invariants<S: StockStore, X: Exec>(
-    world: &mut World<'_, S, X>,
+fn check_invariants<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
+    world: &mut World<'_, S, R, E, X>,
 ) -> Result<Invariants, RunError> {
     let mut inv = Invariants::default();
     let note = |inv: &mut Invariants, msg: String| {
@@ -329,6 +361,35 @@ fn check_invariants<S: StockStore, X: Exec>(
             &mut inv,
             format!("{n} orders did not reach a terminal state"),
         );
+    }
+    // Every order the world saw delivered or failed by Dispatch is so in Dispatch's records.
+    for o in (0..world.orders.len()).map(OrderIx) {
+        let expected = match world.orders[o.0].state {
+            OrderState::Delivered => qc_dispatch::model::OrderStatus::Delivered,
+            OrderState::DispatchFailed => qc_dispatch::model::OrderStatus::Failed,
+            _ => continue,
+        };
+        let key = o.key();
+        let rec = {
+            let d = &world.dispatch;
+            world.exec.run("dispatch.order", d.order(&key))
+        };
+        let agrees = rec.as_ref().is_ok_and(|r| {
+            r.status == expected
+                && (expected != qc_dispatch::model::OrderStatus::Failed
+                    || r.failure_reason == world.orders[o.0].failure_reason)
+        });
+        if !agrees {
+            inv.dispatch_drift += 1;
+            note(
+                &mut inv,
+                format!(
+                    "order {key} ended {:?} in the world but Dispatch has {:?}",
+                    world.orders[o.0].state,
+                    rec.map(|r| (r.status, r.failure_reason))
+                ),
+            );
+        }
     }
     let ledger: Vec<((usize, usize), crate::world::Ledger)> =
         world.ledger.iter().map(|(k, v)| (*k, *v)).collect();
@@ -364,15 +425,17 @@ fn check_invariants<S: StockStore, X: Exec>(
     Ok(inv)
 }
 
-fn world_store<'a, S: StockStore, X: Exec>(world: &World<'a, S, X>) -> &'a S {
+fn world_store<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
+    world: &World<'a, S, R, E, X>,
+) -> &'a S {
     world.store()
 }
 
-fn summarise<S: StockStore, X: Exec>(
+fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
     sc: &Scenario,
     seed: u64,
     backend: Backend,
-    world: &mut World<'_, S, X>,
+    world: &mut World<'_, S, R, E, X>,
     invariants: Invariants,
 ) -> Result<Summary, RunError> {
     let warmup = sc.warmup_ms();
@@ -420,12 +483,12 @@ fn summarise<S: StockStore, X: Exec>(
             let mine: Vec<Order> = world
                 .orders
                 .iter()
-                .filter(|o| o.hub == Some(i))
+                .filter(|o| o.hub == Some(HubIx(i)))
                 .cloned()
                 .collect();
             let counts = order_counts(&mine);
             let riders: Vec<&crate::fleet::Rider> =
-                world.riders.iter().filter(|r| r.hub == i).collect();
+                world.riders.iter().filter(|r| r.home == HubIx(i)).collect();
             HubRow {
                 hub: h.id.to_string(),
                 pickers: h.pickers,
@@ -482,6 +545,7 @@ fn summarise<S: StockStore, X: Exec>(
         offers_rejected: f.offers_rejected,
         offers_timed_out: f.offers_timed_out,
         reassignments: f.reassignments,
+        repooled: f.repooled,
     };
     let dispatch = DispatchInfo {
         matcher: format!("{:?}", sc.dispatch.matcher).to_lowercase(),

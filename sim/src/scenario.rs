@@ -45,6 +45,8 @@ pub enum EtaModelKind {
     NoTraffic,
     /// Gaussian composition only.
     Uncalibrated,
+    /// Every re-estimate replaces the shown ETA (no promise tolerance).
+    AlwaysRevise,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +68,7 @@ impl EtaModelKind {
         qc_eta::Model {
             traffic: self != EtaModelKind::NoTraffic,
             calibrate: self != EtaModelKind::Uncalibrated,
+            keep_promise: self != EtaModelKind::AlwaysRevise,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl EtaModelKind {
             EtaModelKind::Full => "full",
             EtaModelKind::NoTraffic => "no_traffic",
             EtaModelKind::Uncalibrated => "uncalibrated",
+            EtaModelKind::AlwaysRevise => "always_revise",
         }
     }
 }
@@ -265,11 +269,17 @@ pub struct TrafficEvent {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dispatch {
+    /// False: orders end at the handover (a picking-only model such as M/M/c): no riders,
+    /// no dispatch, no ETA.
+    pub enabled: bool,
     /// A batch flushes when the pool holds `min_orders`, or `window_s` after it was armed.
     pub window_s: f64,
     pub min_orders: u32,
     pub max_batch: u32,
     pub matcher: qc_dispatch::Matcher,
+    /// An order's delivery deadline after payment: an order still waiting for a picker or a
+    /// rider then is lost (`DEADLINE_PASSED`); no retry limit fails it before.
+    pub deadline_min: f64,
 }
 
 impl Default for Riders {
@@ -305,10 +315,12 @@ impl Default for Traffic {
 impl Default for Dispatch {
     fn default() -> Self {
         Self {
+            enabled: true,
             window_s: 5.0,
             min_orders: 3,
             max_batch: 50,
             matcher: qc_dispatch::Matcher::Optimal,
+            deadline_min: 60.0,
         }
     }
 }
@@ -684,7 +696,7 @@ impl Scenario {
                     "zero pickers with demand: orders would never be picked".into(),
                 );
             }
-            if h.riders == 0 && demand_positive {
+            if h.riders == 0 && demand_positive && self.dispatch.enabled {
                 err(
                     &at("riders"),
                     "zero riders with demand: orders would never be delivered".into(),
@@ -915,6 +927,9 @@ impl Scenario {
                     "an area needs lat, lng and radius_km together".into(),
                 ),
             }
+        }
+        if !(self.dispatch.deadline_min >= 5.0 && self.dispatch.deadline_min <= 1440.0) {
+            err("dispatch.deadline_min", "must be within [5, 1440]".into());
         }
         if !(1..=50).contains(&self.dispatch.min_orders) {
             err("dispatch.min_orders", "must be within [1, 50]".into());

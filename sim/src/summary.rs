@@ -46,8 +46,13 @@ pub struct ScenarioInfo {
 pub struct Orders {
     pub placed: u64,
     pub delivered: u64,
-    /// Paid and picked, but no rider took it (reassignments exhausted, or no rider on shift).
+    /// With dispatch off: picked and handed over (the order's end).
+    pub handed_over: u64,
+    /// Paid, but not delivered: Dispatch failed it, or it was lost before (see `lost_by_reason`).
     pub cancelled_dispatch: u64,
+    /// Paid orders that did not reach the door, by reason (`DEADLINE_PASSED`,
+    /// `NOT_PICKED_BY_DEADLINE`, `DRAIN_LIMIT`).
+    pub lost_by_reason: BTreeMap<String, u64>,
     pub cancelled_stockout: u64,
     pub cancelled_payment: u64,
     pub cancelled_abandoned: u64,
@@ -149,6 +154,8 @@ pub struct Riders {
     pub offers_rejected: u64,
     pub offers_timed_out: u64,
     pub reassignments: u64,
+    /// Orders back in the pool after their reassignment attempts ran out.
+    pub repooled: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -196,8 +203,11 @@ pub struct Invariants {
     pub conservation_violations: u64,
     /// Live mode: Redis/Postgres disagreements after the writer caught up (0 in memory).
     pub redis_pg_drift: u64,
-    /// Rider transitions the driver state machine refused (must be 0).
-    pub illegal_rider_transitions: u64,
+    /// Requests Dispatch refused that the twin never expects: illegal rider transitions, stale
+    /// offers (must be 0).
+    pub dispatch_refusals: u64,
+    /// Orders whose end in the world differs from Dispatch's record of them (must be 0).
+    pub dispatch_drift: u64,
     /// The first few violations, in words.
     pub details: Vec<String>,
 }
@@ -208,7 +218,8 @@ impl Invariants {
             && self.non_terminal_orders == 0
             && self.conservation_violations == 0
             && self.redis_pg_drift == 0
-            && self.illegal_rider_transitions == 0
+            && self.dispatch_refusals == 0
+            && self.dispatch_drift == 0
     }
 }
 
@@ -225,7 +236,12 @@ pub fn order_counts(orders: &[Order]) -> Orders {
     for order in orders {
         match order.state {
             OrderState::Delivered => o.delivered += 1,
-            OrderState::DispatchFailed => o.cancelled_dispatch += 1,
+            OrderState::DispatchFailed | OrderState::Lost => {
+                o.cancelled_dispatch += 1;
+                let reason = order.failure_reason.clone().unwrap_or_default();
+                *o.lost_by_reason.entry(reason).or_default() += 1;
+            }
+            OrderState::HandedOver => o.handed_over += 1,
             OrderState::Stockout => o.cancelled_stockout += 1,
             OrderState::PaymentFailed => o.cancelled_payment += 1,
             OrderState::Abandoned => o.cancelled_abandoned += 1,

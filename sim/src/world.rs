@@ -1,10 +1,15 @@
-//! The world at this stage: a city, hubs, a Zipf catalog with restocking, Poisson demand shaped
-//! by a 24-hour profile and a spatial model, shoppers whose baskets take multi-item holds through
-//! the inventory core, payments, abandonment (holds expire through the reaper in virtual time),
-//! and `c` pickers per hub serving a FIFO queue.
+//! The world: a city, hubs, a Zipf catalog with restocking, Poisson demand shaped by a 24-hour
+//! profile and a spatial model, shoppers whose baskets take multi-item holds through the
+//! inventory core, payments, abandonment (holds expire through the inventory reaper in virtual
+//! time), `c` pickers per hub serving a FIFO queue, and the hand-over to Dispatch (`fleet`)
+//! and ETA (`eta`) through their cores. Every run terminates: an order still waiting for a
+//! picker at its deadline is lost, Dispatch fails orders past theirs, and a bounded drain ends
+//! whatever is left with a reason.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use qc_dispatch::{BatchTimer, DispatchRepo, Dispatcher, HubPoints};
+use qc_eta::EtaStore;
 use qc_geo::Point;
 use qc_inventory::jobs::reap_once;
 use qc_inventory::*;
@@ -14,6 +19,7 @@ use rand_distr::{Distribution, Exp, LogNormal, Poisson};
 use crate::backend::Exec;
 use crate::engine::{Queue, SimTime};
 use crate::fleet::{riders_for, FleetStats, Rider};
+use crate::ids::{HubIx, OrderIx, RiderIx};
 use crate::log::{kind, EventLog};
 use crate::rng::{Stream, Streams};
 use crate::scenario::{PickDistribution, Scenario};
@@ -22,8 +28,11 @@ use crate::scenario::{PickDistribution, Scenario};
 pub const DAY_EPOCH_MS: i64 = 1_767_571_200_000;
 pub(crate) const DAY_MS: i64 = 86_400_000;
 pub(crate) const HOUR_MS: i64 = 3_600_000;
-/// How long after the end orders may still wait for a rider before they fail.
-const DRAIN_LIMIT_MS: i64 = 6 * HOUR_MS;
+/// How long after the end of demand the run may drain: whatever is not terminal then ends
+/// (`DRAIN_LIMIT`). Deadlines end every order well before; this bounds a run whatever happens.
+const DRAIN_LIMIT_MS: i64 = 3 * HOUR_MS;
+/// The inventory reaper's period in the service: a lapsed hold is reaped at the first tick at
+/// or after `expires_at + grace`. The twin runs the reaper at those ticks only.
 pub const REAPER_INTERVAL_MS: i64 = 5_000;
 const SAMPLE_INTERVAL_MS: i64 = 60_000;
 
@@ -31,6 +40,10 @@ const SAMPLE_INTERVAL_MS: i64 = 60_000;
 pub enum SimError {
     #[error("store: {0}")]
     Store(#[from] InventoryError),
+    #[error("dispatch store: {0}")]
+    Dispatch(String),
+    #[error("eta store: {0}")]
+    Eta(String),
     #[error("the store answered {0}, which the model never expects")]
     Unexpected(String),
 }
@@ -49,8 +62,13 @@ pub enum OrderState {
     OutForDelivery,
     /// Terminal: at the customer's door.
     Delivered,
-    /// Terminal: no rider took it (`failure_reason`).
+    /// Terminal: Dispatch failed it (`failure_reason`: its deadline passed with no rider).
     DispatchFailed,
+    /// Terminal: lost before Dispatch (`failure_reason`: not picked by its deadline, or the
+    /// run's drain limit).
+    Lost,
+    /// Terminal, with dispatch off (`dispatch.enabled = false`): handed over after picking.
+    HandedOver,
     /// Terminal: the shopper left; the hold expires through the reaper.
     Abandoned,
     /// Terminal: payment declined; the hold was released.
@@ -80,7 +98,7 @@ impl OrderState {
 #[derive(Debug, Clone)]
 pub struct Order {
     pub id: u64,
-    pub hub: Option<usize>,
+    pub hub: Option<HubIx>,
     pub placed_at: SimTime,
     pub lines: Vec<(usize, u32)>,
     pub rid: Option<ReservationId>,
@@ -90,12 +108,9 @@ pub struct Order {
     pub handed_over_at: Option<SimTime>,
     pub location: Point,
     pub delivered_at: Option<SimTime>,
-    pub rider: Option<usize>,
+    pub rider: Option<RiderIx>,
     pub offers: u32,
-    pub reassign_count: u32,
-    /// Riders who rejected it or let the offer time out.
-    pub excluded: Vec<usize>,
-    pub failure_reason: Option<&'static str>,
+    pub failure_reason: Option<String>,
     /// When the rider left the hub with it (DELIVERING), and the trip's noise-free duration
     /// (ride + handover), seconds.
     pub out_at: Option<SimTime>,
@@ -113,7 +128,7 @@ pub struct HubState {
     pub id: HubId,
     pub pickers: u32,
     pub busy: u32,
-    pub queue: VecDeque<usize>,
+    pub queue: VecDeque<OrderIx>,
     /// Σ busy pickers × time, for utilisation.
     pub busy_ms: i64,
     last_change: SimTime,
@@ -130,21 +145,29 @@ pub struct Ledger {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ev {
     Arrival,
-    Checkout(usize),
-    PickDone(usize),
-    Restock(usize),
+    Checkout(OrderIx),
+    PickDone(OrderIx),
+    /// The order's deadline: lost if still waiting for a picker.
+    PickDeadline(OrderIx),
+    Restock(HubIx),
     Reap,
     Sample,
-    Flush(usize),
-    OfferAnswer(usize, usize, bool),
-    OfferTimeout(usize, usize),
-    Reassign(usize),
-    RiderAtHub(usize),
-    PickupDone(usize),
-    Delivered(usize),
-    BackAtHub(usize, u64),
-    ShiftStart(usize),
-    ShiftEnd(usize),
+    /// Dispatch's batch timer is due.
+    BatchWake,
+    /// A rider answers offer number `.1` (stale if they have had another since).
+    OfferAnswer(RiderIx, u64, bool),
+    /// An offer's deadline: the offer sweeper runs.
+    OfferExpiry,
+    /// A reassignment attempt is due: the reassignment scheduler runs.
+    ReassignWake,
+    /// An order's delivery deadline: the deadline sweeper runs.
+    DeadlineWake,
+    RiderAtHub(RiderIx),
+    PickupDone(RiderIx),
+    Delivered(RiderIx),
+    BackAtHub(RiderIx, u64),
+    ShiftStart(RiderIx),
+    ShiftEnd(RiderIx),
     DrainDeadline,
 }
 
@@ -162,19 +185,27 @@ pub(crate) struct Rngs {
     pub(crate) offers: Stream,
 }
 
-/// The simulation state; `run` drives it to the end.
-pub struct World<'a, S: StockStore, X: Exec> {
+/// The simulation state; `run` drives it to the end. `S`, `R` and `E` are the inventory,
+/// dispatch and ETA ports (memory adapters, or Redis/Postgres in live mode); `X` runs their
+/// futures.
+pub struct World<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> {
     pub(crate) sc: &'a Scenario,
     store: &'a S,
     pub exec: X,
     pub(crate) q: Queue<Ev>,
     pub(crate) rng: Rngs,
     pub riders: Vec<Rider>,
-    /// Per hub: picked orders waiting for a batch, oldest first.
-    pub(crate) pools: Vec<VecDeque<usize>>,
-    /// Per hub: whether the batch window timer is running.
-    pub(crate) armed: Vec<bool>,
+    /// The production Dispatcher and the state its service keeps beside it.
+    pub dispatch: Dispatcher<R>,
+    pub(crate) timer: BatchTimer,
+    pub(crate) hub_points: HubPoints,
+    /// When a batch wake is scheduled (so at most one is).
+    pub(crate) batch_wake: Option<SimTime>,
+    /// Per hub: orders handed to Dispatch that no rider has accepted yet.
+    pub(crate) orders_awaiting_rider: Vec<u32>,
     pub fleet: FleetStats,
+    /// The ETA service's store.
+    pub eta_store: E,
     /// When the last order finished picking (the end of the pickers' working period).
     pub last_pick_done: SimTime,
     pub hubs: Vec<HubState>,
@@ -187,6 +218,8 @@ pub struct World<'a, S: StockStore, X: Exec> {
     pub ledger: BTreeMap<(usize, usize), Ledger>,
     /// Latest `expires_at` (virtual ms) of any hold taken: the reaper keeps running past it.
     last_hold_expiry: SimTime,
+    /// Reaper ticks scheduled (virtual ms), so a tick is scheduled once.
+    reap_ticks: BTreeSet<SimTime>,
     pub(crate) in_flight: u64,
     pub expired_by_reaper: u64,
     /// Holds found past their expiry by a payment (release or confirm) rather than the reaper.
@@ -211,8 +244,15 @@ fn zipf_cdf(n: u32, s: f64) -> Vec<f64> {
         .collect()
 }
 
-impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
-    pub fn new(sc: &'a Scenario, store: &'a S, exec: X, seed: u64) -> Self {
+impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E, X> {
+    pub fn new(
+        sc: &'a Scenario,
+        store: &'a S,
+        dispatch: Dispatcher<R>,
+        eta_store: E,
+        exec: X,
+        seed: u64,
+    ) -> Self {
         let streams = Streams::new(seed);
         let hubs = sc
             .hubs
@@ -246,9 +286,28 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                 offers: streams.stream("offers"),
             },
             riders: riders_for(sc),
-            pools: vec![VecDeque::new(); sc.hubs.len()],
-            armed: vec![false; sc.hubs.len()],
+            dispatch,
+            timer: BatchTimer::new(
+                (sc.dispatch.window_s * 1000.0).round() as i64,
+                sc.dispatch.min_orders as usize,
+            ),
+            hub_points: sc
+                .hubs
+                .iter()
+                .map(|h| {
+                    (
+                        h.id.clone(),
+                        Point {
+                            lat: h.lat,
+                            lng: h.lng,
+                        },
+                    )
+                })
+                .collect(),
+            batch_wake: None,
+            orders_awaiting_rider: vec![0; sc.hubs.len()],
             fleet: FleetStats::default(),
+            eta_store,
             last_pick_done: 0,
             hubs,
             geo_hubs: sc
@@ -274,6 +333,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             log: EventLog::new(),
             ledger: BTreeMap::new(),
             last_hold_expiry: 0,
+            reap_ticks: BTreeSet::new(),
             in_flight: 0,
             expired_by_reaper: 0,
             expired_lazily: 0,
@@ -285,8 +345,8 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         }
     }
 
-    /// The inventory core's clock: the virtual epoch plus virtual time.
-    fn now_ms(&self) -> i64 {
+    /// The cores' clock: the virtual epoch plus virtual time.
+    pub(crate) fn now_ms(&self) -> i64 {
         self.epoch_ms + self.q.now()
     }
 
@@ -333,15 +393,13 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         let restock = self.sc.restock_every_ms();
         if restock > 0 {
             for h in 0..self.hubs.len() {
-                self.q.at(restock, Ev::Restock(h));
+                self.q.at(restock, Ev::Restock(HubIx(h)));
             }
         }
-        self.q.at(REAPER_INTERVAL_MS, Ev::Reap);
         self.q.at(SAMPLE_INTERVAL_MS, Ev::Sample);
         self.q
             .at(self.duration_ms + DRAIN_LIMIT_MS, Ev::DrainDeadline);
-        self.start_fleet();
-        Ok(())
+        self.start_fleet()
     }
 
     /// Runs to the end: arrivals stop at the duration; the run drains until every order is
@@ -352,21 +410,23 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             match ev {
                 Ev::Arrival => self.on_arrival(t)?,
                 Ev::Checkout(o) => self.on_checkout(t, o)?,
-                Ev::PickDone(o) => self.on_pick_done(t, o),
+                Ev::PickDone(o) => self.on_pick_done(t, o)?,
+                Ev::PickDeadline(o) => self.on_pick_deadline(t, o),
                 Ev::Restock(h) => self.on_restock(t, h)?,
                 Ev::Reap => self.on_reap(t)?,
                 Ev::Sample => self.on_sample(t),
-                Ev::Flush(h) => self.on_flush_timer(t, h),
-                Ev::OfferAnswer(o, r, accept) => self.on_offer_answer(t, o, r, accept),
-                Ev::OfferTimeout(o, r) => self.on_offer_timeout(t, o, r),
-                Ev::Reassign(o) => self.on_reassign(t, o),
-                Ev::RiderAtHub(r) => self.on_rider_at_hub(t, r),
-                Ev::PickupDone(r) => self.on_pickup_done(t, r),
-                Ev::Delivered(r) => self.on_delivered(t, r),
-                Ev::BackAtHub(r, seq) => self.on_back_at_hub(r, seq),
-                Ev::ShiftStart(r) => self.on_shift_start(t, r),
-                Ev::ShiftEnd(r) => self.on_shift_end(t, r),
-                Ev::DrainDeadline => self.on_drain_deadline(),
+                Ev::BatchWake => self.on_batch_wake(t)?,
+                Ev::OfferAnswer(r, seq, accept) => self.on_offer_answer(t, r, seq, accept)?,
+                Ev::OfferExpiry => self.on_offer_expiry(t)?,
+                Ev::ReassignWake => self.on_reassign_wake(t)?,
+                Ev::DeadlineWake => self.on_deadline_wake(t)?,
+                Ev::RiderAtHub(r) => self.on_rider_at_hub(t, r)?,
+                Ev::PickupDone(r) => self.on_pickup_done(t, r)?,
+                Ev::Delivered(r) => self.on_delivered(t, r)?,
+                Ev::BackAtHub(r, seq) => self.on_back_at_hub(r, seq)?,
+                Ev::ShiftStart(r) => self.on_shift_start(t, r)?,
+                Ev::ShiftEnd(r) => self.on_shift_end(t, r)?,
+                Ev::DrainDeadline => self.on_drain_deadline(t),
             }
             if self.q.processed().is_multiple_of(256) {
                 progress(t, self.q.processed());
@@ -466,9 +526,12 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
     }
 
     /// The hub geo would choose for `p` (02 §3: eligibility, score, tie-breaks), if any.
-    fn serving_hub(&self, p: Point) -> Option<usize> {
+    fn serving_hub(&self, p: Point) -> Option<HubIx> {
         let winner = qc_geo::best(p, &self.geo_hubs, qc_geo::Weights::default())?;
-        self.geo_hubs.iter().position(|h| h.id == winner.hub.id)
+        self.geo_hubs
+            .iter()
+            .position(|h| h.id == winner.hub.id)
+            .map(HubIx)
     }
 
     fn sample_basket(&mut self) -> Vec<(usize, u32)> {
@@ -526,8 +589,6 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             delivered_at: None,
             rider: None,
             offers: 0,
-            reassign_count: 0,
-            excluded: Vec::new(),
             failure_reason: None,
             out_at: None,
             designed_trip_s: 0.0,
@@ -538,7 +599,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             self.orders.push(order);
             return Ok(());
         };
-        let hub_id = self.hubs[h].id.clone();
+        let hub_id = self.hubs[h.0].id.clone();
         self.log.push(
             t,
             kind::ORDER_PLACED,
@@ -577,11 +638,13 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             }) => {
                 debug_assert!(remaining.iter().all(|r| *r >= 0), "oversell: {remaining:?}");
                 order.rid = Some(rid);
-                self.last_hold_expiry = self.last_hold_expiry.max(expires_at_ms - self.epoch_ms);
+                let expiry = expires_at_ms - self.epoch_ms;
+                self.last_hold_expiry = self.last_hold_expiry.max(expiry);
                 if self.rng.checkout.random::<f64>() < self.sc.demand.abandonment_rate {
                     order.state = OrderState::Abandoned;
                     self.log
                         .push(t, kind::ABANDONED, Some(id), hub_id.as_str(), "", 0, 0);
+                    self.reap_after(expiry);
                 } else {
                     order.state = OrderState::Held;
                     self.in_flight += 1;
@@ -594,7 +657,11 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                     } else {
                         0
                     };
-                    self.q.after(delay, Ev::Checkout(id as usize));
+                    if t + delay >= expiry {
+                        // The shopper pays after the hold lapsed: the reaper may get there first.
+                        self.reap_after(expiry);
+                    }
+                    self.q.after(delay, Ev::Checkout(OrderIx(id as usize)));
                 }
             }
             Ok(ReserveOutcome::Replay { .. }) => {
@@ -619,9 +686,21 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         Ok(())
     }
 
-    fn on_checkout(&mut self, t: SimTime, o: usize) -> Result<(), SimError> {
+    /// Schedules the reaper tick that sweeps a hold lapsing at virtual `expiry` (once per tick).
+    fn reap_after(&mut self, expiry: SimTime) {
+        let grace_ms = i64::from(self.store.policy().grace_s) * 1000;
+        let due = expiry + grace_ms;
+        let tick =
+            (due + REAPER_INTERVAL_MS - 1).div_euclid(REAPER_INTERVAL_MS) * REAPER_INTERVAL_MS;
+        if self.reap_ticks.insert(tick) {
+            self.q.at(tick.max(self.q.now()), Ev::Reap);
+        }
+    }
+
+    fn on_checkout(&mut self, t: SimTime, oi: OrderIx) -> Result<(), SimError> {
+        let o = oi.0;
         let h = self.orders[o].hub.expect("held orders have a hub");
-        let hub_id = self.hubs[h].id.clone();
+        let hub_id = self.hubs[h.0].id.clone();
         let rid = self.orders[o].rid.clone().expect("held orders have a hold");
         let now = self.now_ms();
         let store = self.store;
@@ -649,7 +728,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             TransitionOutcome::Done | TransitionOutcome::Already(_) => {
                 self.confirmed += 1;
                 for (s, q) in self.orders[o].lines.clone() {
-                    self.ledger.entry((h, s)).or_default().sold += i64::from(q);
+                    self.ledger.entry((h.0, s)).or_default().sold += i64::from(q);
                 }
                 let order = &mut self.orders[o];
                 order.state = OrderState::Paid;
@@ -663,8 +742,8 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                     0,
                     t - self.orders[o].placed_at,
                 );
-                self.promise_eta(t, h, o);
-                self.enqueue_pick(t, h, o);
+                self.promise_eta(t, oi)?;
+                self.enqueue_pick(t, h, oi);
             }
             TransitionOutcome::Expired => {
                 // Either this call expired the hold or the reaper did earlier: the record says.
@@ -695,18 +774,62 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         Ok(())
     }
 
-    fn account_busy(&mut self, t: SimTime, h: usize) {
-        let hub = &mut self.hubs[h];
+    fn account_busy(&mut self, t: SimTime, h: HubIx) {
+        let hub = &mut self.hubs[h.0];
         hub.busy_ms += i64::from(hub.busy) * (t - hub.last_change);
         hub.last_change = t;
     }
 
-    fn enqueue_pick(&mut self, t: SimTime, h: usize, o: usize) {
-        if self.hubs[h].busy < self.hubs[h].pickers {
+    fn enqueue_pick(&mut self, t: SimTime, h: HubIx, o: OrderIx) {
+        if self.hubs[h.0].busy < self.hubs[h.0].pickers {
             self.start_pick(t, h, o);
         } else {
-            self.hubs[h].queue.push_back(o);
+            self.hubs[h.0].queue.push_back(o);
+            let paid = self.orders[o.0].paid_at.unwrap_or(t);
+            let deadline = (self.sc.dispatch.deadline_min * 60_000.0).round() as i64;
+            self.q.at((paid + deadline).max(t), Ev::PickDeadline(o));
         }
+    }
+
+    /// A paid order still waiting for a picker at its deadline is lost (its stock stays sold:
+    /// the shopper is refunded outside the twin). Bounds the picking queue under overload.
+    fn on_pick_deadline(&mut self, t: SimTime, o: OrderIx) {
+        if self.orders[o.0].state != OrderState::Paid {
+            return;
+        }
+        let h = self.orders[o.0].hub.expect("paid orders have a hub");
+        self.hubs[h.0].queue.retain(|x| *x != o);
+        self.lose(t, o, OrderState::Lost, "NOT_PICKED_BY_DEADLINE".into());
+    }
+
+    /// Ends a non-terminal order with `state` and `reason`, in the log too.
+    pub(crate) fn lose(&mut self, t: SimTime, o: OrderIx, state: OrderState, reason: String) {
+        let order = &mut self.orders[o.0];
+        if order.state.is_terminal() {
+            return;
+        }
+        if matches!(order.state, OrderState::AwaitingRider | OrderState::Offered) {
+            if let Some(h) = order.hub {
+                self.orders_awaiting_rider[h.0] = self.orders_awaiting_rider[h.0].saturating_sub(1);
+            }
+        }
+        let order = &mut self.orders[o.0];
+        order.state = state;
+        let hub = order
+            .hub
+            .map(|h| self.hubs[h.0].id.to_string())
+            .unwrap_or_default();
+        self.log.push(
+            t,
+            kind::DISPATCH_FAILED,
+            Some(o.0 as u64),
+            &hub,
+            &reason,
+            0,
+            0,
+        );
+        self.orders[o.0].failure_reason = Some(reason);
+        self.in_flight -= 1;
     }
 
     fn pick_duration_ms(&mut self, units: u32) -> i64 {
@@ -727,39 +850,54 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         ((secs * 1000.0).round() as i64).max(1)
     }
 
-    pub(crate) fn start_pick(&mut self, t: SimTime, h: usize, o: usize) {
+    pub(crate) fn start_pick(&mut self, t: SimTime, h: HubIx, o: OrderIx) {
         self.account_busy(t, h);
-        self.hubs[h].busy += 1;
-        let units = self.orders[o].units();
-        let order = &mut self.orders[o];
+        self.hubs[h.0].busy += 1;
+        let units = self.orders[o.0].units();
+        let order = &mut self.orders[o.0];
         order.state = OrderState::Picking;
         order.pick_started_at = Some(t);
         let wait = t - order.paid_at.unwrap_or(t);
-        let hub_id = self.hubs[h].id.to_string();
-        self.log
-            .push(t, kind::PICK_STARTED, Some(o as u64), &hub_id, "", 0, wait);
+        let hub_id = self.hubs[h.0].id.to_string();
+        self.log.push(
+            t,
+            kind::PICK_STARTED,
+            Some(o.0 as u64),
+            &hub_id,
+            "",
+            0,
+            wait,
+        );
         let d = self.pick_duration_ms(units);
         self.q.after(d, Ev::PickDone(o));
     }
 
-    fn on_pick_done(&mut self, t: SimTime, o: usize) {
-        let h = self.orders[o].hub.expect("picked orders have a hub");
+    fn on_pick_done(&mut self, t: SimTime, o: OrderIx) -> Result<(), SimError> {
+        let h = self.orders[o.0].hub.expect("picked orders have a hub");
         self.account_busy(t, h);
-        self.hubs[h].busy -= 1;
+        self.hubs[h.0].busy -= 1;
         self.last_pick_done = t;
-        let order = &mut self.orders[o];
+        let order = &mut self.orders[o.0];
         order.handed_over_at = Some(t);
         let pick = t - order.pick_started_at.unwrap_or(t);
-        let hub_id = self.hubs[h].id.to_string();
+        let hub_id = self.hubs[h.0].id.to_string();
         self.log
-            .push(t, kind::HANDED_OVER, Some(o as u64), &hub_id, "", 0, pick);
-        if let Some(next) = self.hubs[h].queue.pop_front() {
+            .push(t, kind::HANDED_OVER, Some(o.0 as u64), &hub_id, "", 0, pick);
+        if let Some(next) = self.hubs[h.0].queue.pop_front() {
             self.start_pick(t, h, next);
         }
-        self.enqueue_dispatch(t, o);
+        if self.sc.dispatch.enabled {
+            self.orders_awaiting_rider[h.0] += 1;
+            self.enqueue_dispatch(t, o)
+        } else {
+            self.orders[o.0].state = OrderState::HandedOver;
+            self.in_flight -= 1;
+            Ok(())
+        }
     }
 
-    fn on_restock(&mut self, t: SimTime, h: usize) -> Result<(), SimError> {
+    fn on_restock(&mut self, t: SimTime, hi: HubIx) -> Result<(), SimError> {
+        let h = hi.0;
         let hub_id = self.hubs[h].id.clone();
         for s in 0..self.skus.len() {
             let to = self.sku_level(h, s);
@@ -792,7 +930,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             }
         }
         if !self.finished() {
-            self.q.after(self.sc.restock_every_ms(), Ev::Restock(h));
+            self.q.after(self.sc.restock_every_ms(), Ev::Restock(hi));
         }
         Ok(())
     }
@@ -813,15 +951,17 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
                 0,
             );
         }
-        if !self.finished() {
-            self.q.after(REAPER_INTERVAL_MS, Ev::Reap);
+        self.reap_ticks.remove(&t);
+        if report.expired as usize >= 100 {
+            // A full batch: more may be due at this tick.
+            self.reap_after(t - i64::from(self.store.policy().grace_s) * 1000 + 1);
         }
         Ok(())
     }
 
     fn on_sample(&mut self, t: SimTime) {
-        for h in 0..self.hubs.len() {
-            let hub = &self.hubs[h];
+        for h in (0..self.hubs.len()).map(HubIx) {
+            let hub = &self.hubs[h.0];
             let id = hub.id.to_string();
             self.log.push(
                 t,
@@ -841,6 +981,18 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
         }
     }
 
+    /// The drain limit: whatever has not ended yet ends now, with the reason.
+    fn on_drain_deadline(&mut self, t: SimTime) {
+        for o in (0..self.orders.len()).map(OrderIx) {
+            if !self.orders[o.0].state.is_terminal() {
+                if let Some(h) = self.orders[o.0].hub {
+                    self.hubs[h.0].queue.retain(|x| *x != o);
+                }
+                self.lose(t, o, OrderState::Lost, "DRAIN_LIMIT".into());
+            }
+        }
+    }
+
     /// Closes the busy-time accounting at the end of the run.
     pub fn close(&mut self) {
         let t = self.q.now();
@@ -854,7 +1006,7 @@ impl<'a, S: StockStore, X: Exec> World<'a, S, X> {
             .unwrap_or(0)
             .max(self.duration_ms)
             .min(t);
-        for h in 0..self.hubs.len() {
+        for h in (0..self.hubs.len()).map(HubIx) {
             self.account_busy(t, h);
         }
         self.close_fleet(fleet_end);

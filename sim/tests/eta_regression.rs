@@ -61,3 +61,21 @@ fn an_uncalibrated_model_misses_the_coverage_bands() {
         "{violations:?}"
     );
 }
+
+#[test]
+fn the_gate_bites_when_every_re_estimate_moves_the_shown_eta() {
+    let base = load_baseline(&root()).unwrap();
+    let (name, _, churn) = measure(
+        &root(),
+        "scenarios/regression/lunch.toml",
+        &["eta.model=always_revise".to_string()],
+    )
+    .unwrap();
+    println!("{}", table(&[(format!("{name}*"), churn.clone())]));
+    let violations = check(&name, &churn, &base);
+    println!("{}", violations.join("\n"));
+    assert!(
+        violations.iter().any(|v| v.contains("revision_rate")),
+        "{violations:?}"
+    );
+}

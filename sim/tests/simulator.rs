@@ -129,7 +129,7 @@ fn expiry_counts_match_the_stores_records() {
         let (Some(rid), Some(h)) = (&o.rid, o.hub) else {
             continue;
         };
-        let hub = HubId::parse(&s.hubs[h].hub).unwrap();
+        let hub = HubId::parse(&s.hubs[h.0].hub).unwrap();
         let r = futures::executor::block_on(store.reservation(&hub, rid))
             .unwrap()
             .unwrap();
@@ -385,10 +385,22 @@ fn memory_and_live_backends_agree_on_every_domain_outcome() {
         "{:?}",
         live.summary.invariants
     );
-    assert!(
-        live.summary.latency.contains_key("reserve"),
-        "live mode measures store latency"
-    );
+    for op in [
+        "reserve",
+        "dispatch.create_order",
+        "dispatch.flush",
+        "dispatch.accept",
+        "dispatch.driver_state",
+        "eta.calculate",
+        "eta.observe",
+    ] {
+        assert!(
+            live.summary.latency.contains_key(op),
+            "live mode measures {op}: {:?}",
+            live.summary.latency.keys()
+        );
+    }
+    assert!(live.summary.orders.delivered > 30 && live.summary.eta.orders > 10);
     assert!(memory.summary.latency.is_empty());
     assert_eq!(live.summary.engine.backend, "live");
 }
@@ -435,7 +447,10 @@ fn every_order_that_reaches_dispatch_is_delivered_or_fails_with_a_reason() {
         let out = smoke_with_seed(seed);
         let s = &out.summary;
         assert!(s.invariants.hold(), "{:?}", s.invariants);
-        assert_eq!(s.invariants.illegal_rider_transitions, 0);
+        assert_eq!(
+            (s.invariants.dispatch_refusals, s.invariants.dispatch_drift),
+            (0, 0)
+        );
         let dispatched: Vec<_> = out
             .orders
             .iter()
@@ -457,7 +472,6 @@ fn every_order_that_reaches_dispatch_is_delivered_or_fails_with_a_reason() {
                 }
                 other => panic!("order {} ended {other:?}", o.id),
             }
-            assert!(o.offers <= 4, "at most four offers per order");
         }
         assert!(s.dispatch.optimal_cost <= s.dispatch.greedy_cost + 1e-9);
         assert!(s.service.click_to_door_s.p50 > s.service.click_to_handover_s.p50);
@@ -466,8 +480,8 @@ fn every_order_that_reaches_dispatch_is_delivered_or_fails_with_a_reason() {
 
 #[test]
 fn riders_answer_offers_and_rejections_are_reassigned() {
-    // Riders who mostly refuse: offers are rejected, reassigned with backoff, and orders fail
-    // only after four offers.
+    // Riders who mostly refuse: offers are rejected and reassigned with backoff; after the
+    // last attempt an order goes back to the pool, so orders still reach the door.
     let sc = Scenario::load(
         &scenario_path("smoke.toml"),
         &["riders.accept_probability=0.3".into()],
@@ -481,18 +495,100 @@ fn riders_answer_offers_and_rejections_are_reassigned() {
         "{:?}",
         s.riders
     );
-    assert!(s.riders.reassignments > 0);
-    assert!(s.orders.cancelled_dispatch > 0);
-    for o in out
+    assert!(
+        s.riders.reassignments > 0 && s.riders.repooled > 0,
+        "{:?}",
+        s.riders
+    );
+    assert!(out
         .orders
         .iter()
-        .filter(|o| o.failure_reason == Some("MAX_REASSIGNMENTS"))
-    {
+        .any(|o| o.offers > 4 && o.delivered_at.is_some()));
+}
+
+/// Issue #9: a paid order that can still be delivered never fails for the reassignment limit
+/// alone; it fails only when its deadline passes, with that reason.
+#[test]
+fn an_understaffed_city_fails_no_order_for_the_retry_limit() {
+    let sc = scenario("understaffed.toml");
+    let out = run(&sc, &RunOptions::default()).unwrap();
+    let s = &out.summary;
+    assert!(s.invariants.hold(), "{:?}", s.invariants);
+    let by_limit = s
+        .orders
+        .lost_by_reason
+        .get("MAX_REASSIGNMENTS")
+        .copied()
+        .unwrap_or(0);
+    println!(
+        "understaffed: {} paid orders, {} delivered, {} failed for the reassignment limit, lost {:?}, re-pooled {}",
+        s.orders.delivered + s.orders.cancelled_dispatch,
+        s.orders.delivered,
+        by_limit,
+        s.orders.lost_by_reason,
+        s.riders.repooled
+    );
+    assert_eq!(by_limit, 0);
+    assert!(s.riders.repooled > 0, "the scenario exhausts reassignments");
+    let deadline_ms = (sc.dispatch.deadline_min * 60_000.0) as i64;
+    let late: Vec<_> = out
+        .orders
+        .iter()
+        .filter(|o| o.failure_reason.as_deref() == Some("DEADLINE_PASSED"))
+        .collect();
+    assert!(!late.is_empty(), "an understaffed city misses deadlines");
+    for o in &late {
+        assert_eq!(o.state, sim::world::OrderState::DispatchFailed);
+        assert!(o.delivered_at.is_none());
+    }
+    // Nobody is failed before their deadline: every paid order was delivered, or lost at or
+    // after paid + deadline (the event log's time of the failure).
+    for o in out.orders.iter().filter(|o| o.paid_at.is_some()) {
         assert!(
-            o.reassign_count == 3,
-            "order {} failed after {} reassignments",
+            o.delivered_at.is_some() || o.failure_reason.is_some(),
+            "order {} ended {:?}",
             o.id,
-            o.reassign_count
+            o.state
         );
     }
+    let failed_at = out.log.failures();
+    for (id, t) in failed_at {
+        let o = &out.orders[id as usize];
+        assert!(
+            t >= o.paid_at.unwrap() + deadline_ms,
+            "order {id} failed early"
+        );
+    }
+}
+
+/// Overload is a scenario, not a crash: far past capacity the run still terminates, every
+/// order ends with a reason, and the loss is reported.
+#[test]
+fn an_overloaded_city_terminates_and_reports_the_loss() {
+    let sc = Scenario::load(
+        &scenario_path("smoke.toml"),
+        &["demand.orders_per_hour=1200".into()],
+    )
+    .unwrap();
+    let out = run(&sc, &RunOptions::default()).unwrap();
+    let s = &out.summary;
+    assert!(s.invariants.hold(), "{:?}", s.invariants);
+    assert_eq!(s.orders.in_progress, 0);
+    let lost: u64 = s.orders.lost_by_reason.values().sum();
+    println!(
+        "overloaded smoke: placed {}, delivered {}, lost {:?}",
+        s.orders.placed, s.orders.delivered, s.orders.lost_by_reason
+    );
+    assert!(
+        lost > 0
+            && s.orders
+                .lost_by_reason
+                .contains_key("NOT_PICKED_BY_DEADLINE")
+    );
+    assert!(
+        !s.orders.lost_by_reason.contains_key("DRAIN_LIMIT"),
+        "deadlines end it first"
+    );
+    // The run's length is bounded by the scenario, not by the backlog.
+    assert!(out.engine.virtual_ms <= sc.duration_ms() + 3 * 3_600_000);
 }

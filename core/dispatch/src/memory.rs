@@ -104,15 +104,18 @@ impl Tables {
         }
         if a.is_live() {
             self.live_by_order.insert(a.order_id.clone(), a.id.clone());
-            self.live_by_driver.insert(a.driver_id.clone(), a.id.clone());
+            self.live_by_driver
+                .insert(a.driver_id.clone(), a.id.clone());
         }
         self.assignments.insert(a.id.clone(), a.clone());
     }
 
     /// At most one live assignment per order and per driver once `rows` are applied.
     fn check_live(&self, rows: &[Row<Assignment>]) -> Result<(), RepoError> {
-        let written: HashMap<&str, &Assignment> =
-            rows.iter().map(|r| (r.get().id.as_str(), r.get())).collect();
+        let written: HashMap<&str, &Assignment> = rows
+            .iter()
+            .map(|r| (r.get().id.as_str(), r.get()))
+            .collect();
         let still_live = |id: &str| match written.get(id) {
             Some(a) => a.is_live(),
             None => self.assignments.get(id).is_some_and(Assignment::is_live),
@@ -125,7 +128,9 @@ impl Tables {
                     .is_some_and(|other| other != &a.id && still_live(other))
             };
             let twice_o = orders.insert(a.order_id.as_str(), a.id.as_str()).is_some();
-            let twice_d = drivers.insert(a.driver_id.as_str(), a.id.as_str()).is_some();
+            let twice_d = drivers
+                .insert(a.driver_id.as_str(), a.id.as_str())
+                .is_some();
             if twice_o
                 || twice_d
                 || clash(&self.live_by_order, &a.order_id)

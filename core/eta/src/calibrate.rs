@@ -95,7 +95,7 @@ impl Offsets {
 
 /// How far (down, up), in σ_T, calibration may move p50, p80 and p95 from the Gaussian
 /// composition's. The median moves least: it is the promise.
-pub const MAX_SHIFT: [(f64, f64); 3] = [(0.75, 0.75), (1.0, 1.5), (1.25, 2.5)];
+pub const MAX_SHIFT: [(f64, f64); 3] = [(1.5, 2.0), (1.5, 3.0), (1.5, 4.0)];
 /// The least distance between consecutive stated quantiles, in σ_T.
 pub const MIN_GAP: f64 = 0.05;
 

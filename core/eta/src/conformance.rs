@@ -26,6 +26,8 @@ fn request(order: &str, items: i64, queue: i64) -> EtaRequest {
         weekday: None,
         stage: None,
         picked: None,
+        rider_lat: None,
+        rider_lng: None,
     }
     .validate()
     .unwrap()
@@ -91,6 +93,11 @@ async fn revisions_keep_the_promise_within_its_tolerance<S: EtaStore>(s: S) {
     assert_eq!(moved.components.queue_wait_time_s, 0.0);
     let shown = engine::latest(&s, "o5", late + 1).await.unwrap();
     assert_eq!(shown.computed_at, late, "the revision is what GET shows");
+    let kept_promise = shown.promise.expect("a revision carries the promise");
+    assert_eq!(
+        (kept_promise.computed_at, kept_promise.eta_p50_s),
+        (promise.computed_at, promise.eta_p50_s)
+    );
     // A re-estimate for an order with no promise is simply the answer.
     let fresh = engine::calculate(
         &s,

@@ -17,12 +17,15 @@ use crate::store::{EtaStore, StickyPut, LATEST_MAX_AGE_MS};
 pub struct Model {
     pub traffic: bool,
     pub calibrate: bool,
+    /// A re-estimate within the promise's tolerance keeps the shown ETA ([`revise`]).
+    pub keep_promise: bool,
 }
 
 impl Model {
     pub const FULL: Model = Model {
         traffic: true,
         calibrate: true,
+        keep_promise: true,
     };
 }
 
@@ -56,6 +59,38 @@ pub struct EtaResult {
     /// Ours: a re-estimate that moved the shown ETA (it left the promise's tolerance).
     #[serde(default)]
     pub revised: bool,
+    /// Ours, on a revised answer: the promise it replaced (what calibration scores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise: Option<Promised>,
+}
+
+/// The promise made at placement, as calibration needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Promised {
+    pub computed_at: i64,
+    pub eta_p50_s: f64,
+    pub eta_p80_s: f64,
+    pub eta_p95_s: f64,
+    pub raw_p50_s: f64,
+    pub sigma_s: f64,
+}
+
+impl EtaResult {
+    /// The promise this answer stands for: its own at placement, else the one it replaced.
+    pub fn promised(&self) -> Option<Promised> {
+        if self.stage == Stage::Placed.as_str() {
+            Some(Promised {
+                computed_at: self.computed_at,
+                eta_p50_s: self.eta_p50_s,
+                eta_p80_s: self.eta_p80_s,
+                eta_p95_s: self.eta_p95_s,
+                raw_p50_s: self.raw_p50_s,
+                sigma_s: self.sigma_s,
+            })
+        } else {
+            self.promise.clone()
+        }
+    }
 }
 
 fn placed() -> String {
@@ -98,7 +133,8 @@ pub async fn compute<S: EtaStore>(
         }
     };
     let windows = async {
-        if model.calibrate {
+        // Calibration is of the promise: later stages state the composition's own quantiles.
+        if model.calibrate && req.stage == Stage::Placed {
             match store.scores(&req.hub_id, band).await {
                 Ok(w) => pick(&w.band, &w.hub, &w.all, w.levels),
                 Err(_) => (Offsets::GAUSSIAN, Source::Prior),
@@ -133,6 +169,7 @@ pub async fn compute<S: EtaStore>(
         sigma_s: r2(p.sigma),
         stage: req.stage.as_str().to_string(),
         revised: false,
+        promise: None,
     }
 }
 
@@ -191,8 +228,11 @@ pub async fn calculate<S: EtaStore>(
 
 /// A re-estimate from a later stage (07 §8 after accept, and at pickup): only the stages still
 /// ahead, measured from now. The shown ETA (the latest answer, normally the promise) stays
-/// while the new median arrival is within its tolerance — the shown answer's own p95 − p50,
-/// on either side of its median arrival; past that the fresh answer is shown (`revised`).
+/// while it is still credible, its tolerance being its own interval: it moves when the
+/// re-estimate's median arrival is later than the shown p95 (the promise would be broken), or
+/// its p95 arrival is earlier than the shown median (the order will surely be early). A moved
+/// answer is `revised` and carries the promise it replaced, which calibration goes on scoring
+/// (stages are not mixed in one residual window).
 pub async fn revise<S: EtaStore>(
     store: &S,
     req: &EtaRequest,
@@ -210,14 +250,21 @@ pub async fn revise<S: EtaStore>(
         .as_deref()
         .and_then(decode)
         .filter(|s| s.hub_id == req.hub_id && now_ms - s.computed_at <= LATEST_MAX_AGE_MS);
-    if let Some(mut s) = shown {
-        let promised = s.computed_at as f64 + s.eta_p50_s * 1000.0;
-        let expected = now_ms as f64 + fresh.eta_p50_s * 1000.0;
-        if (expected - promised).abs() <= (s.eta_p95_s - s.eta_p50_s) * 1000.0 {
-            s.cached = true;
-            return s;
+    fresh.promise = shown.as_ref().and_then(EtaResult::promised);
+    match shown {
+        Some(mut s) if model.keep_promise => {
+            let at = |base: i64, s: f64| base as f64 + s * 1000.0;
+            let late = at(now_ms, fresh.eta_p50_s) > at(s.computed_at, s.eta_p95_s);
+            let buffer = s.eta_p95_s - s.eta_p50_s;
+            let early = at(now_ms, fresh.eta_p95_s) < at(s.computed_at, s.eta_p50_s - buffer);
+            if !late && !early {
+                s.cached = true;
+                return s;
+            }
+            fresh.revised = true;
         }
-        fresh.revised = true;
+        Some(_) => fresh.revised = true,
+        None => {}
     }
     let _ = store
         .latest_put(
@@ -266,11 +313,11 @@ pub struct ObserveInput {
     pub actual_travel_s: f64,
     pub observed_at: Option<i64>,
     pub order_id: Option<String>,
-    /// Ours: the order's whole time since its latest ETA was computed, seconds; with
-    /// `order_id`, scores that ETA for calibration.
+    /// Ours: the order's whole time since its promise (the ETA computed at placement),
+    /// seconds; with `order_id`, scores that promise for calibration.
     pub actual_total_s: Option<f64>,
     /// Ours, instead of `actual_total_s`: when the order reached the door (epoch ms); the
-    /// total is measured from the latest ETA's `computed_at`.
+    /// total is measured from the promise's `computed_at`.
     pub delivered_at: Option<i64>,
 }
 
@@ -341,23 +388,24 @@ pub async fn observe<S: EtaStore>(
         let mut calibrated = false;
         let wants = input.actual_total_s.is_some() || input.delivered_at.is_some();
         if let (Some(order), true) = (&input.order_id, wants) {
-            if let Some(r) = store.latest_get(order).await?.as_deref().and_then(decode) {
+            let latest = store.latest_get(order).await?.as_deref().and_then(decode);
+            if let Some((r, p)) = latest.and_then(|r| r.promised().map(|p| (r, p))) {
                 let total = input.actual_total_s.unwrap_or_else(|| {
-                    (input.delivered_at.unwrap_or(0) - r.computed_at) as f64 / 1000.0
+                    (input.delivered_at.unwrap_or(0) - p.computed_at) as f64 / 1000.0
                 });
                 if total < floor {
                     ignored = Some(format!(
                         "the order's total {total:.1} s is below the trip's lower bound {floor:.1} s"
                     ));
-                } else if r.hub_id == input.hub_id && r.sigma_s > 0.0 {
-                    let band = hour_band(local_hour(r.computed_at, utc_offset_min));
+                } else if r.hub_id == input.hub_id && p.sigma_s > 0.0 {
+                    let band = hour_band(local_hour(p.computed_at, utc_offset_min));
                     store
-                        .scores_push(&r.hub_id, band, (total - r.raw_p50_s) / r.sigma_s)
+                        .scores_push(&r.hub_id, band, (total - p.raw_p50_s) / p.sigma_s)
                         .await?;
                     let missed = [
-                        total > r.eta_p50_s,
-                        total > r.eta_p80_s,
-                        total > r.eta_p95_s,
+                        total > p.eta_p50_s,
+                        total > p.eta_p80_s,
+                        total > p.eta_p95_s,
                     ];
                     store.adapt_levels(&r.hub_id, missed).await?;
                     calibrated = true;

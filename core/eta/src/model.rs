@@ -6,7 +6,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::calibrate::{Offsets, Source};
-use crate::compose::{base_travel_s, compose, picking, queue, travel};
+use crate::compose::{base_travel_s, compose, picking, queue, travel, Part};
 use crate::geohash;
 use crate::kalman::TrafficEstimate;
 
@@ -32,6 +32,9 @@ pub struct CalculateInput {
     pub stage: Option<String>,
     /// Ours, with `assigned`: picking is already done.
     pub picked: Option<bool>,
+    /// Ours, with `assigned`: where the rider is (their ride to the hub is counted).
+    pub rider_lat: Option<f64>,
+    pub rider_lng: Option<f64>,
 }
 
 /// How far along the order is, so an estimate counts only the stages still ahead of it (and,
@@ -76,6 +79,8 @@ pub struct EtaRequest {
     pub queue_depth: u32,
     pub drivers_avail: u32,
     pub stage: Stage,
+    /// With `Stage::Assigned`: the rider's position, for their ride to the hub.
+    pub rider: Option<Point>,
 }
 
 /// 07 §2: finite, in range, exact (0, 0) refused.
@@ -131,6 +136,11 @@ impl CalculateInput {
                 )))
             }
         };
+        let rider = match (self.rider_lat, self.rider_lng) {
+            (Some(lat), Some(lng)) => Some(location("rider", lat, lng)?),
+            (None, None) => None,
+            _ => return Err(Invalid("rider_lat and rider_lng go together".into())),
+        };
         Ok(EtaRequest {
             item_count: ranged("item_count", self.item_count, 1, 1000)?,
             hub: location("hub", self.hub_lat, self.hub_lng)?,
@@ -140,6 +150,7 @@ impl CalculateInput {
             order_id: self.order_id,
             hub_id: self.hub_id,
             stage,
+            rider,
         })
     }
 }
@@ -209,16 +220,30 @@ pub fn predict(
         fallback.push("travel");
         TrafficEstimate::PRIOR
     });
-    let none = crate::compose::Part { mean: 0.0, sd: 0.0 };
-    let (pk, q) = match req.stage {
+    let none = Part { mean: 0.0, sd: 0.0 };
+    let base = base_travel_s(req.hub, req.cust);
+    let (pk, q, tr) = match req.stage {
         Stage::Placed => (
             picking(req.item_count),
             queue(req.queue_depth, req.drivers_avail),
+            travel(base, t),
         ),
-        Stage::Assigned { picked: false } => (picking(req.item_count), none),
-        Stage::Assigned { picked: true } | Stage::PickedUp => (none, none),
+        // After placement the estimate is of one trip, not of the multiplier: its spread is
+        // the trip-to-trip noise as well as what the filter does not know.
+        Stage::Assigned { picked } => {
+            let pk = if picked {
+                none
+            } else {
+                picking(req.item_count)
+            };
+            let to_hub = req
+                .rider
+                .map_or(none, |r| trip(base_travel_s(r, req.hub), t));
+            let ahead = [to_hub, PICKUP, trip(base, t)];
+            (pk, none, sum(&ahead))
+        }
+        Stage::PickedUp => (none, none, trip(base, t)),
     };
-    let tr = travel(base_travel_s(req.hub, req.cust), t);
     let c = compose(&[pk, q, tr]);
     let o = offsets.bounded();
     let floor = travel_lower_bound_s(req.hub, req.cust);
@@ -243,6 +268,29 @@ pub fn predict(
 
 /// The least gap between stated quantiles, seconds (they are reported to 0.01 s).
 pub const MIN_STEP_S: f64 = 1.0;
+
+/// Collecting the order at the hub once the rider is there (before `picked_up`), seconds.
+pub const PICKUP: Part = Part {
+    mean: 60.0,
+    sd: 30.0,
+};
+
+/// One trip of `base_s` at the learned traffic: the filter's uncertainty and the trip noise.
+fn trip(base_s: f64, t: TrafficEstimate) -> Part {
+    let mean = base_s * t.multiplier;
+    Part {
+        mean,
+        sd: mean * (t.s2 + crate::kalman::R).sqrt(),
+    }
+}
+
+/// Independent parts as one.
+fn sum(parts: &[Part]) -> Part {
+    Part {
+        mean: parts.iter().map(|p| p.mean).sum(),
+        sd: parts.iter().map(|p| p.sd * p.sd).sum::<f64>().sqrt(),
+    }
+}
 
 #[cfg(test)]
 mod tests {

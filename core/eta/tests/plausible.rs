@@ -25,6 +25,8 @@ fn request(order: &str, hub: usize, cust: (f64, f64), items: i64) -> CalculateIn
         weekday: None,
         stage: None,
         picked: None,
+        rider_lat: None,
+        rider_lng: None,
     }
 }
 

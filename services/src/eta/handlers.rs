@@ -35,8 +35,8 @@ pub async fn calculate(State(app): AppState, Body(input): Body<CalculateInput>) 
                 now,
                 band,
                 Model {
-                    traffic: true,
                     calibrate: false,
+                    ..Model::FULL
                 },
             )
             .await;
@@ -63,7 +63,7 @@ pub async fn calculate(State(app): AppState, Body(input): Body<CalculateInput>) 
         );
     }
     if !r.cached {
-        app.record(Record::Prediction(r.clone(), req.fingerprint()));
+        app.record(Record::Prediction(Box::new(r.clone()), req.fingerprint()));
     }
     Ok(data(StatusCode::OK, r))
 }

@@ -60,7 +60,7 @@ impl EtaConfig {
 /// A row for the analytics tables.
 #[derive(Debug, Clone)]
 pub enum Record {
-    Prediction(qc_eta::EtaResult, String),
+    Prediction(Box<qc_eta::EtaResult>, String),
     Observation {
         order_id: Option<String>,
         segment: String,

@@ -76,6 +76,8 @@ async fn main() {
         weekday: None,
         stage: None,
         picked: None,
+        rider_lat: None,
+        rider_lng: None,
     };
     // Where a calculation's time goes: each store step alone.
     let n = 2000;
