@@ -155,8 +155,8 @@ pub fn check(name: &str, got: &EtaInfo, base: &Baseline) -> Vec<String> {
         .min(b.revision_rate + t.revision_rate_abs);
     if got.revision_rate > revision_limit {
         out.push(format!(
-            "{name}: revision_rate {:.3} exceeds the limit {revision_limit:.3} (at most {:.2}, and \
-             at most {:.2} above the baseline {:.3})",
+            "{name}: revision_rate {:.3} exceeds the limit {revision_limit:.3} (tolerance: at most \
+             {:.2}, and at most {:.2} above the baseline {:.3})",
             got.revision_rate, t.max_revision_rate, t.revision_rate_abs, b.revision_rate
         ));
     }
