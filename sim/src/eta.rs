@@ -83,7 +83,13 @@ const SIM_UTC_OFFSET_MIN: i32 = 0;
 impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X> {
     /// The request Dispatch (or Checkout) would send for order `o` at `stage`, with the hub's
     /// queue as the caller counts it and its idle riders.
-    fn eta_request(&self, o: OrderIx, queue_depth: u32, stage: Stage) -> CalculateInput {
+    fn eta_request(
+        &self,
+        o: OrderIx,
+        queue_depth: u32,
+        stage: Stage,
+        rider: Option<qc_geo::Point>,
+    ) -> CalculateInput {
         let h = self.orders[o.0].hub.expect("paid orders have a hub");
         let hub = &self.sc.hubs[h.0];
         let cust = self.orders[o.0].location;
@@ -101,8 +107,8 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             weekday: None,
             stage: Some(stage.as_str().into()),
             picked: matches!(stage, Stage::Assigned { picked: true }).then_some(true),
-            rider_lat: None,
-            rider_lng: None,
+            rider_lat: rider.map(|p| p.lat),
+            rider_lng: rider.map(|p| p.lng),
         }
     }
 
@@ -133,7 +139,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             .copied()
             .unwrap_or_default();
         let backlog = self.hubs[h.0].queue.len() as u32 + self.hubs[h.0].busy + waiting;
-        let r = self.calculate(self.eta_request(o, backlog, Stage::Placed))?;
+        let r = self.calculate(self.eta_request(o, backlog, Stage::Placed, None))?;
         let g = |z: f64| r.raw_p50_s + z * r.sigma_s;
         let naive = self.eta.naive.get(&h).map(|(s, n)| s / *n as f64);
         self.eta.promises.insert(
@@ -156,8 +162,14 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         Ok(())
     }
 
-    /// Dispatch's stage-aware re-estimate; records how far the shown arrival moved.
-    pub(crate) fn re_estimate_eta(&mut self, o: OrderIx, stage: Stage) -> Result<(), SimError> {
+    /// Dispatch's stage-aware re-estimate (with the rider's position after an accept); records
+    /// how far the shown arrival moved.
+    pub(crate) fn re_estimate_eta(
+        &mut self,
+        o: OrderIx,
+        stage: Stage,
+        rider: Option<qc_geo::Point>,
+    ) -> Result<(), SimError> {
         let Some(pr) = self.eta.promises.get(&o) else {
             return Ok(());
         };
@@ -168,7 +180,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             .get(h.0)
             .copied()
             .unwrap_or_default();
-        let r = self.calculate(self.eta_request(o, waiting, stage))?;
+        let r = self.calculate(self.eta_request(o, waiting, stage, rider))?;
         let shown = (r.computed_at - self.epoch_ms) as f64 / 1000.0 + r.eta_p50_s;
         let moved = (shown - promised).abs();
         let pr = self.eta.promises.get_mut(&o).expect("present");

@@ -548,7 +548,8 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         // Dispatch knows no home hubs: a rider works from the hub of their last pickup.
         self.riders[r.0].home = self.orders[o.0].hub.expect("hub");
         self.orders[o.0].state = OrderState::OutForDelivery;
-        self.re_estimate_eta(o, qc_eta::model::Stage::Assigned { picked: true })?;
+        let at = Some(self.riders[r.0].pos);
+        self.re_estimate_eta(o, qc_eta::model::Stage::Assigned { picked: true }, at)?;
         let hub = self.hub_point(self.orders[o.0].hub.expect("hub"));
         let from = self.riders[r.0].pos;
         let d = self.travel_ms(from, hub, t);
@@ -595,7 +596,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         let o = self.riders[r.0]
             .order
             .expect("delivering riders carry an order");
-        self.re_estimate_eta(o, qc_eta::model::Stage::PickedUp)?;
+        self.re_estimate_eta(o, qc_eta::model::Stage::PickedUp, None)?;
         let (from, to) = (self.riders[r.0].pos, self.orders[o.0].location);
         let handover_ms = (self.sc.riders.handover_s * 1000.0).round() as i64;
         let designed = self.designed_travel_ms(from, to, t) + handover_ms as f64;

@@ -4,6 +4,7 @@
 //! key keeps a sliding window of recent scores; a key with too few scores falls back to the
 //! hub's scores, then to every hub's, then to the uncalibrated composition (the cold-start prior).
 
+#[cfg(test)]
 use std::collections::{BTreeMap, VecDeque};
 
 /// Scores kept per key (recent ones win: traffic and load drift through the day).
@@ -138,7 +139,9 @@ pub fn pick(band: &[f64], hub: &[f64], all: &[f64], levels: [f64; 3]) -> (Offset
     (Offsets::GAUSSIAN, Source::Prior)
 }
 
-/// In-process score windows (the simulator, tests; the service keeps them in Redis lists).
+/// In-process score windows: the reference the stores' windows are tested against (the
+/// simulator and the service both go through an [`crate::EtaStore`]).
+#[cfg(test)]
 #[derive(Debug, Clone, Default)]
 pub struct Calibrator {
     by_band: BTreeMap<(String, u8), VecDeque<f64>>,
@@ -147,6 +150,7 @@ pub struct Calibrator {
     levels: BTreeMap<String, [f64; 3]>,
 }
 
+#[cfg(test)]
 fn push(w: &mut VecDeque<f64>, x: f64) {
     if w.len() == WINDOW {
         w.pop_front();
@@ -154,6 +158,7 @@ fn push(w: &mut VecDeque<f64>, x: f64) {
     w.push_back(x);
 }
 
+#[cfg(test)]
 impl Calibrator {
     pub fn new() -> Self {
         Self::default()

@@ -14,7 +14,7 @@ pub mod kalman;
 pub mod model;
 pub mod store;
 
-pub use calibrate::{Calibrator, Offsets, Source};
+pub use calibrate::{Offsets, Source};
 pub use engine::{EtaResult, Model};
 pub use kalman::{KfState, TrafficEstimate};
 pub use model::{predict, EtaRequest, Prediction};

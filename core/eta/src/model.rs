@@ -365,10 +365,11 @@ mod tests {
             "quantiles never cross"
         );
         assert!((shifted.score(shifted.raw_p50 + 2.0 * shifted.sigma) - 2.0).abs() < 1e-9);
-        // Absurd offsets (a window of impossible observations) move p50 at most 0.75 σ, and
+        // Absurd offsets (a window of impossible observations) move p50 at most 1.5 σ down, and
         // never below the trip's physical lower bound.
         let absurd = with(-40.0, -39.0, -0.5);
-        assert!((absurd.p50 - (g.raw_p50 - 0.75 * g.sigma)).abs() < 1e-9);
+        let down = crate::calibrate::MAX_SHIFT[0].0;
+        assert!((absurd.p50 - (g.raw_p50 - down * g.sigma)).abs() < 1e-9);
         assert!(absurd.p50 >= travel_lower_bound_s(r.hub, r.cust));
         assert!(absurd.p50 < absurd.p80 && absurd.p80 < absurd.p95);
         let nan = with(f64::NAN, f64::INFINITY, f64::NEG_INFINITY);
@@ -401,12 +402,27 @@ mod tests {
             Some(TrafficEstimate::PRIOR),
             (Offsets::GAUSSIAN, Source::Prior),
         );
-        assert!((placed.raw_p50 - assigned.raw_p50 - placed.queue_s).abs() < 1e-9);
+        // Assigned: no wait for a rider, but the pickup at the hub is still ahead.
+        assert!((placed.raw_p50 - assigned.raw_p50 - (placed.queue_s - PICKUP.mean)).abs() < 1e-9);
         assert_eq!(assigned.queue_s, 0.0);
         assert_eq!((picked.picking_s, picked.queue_s), (0.0, 0.0));
-        assert!((picked.raw_p50 - placed.travel_s).abs() < 1e-9);
-        assert_eq!(out.raw_p50, picked.raw_p50);
-        assert!(out.sigma < assigned.sigma && assigned.sigma < placed.sigma);
+        assert!((picked.raw_p50 - PICKUP.mean - placed.travel_s).abs() < 1e-9);
+        assert!((out.raw_p50 - placed.travel_s).abs() < 1e-9);
+        assert!(out.sigma < picked.sigma && picked.sigma < assigned.sigma);
+        // A rider away from the hub: their ride there is counted.
+        r.stage = Stage::Assigned { picked: true };
+        r.rider = Some(r.hub.offset_km(2.0, 0.0));
+        let away = predict(
+            &r,
+            Some(TrafficEstimate::PRIOR),
+            (Offsets::GAUSSIAN, Source::Prior),
+        );
+        let leg = base_travel_s(r.rider.unwrap(), r.hub);
+        assert!((away.raw_p50 - picked.raw_p50 - leg).abs() < 1e-9);
+        let mut half = input();
+        half.stage = Some("assigned".into());
+        half.rider_lat = Some(-6.2);
+        assert!(half.validate().unwrap_err().0.contains("rider_lng"));
         let mut bad = input();
         bad.stage = Some("delivered".into());
         assert!(bad.validate().unwrap_err().0.starts_with("stage"));

@@ -80,10 +80,19 @@ pub fn re_estimate(app: Arc<DispatchApp>, order_id: String, stage: &'static str)
             .candidates()
             .await
             .map_or(0, |c| c.len());
-        let body = json!({"order_id": o.id, "hub_id": o.hub_id, "item_count": items.clamp(1, 1000),
+        let mut body = json!({"order_id": o.id, "hub_id": o.hub_id, "item_count": items.clamp(1, 1000),
             "hub_lat": hub.lat, "hub_lng": hub.lng, "cust_lat": o.delivery_location.lat,
             "cust_lng": o.delivery_location.lng, "queue_depth": queue, "drivers_avail": idle,
             "stage": stage});
+        // After an accept, the rider's ride to the hub is still ahead.
+        let rider = match (&o.assigned_driver_id, stage) {
+            (Some(d), "assigned") => app.dispatcher.driver(d).await.ok().and_then(|d| d.location),
+            _ => None,
+        };
+        if let Some(p) = rider {
+            body["rider_lat"] = json!(p.lat);
+            body["rider_lng"] = json!(p.lng);
+        }
         post(&app, "/eta/calculate", body).await;
     });
 }
