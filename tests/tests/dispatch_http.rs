@@ -587,7 +587,19 @@ async fn pickup_points_come_from_geo_and_trips_feed_eta() {
         "the cost is driver -> pickup (the hub), not driver -> customer"
     );
 
-    // Accepting asks ETA for the order's ETA (06 §8), in the background.
+    // Checkout promised an ETA at placement (calibration scores the promise).
+    let promise = http
+        .post(format!("{eta_url}/eta/calculate"))
+        .json(
+            &json!({"order_id": "o-1", "hub_id": "hub-1", "item_count": 2,
+            "hub_lat": HUB.0, "hub_lng": HUB.1, "cust_lat": HUB.0 + 0.036, "cust_lng": HUB.1,
+            "queue_depth": 0, "drivers_avail": 1}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(promise.status(), 200);
+    // Accepting asks ETA for a stage-aware re-estimate (06 §8), in the background.
     let asg = o["data"]["current_assignment_id"]
         .as_str()
         .unwrap()
@@ -599,8 +611,22 @@ async fn pickup_points_come_from_geo_and_trips_feed_eta() {
     .await;
     let mut latest = Value::Null;
     for _ in 0..100 {
-        let r = http.get(format!("{eta_url}/eta/o-1")).send().await.unwrap();
-        if r.status() == 200 {
+        let metrics = s
+            .http
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let asked = metrics.lines().any(|l| {
+            l.starts_with("dispatch_eta_calls_total")
+                && l.contains("/eta/calculate")
+                && l.contains("\"ok\"")
+        });
+        if asked {
+            let r = http.get(format!("{eta_url}/eta/o-1")).send().await.unwrap();
             latest = r.json::<Value>().await.unwrap();
             break;
         }
