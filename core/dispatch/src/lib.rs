@@ -6,6 +6,7 @@
 //! `dispatch_queue` rows Checkout writes.
 
 pub mod batch;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod dispatcher;
 pub mod matching;

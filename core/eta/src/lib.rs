@@ -7,6 +7,7 @@
 
 pub mod calibrate;
 pub mod compose;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod engine;
 pub mod geohash;

@@ -4,6 +4,7 @@
 //! winner cache, version) has two adapters, [`RedisPgHubs`] (over [`registry`]) and
 //! [`MemoryHubs`], both checked by [`conformance`].
 
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod memory;
 pub mod registry;

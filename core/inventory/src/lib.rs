@@ -4,6 +4,7 @@
 //! [`redis_store`] are its adapters (the latter runs the scripts in `lua/`); [`jobs`] holds the
 //! clock-driven reaper; [`pg`] is the Postgres side (event writer, reconciliation, rebuild).
 
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;
 pub mod jobs;

@@ -8,6 +8,7 @@ pub mod lease;
 pub mod pg;
 pub mod redis_kit;
 pub mod scripts;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SharedClock, WallClock};

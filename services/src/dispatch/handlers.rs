@@ -61,43 +61,46 @@ fn event_json(e: &DriverEvent) -> Value {
            "to_state": e.to_state.as_str(), "timestamp": rfc3339(e.at), "reason": e.reason})
 }
 
-/// Domain errors to the envelope (06 §2).
-pub fn api_error(e: DispatchError) -> ApiError {
-    match e {
-        DispatchError::NotFound { resource, id } => {
-            ApiError::not_found(format!("{resource} {id} not found"))
-                .with_details(json!({"resource": resource}))
-        }
-        DispatchError::Invalid(m) => ApiError::invalid(m),
-        DispatchError::IllegalTransition(t) => ApiError::new(
-            StatusCode::CONFLICT,
-            "ILLEGAL_TRANSITION",
-            format!(
-                "illegal transition {} -> {}",
-                t.from.as_str(),
-                t.to.as_str()
+/// Domain errors to the envelope (06 §2): the one mapping for Dispatch. A store failure is
+/// logged with its cause and answered with a generic 503.
+impl From<DispatchError> for ApiError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::NotFound { resource, id } => {
+                ApiError::not_found(format!("{resource} {id} not found"))
+                    .with_details(json!({"resource": resource}))
+            }
+            DispatchError::Invalid(m) => ApiError::invalid(m),
+            DispatchError::IllegalTransition(t) => ApiError::new(
+                StatusCode::CONFLICT,
+                "ILLEGAL_TRANSITION",
+                format!(
+                    "illegal transition {} -> {}",
+                    t.from.as_str(),
+                    t.to.as_str()
+                ),
+            )
+            .with_details(json!({"from": t.from.as_str(), "to": t.to.as_str()})),
+            DispatchError::AssignmentNotPending(s) => ApiError::new(
+                StatusCode::CONFLICT,
+                "ASSIGNMENT_NOT_PENDING",
+                format!("assignment is {}", s.as_str()),
+            )
+            .with_details(json!({"status": s.as_str()})),
+            DispatchError::DriverMismatch => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ASSIGNMENT_DRIVER_MISMATCH",
+                "the assignment belongs to another driver",
             ),
-        )
-        .with_details(json!({"from": t.from.as_str(), "to": t.to.as_str()})),
-        DispatchError::AssignmentNotPending(s) => ApiError::new(
-            StatusCode::CONFLICT,
-            "ASSIGNMENT_NOT_PENDING",
-            format!("assignment is {}", s.as_str()),
-        )
-        .with_details(json!({"status": s.as_str()})),
-        DispatchError::DriverMismatch => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ASSIGNMENT_DRIVER_MISMATCH",
-            "the assignment belongs to another driver",
-        ),
-        DispatchError::Busy => ApiError::new(
-            StatusCode::CONFLICT,
-            "CONFLICT",
-            "concurrent changes to the same order or driver; retry",
-        ),
-        DispatchError::Backend(m) => {
-            tracing::warn!(error = %m, "dispatch store unavailable");
-            ApiError::unavailable("dispatch store unavailable")
+            DispatchError::Busy => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONFLICT",
+                "concurrent changes to the same order or driver; retry",
+            ),
+            DispatchError::Backend(m) => {
+                tracing::warn!(error = %m, "dispatch store unavailable");
+                ApiError::unavailable("dispatch store unavailable")
+            }
         }
     }
 }
@@ -114,11 +117,7 @@ fn one_id(ids: Vec<String>, field: &'static str) -> Result<String, ApiError> {
 
 pub async fn create_order(State(app): AppState, Body(input): Body<OrderInput>) -> ApiResult {
     let new = input.validate(qc_kit::ids::new_uuid).map_err(invalid)?;
-    let (o, created) = app
-        .dispatcher
-        .create_order(new, app.clock.now_ms())
-        .await
-        .map_err(api_error)?;
+    let (o, created) = app.dispatcher.create_order(new, app.clock.now_ms()).await?;
     if created {
         app.ctx.metrics.count(
             "dispatch_orders_created_total",
@@ -140,7 +139,7 @@ pub async fn create_order(State(app): AppState, Body(input): Body<OrderInput>) -
 
 pub async fn order(State(app): AppState, Ids(ids): Ids) -> ApiResult {
     let id = one_id(ids, "order_id")?;
-    let o = app.dispatcher.order(&id).await.map_err(api_error)?;
+    let o = app.dispatcher.order(&id).await?;
     Ok(data(StatusCode::OK, order_json(&o)))
 }
 
@@ -176,8 +175,7 @@ pub async fn register(State(app): AppState, Body(input): Body<RegisterInput>) ->
     let (d, created) = app
         .dispatcher
         .register_driver(new, app.clock.now_ms())
-        .await
-        .map_err(api_error)?;
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -199,8 +197,7 @@ pub async fn location(State(app): AppState, Body(input): Body<LocationInput>) ->
     let p = check_location("location", input.lat, input.lng).map_err(invalid)?;
     app.dispatcher
         .set_location(&input.driver_id, p, app.clock.now_ms())
-        .await
-        .map_err(api_error)?;
+        .await?;
     Ok(data(StatusCode::OK, json!({"updated": true})))
 }
 
@@ -236,8 +233,7 @@ pub async fn driver_state(State(app): AppState, Body(input): Body<StateInput>) -
             input.reason.as_deref(),
             app.clock.now_ms(),
         )
-        .await
-        .map_err(api_error)?;
+        .await?;
     notify::announce(&app, &out.notices).await;
     eta_client::follow(&app, &out.notices);
     let t = out.value;
@@ -277,8 +273,7 @@ pub async fn accept(State(app): AppState, Body(input): Body<OfferInput>) -> ApiR
     let out = app
         .dispatcher
         .accept(&input.assignment_id, &input.driver_id, app.clock.now_ms())
-        .await
-        .map_err(api_error)?;
+        .await?;
     notify::announce(&app, &out.notices).await;
     eta_client::follow(&app, &out.notices);
     let a = out.value;
@@ -299,8 +294,7 @@ pub async fn reject(State(app): AppState, Body(input): Body<OfferInput>) -> ApiR
             input.reason.as_deref(),
             app.clock.now_ms(),
         )
-        .await
-        .map_err(api_error)?;
+        .await?;
     notify::announce(&app, &out.notices).await;
     let r = out.value;
     Ok(data(
@@ -314,19 +308,19 @@ pub async fn reject(State(app): AppState, Body(input): Body<OfferInput>) -> ApiR
 
 pub async fn driver(State(app): AppState, Ids(ids): Ids) -> ApiResult {
     let id = one_id(ids, "driver_id")?;
-    let d = app.dispatcher.driver(&id).await.map_err(api_error)?;
+    let d = app.dispatcher.driver(&id).await?;
     Ok(data(StatusCode::OK, driver_json(&d)))
 }
 
 pub async fn driver_events(State(app): AppState, Ids(ids): Ids) -> ApiResult {
     let id = one_id(ids, "driver_id")?;
-    let events = app.dispatcher.driver_events(&id).await.map_err(api_error)?;
+    let events = app.dispatcher.driver_events(&id).await?;
     let list: Vec<Value> = events.iter().map(event_json).collect();
     Ok(data(StatusCode::OK, list))
 }
 
 pub async fn assignment(State(app): AppState, Ids(ids): Ids) -> ApiResult {
     let id = one_id(ids, "assignment_id")?;
-    let a = app.dispatcher.assignment(&id).await.map_err(api_error)?;
+    let a = app.dispatcher.assignment(&id).await?;
     Ok(data(StatusCode::OK, assignment_json(&a)))
 }

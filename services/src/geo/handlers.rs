@@ -103,7 +103,7 @@ pub async fn put_hub(State(app): AppState, Body(input): Body<HubInput>) -> ApiRe
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let (created, cells) = app.put_hub(&hub).await.map_err(|e| {
         tracing::warn!(error = %e, "hub write failed");
-        ApiError::unavailable(format!("hub registry unavailable: {e}"))
+        registry_down(e)
     })?;
     tracing::info!(hub_id = %hub.id, created, cells, "hub written");
     let mut body = hub_json(&hub, app.cfg.resolution);
@@ -119,11 +119,7 @@ pub async fn put_hub(State(app): AppState, Body(input): Body<HubInput>) -> ApiRe
 }
 
 pub async fn list_hubs(State(app): AppState) -> ApiResult {
-    let hubs = app
-        .store
-        .hubs()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("hub registry unavailable: {e}")))?;
+    let hubs = app.store.hubs().await.map_err(registry_down)?;
     let list: Vec<Value> = hubs
         .iter()
         .map(|h| hub_json(h, app.cfg.resolution))
@@ -134,11 +130,7 @@ pub async fn list_hubs(State(app): AppState) -> ApiResult {
 pub async fn get_hub(State(app): AppState, Ids(ids): Ids) -> ApiResult<Response> {
     let id = ids.into_iter().next().unwrap_or_default();
     qc_kit::validate_id("id", &id).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let hubs = app
-        .store
-        .hubs()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("hub registry unavailable: {e}")))?;
+    let hubs = app.store.hubs().await.map_err(registry_down)?;
     let hub = hubs.iter().find(|h| h.id == id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -147,4 +139,10 @@ pub async fn get_hub(State(app): AppState, Ids(ids): Ids) -> ApiResult<Response>
         )
     })?;
     Ok(data(StatusCode::OK, hub_json(hub, app.cfg.resolution)))
+}
+
+/// The hub registry's store failed: the cause goes to the log, never into a response.
+fn registry_down(e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "hub registry unavailable");
+    ApiError::unavailable("hub registry unavailable")
 }
