@@ -320,3 +320,75 @@ async fn bad_input_is_a_400_with_the_envelope() {
     assert_eq!(s, 404);
     e.finish().await;
 }
+
+/// Issue #9's black-box finding, over HTTP: 40 orders of one hub "delivered" 0.3 s after their
+/// ETA was computed used to drag a brand-new hub's promise to "~0s". Instant observations are
+/// now ignored, absurdly slow ones move a promise only within the calibration bounds, and every
+/// answer keeps p50 at or above the trip's physical lower bound with p50 < p80 < p95.
+#[tokio::test]
+async fn instant_and_absurd_observations_move_no_promise() {
+    let e = Eta::start().await;
+    for i in 0..40 {
+        let order = format!("fast-{i}");
+        let r = e.calc(example(&order)).await;
+        let mut t = trip(0.3, T0_MS);
+        t["order_id"] = json!(order);
+        t["delivered_at"] = json!(r["computed_at"].as_i64().unwrap() + 300);
+        let o = e.observe(t).await;
+        assert_eq!(
+            (o["applied"].as_bool(), o["calibrated"].as_bool()),
+            (Some(false), Some(false)),
+            "{o}"
+        );
+        assert!(
+            o["ignored"].as_str().unwrap().contains("lower bound"),
+            "{o}"
+        );
+    }
+    // Another hub's orders take a day each: physically possible, so they are learnt from.
+    for i in 0..40 {
+        let order = format!("slow-{i}");
+        let mut body = example(&order);
+        body["hub_id"] = json!("hub-2");
+        e.calc(body).await;
+        let mut t = trip(7200.0, T0_MS);
+        t["hub_id"] = json!("hub-2");
+        t["order_id"] = json!(order);
+        t["actual_total_s"] = json!(86_400.0);
+        let o = e.observe(t).await;
+        assert_eq!(o["calibrated"], true, "{o}");
+    }
+    let floor = 6669.93 / qc_eta::model::MAX_PLAUSIBLE_SPEED_MPS;
+    for hub in ["hub-1", "hub-2", "brand-new"] {
+        let mut body = example(&format!("probe-{hub}"));
+        body["hub_id"] = json!(hub);
+        let r = e.calc(body).await;
+        let (p50, p80, p95) = (
+            r["eta_p50_s"].as_f64().unwrap(),
+            r["eta_p80_s"].as_f64().unwrap(),
+            r["eta_p95_s"].as_f64().unwrap(),
+        );
+        let (raw, sigma) = (
+            r["raw_p50_s"].as_f64().unwrap(),
+            r["sigma_s"].as_f64().unwrap(),
+        );
+        assert!(p50 >= floor && p50 < p80 && p80 < p95, "{hub}: {r}");
+        assert!(
+            p50 - raw <= 2.0 * sigma + 0.02,
+            "{hub}: calibration moved p50 too far: {r}"
+        );
+        assert_ne!(r["formatted_eta"], "~0s", "{hub}: {r}");
+        if hub == "hub-1" {
+            let own = ["hub", "hub_band"];
+            assert!(
+                !own.contains(&r["calibration"].as_str().unwrap()),
+                "nothing was learnt from hub-1's instant deliveries: {r}"
+            );
+        }
+        println!(
+            "{hub}: p50 {p50} (raw {raw}, σ {sigma}), calibration {}",
+            r["calibration"]
+        );
+    }
+    e.finish().await;
+}
