@@ -238,7 +238,7 @@ fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, Ru
         sc,
         &store,
         dispatcher_for(sc, PgRepo::new(pool.clone())),
-        RedisEtaStore::new(conn.clone(), prefix.clone(), 5000),
+        RedisEtaStore::new(conn.clone(), prefix.clone(), 5000).with_windows_cache_ms(0),
         Blocking::new(rt),
         seed,
     );

@@ -120,6 +120,9 @@ pub struct RedisEtaStore {
     timeout_ms: u64,
     /// Windows read within [`WINDOWS_CACHE_MS`]; a push through this store drops its hub's.
     windows: std::sync::Arc<Mutex<WindowsCache>>,
+    /// How long read windows are reused (0: never, as the simulator needs: the cache's age is
+    /// wall time, which must not decide a simulated answer).
+    windows_cache_ms: u64,
     sticky_ms: i64,
 }
 
@@ -130,8 +133,15 @@ impl RedisEtaStore {
             prefix,
             timeout_ms,
             windows: Default::default(),
+            windows_cache_ms: WINDOWS_CACHE_MS,
             sticky_ms: STICKY_MS,
         }
+    }
+
+    /// How long this process reuses calibration windows it read; 0 turns the cache off.
+    pub fn with_windows_cache_ms(mut self, ms: u64) -> Self {
+        self.windows_cache_ms = ms;
+        self
     }
 
     /// How long a stored answer stays sticky.
@@ -143,7 +153,7 @@ impl RedisEtaStore {
     fn cached_windows(&self, hub: &str, band: u8) -> Option<ScoreWindows> {
         let c = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         c.get(&(hub.to_string(), band))
-            .filter(|(at, _)| at.elapsed().as_millis() < u128::from(WINDOWS_CACHE_MS))
+            .filter(|(at, _)| at.elapsed().as_millis() < u128::from(self.windows_cache_ms))
             .map(|(_, w)| w.clone())
     }
 
