@@ -3,7 +3,7 @@
 //! play the part of Postgres's partial indexes, so every read costs what it returns, not the
 //! number of orders ever stored (a simulated city day stores tens of thousands).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use crate::model::{Assignment, AssignmentStatus, Driver, DriverEvent, Order, OrderStatus};
@@ -14,9 +14,10 @@ type At = (i64, String);
 
 #[derive(Debug, Default)]
 struct Tables {
-    orders: BTreeMap<String, Order>,
-    drivers: BTreeMap<String, Driver>,
-    assignments: BTreeMap<String, Assignment>,
+    // Looked up by id only: every ordered read goes through an index below.
+    orders: HashMap<String, Order>,
+    drivers: HashMap<String, Driver>,
+    assignments: HashMap<String, Assignment>,
     events: HashMap<String, Vec<DriverEvent>>,
     /// Pooled PENDING orders by (pooled_at, id).
     pool: BTreeSet<At>,
@@ -71,7 +72,7 @@ impl Tables {
     }
 
     fn put_order(&mut self, o: &Order) {
-        if let Some(old) = self.orders.get(&o.id).cloned() {
+        if let Some(old) = self.orders.remove(&o.id) {
             self.order_index(&old, false);
         }
         self.order_index(o, true);
@@ -79,12 +80,18 @@ impl Tables {
     }
 
     fn put_driver(&mut self, d: &Driver) {
-        if is_candidate(d) {
+        let listed = self.candidates.contains(&d.id);
+        if is_candidate(d) && !listed {
             self.candidates.insert(d.id.clone());
-        } else {
+        } else if !is_candidate(d) && listed {
             self.candidates.remove(&d.id);
         }
-        self.drivers.insert(d.id.clone(), d.clone());
+        match self.drivers.get_mut(&d.id) {
+            Some(slot) => slot.clone_from(d),
+            None => {
+                self.drivers.insert(d.id.clone(), d.clone());
+            }
+        }
     }
 
     fn put_assignment(&mut self, a: &Assignment) {
@@ -164,7 +171,7 @@ impl MemoryRepo {
 }
 
 fn check<T: Clone>(
-    table: &BTreeMap<String, T>,
+    table: &HashMap<String, T>,
     rows: &[Row<T>],
     id: impl Fn(&T) -> &str,
     version: impl Fn(&T) -> i64,
@@ -186,7 +193,7 @@ fn check<T: Clone>(
 /// The rows of `table` named by the first `limit` entries of `index` up to `until`.
 fn due<T: Clone>(
     index: &BTreeSet<At>,
-    table: &BTreeMap<String, T>,
+    table: &HashMap<String, T>,
     until: Option<i64>,
     limit: usize,
 ) -> Vec<T> {
