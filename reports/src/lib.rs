@@ -166,6 +166,15 @@ fn row(obj: &Value, keys: &[&str]) -> Vec<String> {
     keys.iter().map(|k| num(&obj[*k])).collect()
 }
 
+/// Paid orders that did not reach the door, by reason (none: nothing).
+fn lost_by_reason(reasons: &Value) -> String {
+    let Some(m) = reasons.as_object().filter(|m| !m.is_empty()) else {
+        return String::new();
+    };
+    let headers: Vec<&str> = m.keys().map(String::as_str).collect();
+    table(&headers, vec![m.values().map(num).collect()])
+}
+
 /// A table of the objects in `rows` (a JSON array), one column per key.
 fn rows_table(headers: &[&str], rows: &Value, keys: &[&str]) -> String {
     table(
@@ -339,7 +348,7 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
             "payment failed",
             "abandoned",
             "hold expired",
-            "no rider",
+            "lost after payment",
             "unserviceable",
             "in progress",
         ],
@@ -357,7 +366,7 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
                 "in_progress",
             ],
         )],
-    );
+    ) + &lost_by_reason(&s["orders"]["lost_by_reason"]);
     let dist_keys = ["count", "mean", "p50", "p90", "p95", "p99", "max"];
     let dist_row = |name: &str, d: &Value| {
         let mut r = vec![esc(name)];
@@ -386,6 +395,7 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
             "rejected",
             "timed out",
             "reassignments",
+            "re-pooled",
         ],
         vec![row(
             &s["riders"],
@@ -397,6 +407,7 @@ pub fn build_html(events: &DataFrame, summary: &Value) -> Result<String, ReportE
                 "offers_rejected",
                 "offers_timed_out",
                 "reassignments",
+                "repooled",
             ],
         )],
     ) + &table(
