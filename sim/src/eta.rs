@@ -49,10 +49,11 @@ pub struct ShiftObservation {
     pub designed: f64,
 }
 
-/// The twin's ETA measurements (no model state: that lives in the store).
-#[derive(Debug, Default)]
-pub struct EtaTwin {
-    pub model: Option<Model>,
+/// ETA in the twin: the service's store (all model state lives there) and the measurements.
+#[derive(Debug)]
+pub struct EtaTwin<E> {
+    pub store: E,
+    pub model: Model,
     /// Per hub: Σ and count of delivered order-to-door times.
     naive: BTreeMap<HubIx, (f64, u64)>,
     pub promises: BTreeMap<OrderIx, Promise>,
@@ -64,16 +65,21 @@ pub struct EtaTwin {
     pub segments: std::collections::BTreeSet<String>,
 }
 
-impl EtaTwin {
-    pub fn new(model: Model) -> Self {
+impl<E> EtaTwin<E> {
+    pub fn new(store: E, model: Model) -> Self {
         Self {
-            model: Some(model),
-            ..Self::default()
+            store,
+            model,
+            naive: BTreeMap::new(),
+            promises: BTreeMap::new(),
+            outcomes: Vec::new(),
+            after_shift: BTreeMap::new(),
+            segments: std::collections::BTreeSet::new(),
         }
     }
 
     pub fn model(&self) -> Model {
-        self.model.unwrap_or(Model::FULL)
+        self.model
     }
 }
 
@@ -119,7 +125,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         let now = self.now_ms();
         let band = hour_band(local_hour(now, SIM_UTC_OFFSET_MIN));
         let model = self.eta.model();
-        let store = &self.eta_store;
+        let store = &self.eta.store;
         Ok(self.exec.run(
             "eta.calculate",
             engine::calculate(store, &req, now, band, model),
@@ -134,7 +140,8 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         }
         let h = self.orders[o.0].hub.expect("paid orders have a hub");
         let waiting = self
-            .orders_awaiting_rider
+            .fleet
+            .awaiting_rider
             .get(h.0)
             .copied()
             .unwrap_or_default();
@@ -176,7 +183,8 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         let promised = pr.placed_at as f64 / 1000.0 + pr.p50;
         let h = pr.hub;
         let waiting = self
-            .orders_awaiting_rider
+            .fleet
+            .awaiting_rider
             .get(h.0)
             .copied()
             .unwrap_or_default();
@@ -217,7 +225,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             delivered_at: Some(self.now_ms()),
         };
         let now = self.now_ms();
-        let store = &self.eta_store;
+        let store = &self.eta.store;
         let observed = self
             .exec
             .run(
@@ -319,7 +327,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The ETA section of the summary: orders placed at or after `warmup`.
-pub fn summarise(twin: &EtaTwin, warmup: i64, kind: &str) -> EtaInfo {
+pub fn summarise<E>(twin: &EtaTwin<E>, warmup: i64, kind: &str) -> EtaInfo {
     let mut rows = Vec::new();
     for (o, actual) in &twin.outcomes {
         if let Some(p) = twin.promises.get(o) {

@@ -8,7 +8,9 @@
 //! traffic profile, traffic events and noise), shifts, and the driver app's state changes.
 
 use qc_dispatch::model::{Item as DispatchItem, NewDriver, NewOrder};
-use qc_dispatch::{DispatchError, DispatchRepo, DriverState, Notice};
+use qc_dispatch::{
+    BatchTimer, DispatchError, DispatchRepo, Dispatcher, DriverState, HubPoints, Notice,
+};
 use qc_eta::EtaStore;
 use qc_geo::{haversine_km, Point};
 use qc_inventory::StockStore;
@@ -57,6 +59,49 @@ pub struct Rider {
     on_since: Option<SimTime>,
     /// Virtual [start, end) of the rider's shift.
     pub shift: (SimTime, SimTime),
+}
+
+/// The fleet as the world keeps it: the production Dispatcher (over its repository) with the
+/// state its service keeps beside it, the riders, and the counters.
+pub struct Fleet<R> {
+    pub dispatch: Dispatcher<R>,
+    /// The batch timer the service's leader holds.
+    pub(crate) timer: BatchTimer,
+    /// Hub pickup points, as the service resolves them from Geo.
+    pub(crate) hub_points: HubPoints,
+    /// When a batch wake is scheduled (so at most one is).
+    pub(crate) batch_wake: Option<SimTime>,
+    /// Per hub: orders handed to Dispatch that no rider has accepted yet.
+    pub(crate) awaiting_rider: Vec<u32>,
+    pub riders: Vec<Rider>,
+    pub stats: FleetStats,
+}
+
+impl<R> Fleet<R> {
+    pub fn new(sc: &Scenario, dispatch: Dispatcher<R>) -> Self {
+        Self {
+            dispatch,
+            timer: BatchTimer::new(
+                (sc.dispatch.window_s * 1000.0).round() as i64,
+                sc.dispatch.min_orders as usize,
+            ),
+            hub_points: sc
+                .hubs
+                .iter()
+                .map(|h| {
+                    let p = Point {
+                        lat: h.lat,
+                        lng: h.lng,
+                    };
+                    (h.id.clone(), p)
+                })
+                .collect(),
+            batch_wake: None,
+            awaiting_rider: vec![0; sc.hubs.len()],
+            riders: riders_for(sc),
+            stats: FleetStats::default(),
+        }
+    }
 }
 
 /// Dispatch counters for the summary.
@@ -155,7 +200,7 @@ fn busy(s: DriverState) -> bool {
 /// Runs one Dispatcher call through the executor (`$op` names it in the latency table).
 macro_rules! dispatch {
     ($w:ident, $op:literal, |$d:ident| $call:expr) => {{
-        let $d = &$w.dispatch;
+        let $d = &$w.fleet.dispatch;
         $w.exec.run($op, $call)
     }};
 }
@@ -164,17 +209,17 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     /// Registers every rider (OFFLINE at their hub) and schedules shift starts and ends.
     pub(crate) fn start_fleet(&mut self) -> Result<(), SimError> {
         let now = self.now_ms();
-        for r in 0..self.riders.len() {
+        for r in 0..self.fleet.riders.len() {
             let new = NewDriver {
                 id: RiderIx(r).key(),
                 name: String::new(),
-                location: Some(self.riders[r].pos),
+                location: Some(self.fleet.riders[r].pos),
                 max_load: 1,
             };
             let out = dispatch!(self, "dispatch.register_driver", |d| d
                 .register_driver(new, now));
             self.accept_result(out)?;
-            let (start, end) = self.riders[r].shift;
+            let (start, end) = self.fleet.riders[r].shift;
             self.q.at(start, Ev::ShiftStart(RiderIx(r)));
             if end != i64::MAX {
                 self.q.at(end.max(start), Ev::ShiftEnd(RiderIx(r)));
@@ -190,10 +235,11 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             Ok(v) => Ok(Some(v)),
             Err(DispatchError::Backend(m)) => Err(SimError::Dispatch(m)),
             Err(e) => {
-                self.fleet.refused += 1;
-                if self.fleet.refused_details.len() < 10 {
+                self.fleet.stats.refused += 1;
+                if self.fleet.stats.refused_details.len() < 10 {
                     let t = self.q.now();
                     self.fleet
+                        .stats
                         .refused_details
                         .push(format!("dispatch refused at {t} ms: {e}"));
                 }
@@ -220,7 +266,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
 
     /// Keeps the world's view of a rider's state (for busy-time accounting) in step.
     fn mirror(&mut self, t: SimTime, r: RiderIx, to: DriverState) {
-        let rider = &mut self.riders[r.0];
+        let rider = &mut self.fleet.riders[r.0];
         let from = rider.state;
         if busy(to) && !busy(from) {
             rider.busy_since = Some(t);
@@ -249,19 +295,19 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
                     self.offered(t, o, r, aid, n.due_at.unwrap_or(n.at));
                 }
                 ("assignment.timeout", Some(o), Some(r)) => {
-                    self.fleet.offers_timed_out += 1;
+                    self.fleet.stats.offers_timed_out += 1;
                     self.offer_closed(t, o, r)?;
                 }
                 ("assignment.rejected" | "assignment.cancelled", Some(o), Some(r)) => {
                     self.offer_closed(t, o, r)?;
                 }
                 ("order.reassign_scheduled", Some(_), _) => {
-                    self.fleet.reassignments += 1;
+                    self.fleet.stats.reassignments += 1;
                     let due = n.due_at.unwrap_or(n.at) - self.epoch_ms;
                     self.q.at(due.max(t), Ev::ReassignWake);
                 }
                 ("order.repooled", Some(o), _) => {
-                    self.fleet.repooled += 1;
+                    self.fleet.stats.repooled += 1;
                     self.orders[o.0].state = OrderState::AwaitingRider;
                     repooled = true;
                 }
@@ -284,7 +330,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         let h = self.orders[o.0].hub.expect("picked orders have a hub");
         self.orders[o.0].state = OrderState::AwaitingRider;
         let paid = self.orders[o.0].paid_at.unwrap_or(t);
-        let deliver_by = self.epoch_ms + paid + self.dispatch.policy.deadline_ms;
+        let deliver_by = self.epoch_ms + paid + self.fleet.dispatch.policy.deadline_ms;
         let new = NewOrder {
             id: o.key(),
             customer_id: format!("c{:07}", o.0),
@@ -316,36 +362,40 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     pub(crate) fn batch_tick(&mut self, t: SimTime) -> Result<(), SimError> {
         let now = self.now_ms();
         let due = {
-            let (d, timer) = (&self.dispatch, &mut self.timer);
+            let (d, timer) = (&self.fleet.dispatch, &mut self.fleet.timer);
             self.exec.run("dispatch.batch_due", d.batch_due(timer, now))
         };
         if self.accept_result(due)? == Some(true) {
             let out = {
-                let (d, timer, hubs) = (&self.dispatch, &mut self.timer, &self.hub_points);
+                let (d, timer, hubs) = (
+                    &self.fleet.dispatch,
+                    &mut self.fleet.timer,
+                    &self.fleet.hub_points,
+                );
                 self.exec
                     .run("dispatch.flush", d.flush_and_rearm(timer, now, hubs))
             };
             if let Some(out) = self.accept_result(out)? {
                 let r = &out.value;
                 if r.matched > 0 {
-                    self.fleet.batches += 1;
-                    self.fleet.batched_orders += r.matched as u64;
+                    self.fleet.stats.batches += 1;
+                    self.fleet.stats.batched_orders += r.matched as u64;
                     if r.matched > 1 {
-                        self.fleet.orders_in_multi_order_batches += r.matched as u64;
+                        self.fleet.stats.orders_in_multi_order_batches += r.matched as u64;
                     }
                 }
                 if r.greedy.0 == r.optimal.0 && r.greedy.0 > 0 {
-                    self.fleet.greedy_cost += r.greedy.1;
-                    self.fleet.optimal_cost += r.optimal.1;
-                    self.fleet.compared_batches += 1;
+                    self.fleet.stats.greedy_cost += r.greedy.1;
+                    self.fleet.stats.optimal_cost += r.optimal.1;
+                    self.fleet.stats.compared_batches += 1;
                 }
                 self.apply(t, out.notices)?;
             }
         }
-        if let Some(next) = self.timer.next_due() {
+        if let Some(next) = self.fleet.timer.next_due() {
             let at = (next - self.epoch_ms).max(t);
-            if self.batch_wake.is_none_or(|w| w > at || w < t) {
-                self.batch_wake = Some(at);
+            if self.fleet.batch_wake.is_none_or(|w| w > at || w < t) {
+                self.fleet.batch_wake = Some(at);
                 self.q.at(at, Ev::BatchWake);
             }
         }
@@ -353,8 +403,8 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     }
 
     pub(crate) fn on_batch_wake(&mut self, t: SimTime) -> Result<(), SimError> {
-        if self.batch_wake == Some(t) {
-            self.batch_wake = None;
+        if self.fleet.batch_wake == Some(t) {
+            self.fleet.batch_wake = None;
         }
         self.batch_tick(t)
     }
@@ -373,7 +423,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     pub(crate) fn on_reassign_wake(&mut self, t: SimTime) -> Result<(), SimError> {
         let now = self.now_ms();
         let out = {
-            let (d, hubs) = (&self.dispatch, &self.hub_points);
+            let (d, hubs) = (&self.fleet.dispatch, &self.fleet.hub_points);
             self.exec
                 .run("dispatch.run_reassignments", d.run_reassignments(now, hubs))
         };
@@ -402,7 +452,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
 
     /// Where a rider is now (interpolated along a trip back to the hub).
     fn rider_pos(&self, r: RiderIx, t: SimTime) -> Point {
-        let rider = &self.riders[r.0];
+        let rider = &self.fleet.riders[r.0];
         match rider.trip {
             Some(tr) if tr.end > tr.start => {
                 let f = ((t - tr.start) as f64 / (tr.end - tr.start) as f64).clamp(0.0, 1.0);
@@ -483,7 +533,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         let hub = self.orders[o.0].hub.expect("dispatched orders have a hub");
         let hub = self.hub_point(hub);
         self.mirror(t, r, DriverState::Assigned);
-        let rider = &mut self.riders[r.0];
+        let rider = &mut self.fleet.riders[r.0];
         rider.pos = pos;
         rider.trip = None;
         rider.trip_seq += 1;
@@ -491,9 +541,9 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         rider.offer = Some(assignment);
         rider.offer_seq += 1;
         let seq = rider.offer_seq;
-        self.fleet.offers += 1;
-        self.fleet.pickup_km += haversine_km(pos, hub);
-        self.fleet.pickups += 1;
+        self.fleet.stats.offers += 1;
+        self.fleet.stats.pickup_km += haversine_km(pos, hub);
+        self.fleet.stats.pickups += 1;
         let order = &mut self.orders[o.0];
         order.state = OrderState::Offered;
         order.offers += 1;
@@ -522,7 +572,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         seq: u64,
         accept: bool,
     ) -> Result<(), SimError> {
-        let rider = &self.riders[r.0];
+        let rider = &self.fleet.riders[r.0];
         let (Some(aid), Some(o)) = (rider.offer.clone(), rider.order) else {
             return Ok(());
         };
@@ -531,7 +581,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         }
         let (did, now) = (r.key(), self.now_ms());
         if !accept {
-            self.fleet.offers_rejected += 1;
+            self.fleet.stats.offers_rejected += 1;
             let out = dispatch!(self, "dispatch.reject", |d| d
                 .reject(&aid, &did, None, None, now));
             if let Some(out) = self.accept_result(out)? {
@@ -544,14 +594,14 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             return Ok(());
         }
         self.mirror(t, r, DriverState::ToHub);
-        self.riders[r.0].offer = None;
+        self.fleet.riders[r.0].offer = None;
         // Dispatch knows no home hubs: a rider works from the hub of their last pickup.
-        self.riders[r.0].home = self.orders[o.0].hub.expect("hub");
+        self.fleet.riders[r.0].home = self.orders[o.0].hub.expect("hub");
         self.orders[o.0].state = OrderState::OutForDelivery;
-        let at = Some(self.riders[r.0].pos);
+        let at = Some(self.fleet.riders[r.0].pos);
         self.re_estimate_eta(o, qc_eta::model::Stage::Assigned { picked: true }, at)?;
         let hub = self.hub_point(self.orders[o.0].hub.expect("hub"));
-        let from = self.riders[r.0].pos;
+        let from = self.fleet.riders[r.0].pos;
         let d = self.travel_ms(from, hub, t);
         self.q.after(d, Ev::RiderAtHub(r));
         Ok(())
@@ -561,13 +611,13 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     /// scheduled the order's next attempt, re-pooled it, or failed it.
     fn offer_closed(&mut self, t: SimTime, o: OrderIx, r: RiderIx) -> Result<(), SimError> {
         self.mirror(t, r, DriverState::Idle);
-        let rider = &mut self.riders[r.0];
+        let rider = &mut self.fleet.riders[r.0];
         rider.order = None;
         rider.offer = None;
         if self.orders[o.0].state == OrderState::Offered {
             self.orders[o.0].state = OrderState::AwaitingRider;
         }
-        if self.riders[r.0].leaving || t >= self.riders[r.0].shift.1 {
+        if self.fleet.riders[r.0].leaving || t >= self.fleet.riders[r.0].shift.1 {
             self.app_state(t, r, DriverState::Offline)?;
         } else {
             self.ride_back(t, r)?;
@@ -577,10 +627,10 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
 
     pub(crate) fn on_rider_at_hub(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
         if self.app_state(t, r, DriverState::Picking)? {
-            let o = self.riders[r.0]
+            let o = self.fleet.riders[r.0]
                 .order
                 .expect("a rider at the hub has an order");
-            self.riders[r.0].pos = self.hub_point(self.orders[o.0].hub.expect("hub"));
+            self.fleet.riders[r.0].pos = self.hub_point(self.orders[o.0].hub.expect("hub"));
             self.q.after(
                 (self.sc.riders.pickup_s * 1000.0).round() as i64,
                 Ev::PickupDone(r),
@@ -593,11 +643,11 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         if !self.app_state(t, r, DriverState::Delivering)? {
             return Ok(());
         }
-        let o = self.riders[r.0]
+        let o = self.fleet.riders[r.0]
             .order
             .expect("delivering riders carry an order");
         self.re_estimate_eta(o, qc_eta::model::Stage::PickedUp, None)?;
-        let (from, to) = (self.riders[r.0].pos, self.orders[o.0].location);
+        let (from, to) = (self.fleet.riders[r.0].pos, self.orders[o.0].location);
         let handover_ms = (self.sc.riders.handover_s * 1000.0).round() as i64;
         let designed = self.designed_travel_ms(from, to, t) + handover_ms as f64;
         self.orders[o.0].out_at = Some(t);
@@ -611,10 +661,13 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         if !self.app_state(t, r, DriverState::Completed)? {
             return Ok(());
         }
-        let o = self.riders[r.0].order.take().expect("a delivered order");
+        let o = self.fleet.riders[r.0]
+            .order
+            .take()
+            .expect("a delivered order");
         let here = self.orders[o.0].location;
-        self.riders[r.0].pos = here;
-        self.riders[r.0].deliveries += 1;
+        self.fleet.riders[r.0].pos = here;
+        self.fleet.riders[r.0].deliveries += 1;
         let order = &mut self.orders[o.0];
         order.state = OrderState::Delivered;
         order.delivered_at = Some(t);
@@ -632,7 +685,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             0,
             t - self.orders[o.0].placed_at,
         );
-        if self.riders[r.0].leaving || t >= self.riders[r.0].shift.1 {
+        if self.fleet.riders[r.0].leaving || t >= self.fleet.riders[r.0].shift.1 {
             self.app_state(t, r, DriverState::Offline)?;
         } else if self.app_state(t, r, DriverState::Idle)? {
             self.report_location(r, here)?;
@@ -652,15 +705,15 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
 
     /// An idle rider away from their hub rides back (and can be matched on the way).
     fn ride_back(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
-        let hub = self.hub_point(self.riders[r.0].home);
+        let hub = self.hub_point(self.fleet.riders[r.0].home);
         let from = self.rider_pos(r, t);
         if haversine_km(from, hub) < 0.01 {
-            self.riders[r.0].pos = hub;
-            self.riders[r.0].trip = None;
+            self.fleet.riders[r.0].pos = hub;
+            self.fleet.riders[r.0].trip = None;
             return Ok(());
         }
         let d = self.travel_ms(from, hub, t);
-        let rider = &mut self.riders[r.0];
+        let rider = &mut self.fleet.riders[r.0];
         rider.pos = from;
         rider.trip = Some(Trip {
             from,
@@ -675,7 +728,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     }
 
     pub(crate) fn on_back_at_hub(&mut self, r: RiderIx, seq: u64) -> Result<(), SimError> {
-        let rider = &mut self.riders[r.0];
+        let rider = &mut self.fleet.riders[r.0];
         if rider.trip_seq == seq && rider.state == DriverState::Idle {
             if let Some(tr) = rider.trip.take() {
                 rider.pos = tr.to;
@@ -687,23 +740,23 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
 
     pub(crate) fn on_shift_start(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
         if self.app_state(t, r, DriverState::Idle)? {
-            self.riders[r.0].pos = self.hub_point(self.riders[r.0].home);
+            self.fleet.riders[r.0].pos = self.hub_point(self.fleet.riders[r.0].home);
         }
         Ok(())
     }
 
     pub(crate) fn on_shift_end(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
-        if self.riders[r.0].state == DriverState::Idle {
+        if self.fleet.riders[r.0].state == DriverState::Idle {
             self.app_state(t, r, DriverState::Offline)?;
         } else {
-            self.riders[r.0].leaving = true;
+            self.fleet.riders[r.0].leaving = true;
         }
         Ok(())
     }
 
     /// Closes busy and on-shift accounting at `t` (time after it is not counted).
     pub(crate) fn close_fleet(&mut self, t: SimTime) {
-        for rider in &mut self.riders {
+        for rider in &mut self.fleet.riders {
             if let Some(s) = rider.busy_since.take() {
                 rider.busy_ms += (t - s).max(0);
             }
@@ -715,7 +768,8 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
 
     /// Idle riders based at hub `h` (what the ETA request's `drivers_avail` counts).
     pub(crate) fn idle_count(&self, h: HubIx) -> u32 {
-        self.riders
+        self.fleet
+            .riders
             .iter()
             .filter(|r| r.home == h && r.state == DriverState::Idle && !r.leaving)
             .count() as u32
@@ -723,7 +777,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
 
     /// Per hub: riders busy and riders on shift.
     pub(crate) fn rider_counts(&self, h: HubIx) -> (i64, i64) {
-        let mine = self.riders.iter().filter(|r| r.home == h);
+        let mine = self.fleet.riders.iter().filter(|r| r.home == h);
         let busy_n = mine.clone().filter(|r| busy(r.state)).count() as i64;
         let on = mine.filter(|r| r.state != DriverState::Offline).count() as i64;
         (busy_n, on)

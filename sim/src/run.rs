@@ -311,10 +311,10 @@ fn drive<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
     let wall = started.elapsed();
     let hubs: Vec<qc_inventory::HubId> = world.hubs.iter().map(|h| h.id.clone()).collect();
     let mut invariants = check_invariants(&mut world)?;
-    invariants.dispatch_refusals = world.fleet.refused;
+    invariants.dispatch_refusals = world.fleet.stats.refused;
     invariants
         .details
-        .extend(world.fleet.refused_details.iter().cloned());
+        .extend(world.fleet.stats.refused_details.iter().cloned());
     invariants.redis_pg_drift = drift(&mut world.exec, &hubs)?;
     if invariants.redis_pg_drift > 0 {
         invariants.details.push(format!(
@@ -371,7 +371,7 @@ fn check_invariants<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
         };
         let key = o.key();
         let rec = {
-            let d = &world.dispatch;
+            let d = &world.fleet.dispatch;
             world.exec.run("dispatch.order", d.order(&key))
         };
         let agrees = rec.as_ref().is_ok_and(|r| {
@@ -487,8 +487,12 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
                 .cloned()
                 .collect();
             let counts = order_counts(&mine);
-            let riders: Vec<&crate::fleet::Rider> =
-                world.riders.iter().filter(|r| r.home == HubIx(i)).collect();
+            let riders: Vec<&crate::fleet::Rider> = world
+                .fleet
+                .riders
+                .iter()
+                .filter(|r| r.home == HubIx(i))
+                .collect();
             HubRow {
                 hub: h.id.to_string(),
                 pickers: h.pickers,
@@ -532,12 +536,12 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
             met: door.p90 <= sc.slo.click_to_door_p90_min * 60.0,
         },
     ];
-    let f = &world.fleet;
-    let on_shift_ms: i64 = world.riders.iter().map(|r| r.on_shift_ms).sum();
+    let f = &world.fleet.stats;
+    let on_shift_ms: i64 = world.fleet.riders.iter().map(|r| r.on_shift_ms).sum();
     let riders = Riders {
-        riders: world.riders.len(),
+        riders: world.fleet.riders.len(),
         utilisation: ratio(
-            world.riders.iter().map(|r| r.busy_ms).sum::<i64>() as f64,
+            world.fleet.riders.iter().map(|r| r.busy_ms).sum::<i64>() as f64,
             on_shift_ms as f64,
         ),
         orders_per_rider_hour: ratio(orders.delivered as f64, on_shift_ms as f64 / 3_600_000.0),

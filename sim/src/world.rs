@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use qc_dispatch::{BatchTimer, DispatchRepo, Dispatcher, HubPoints};
+use qc_dispatch::{DispatchRepo, Dispatcher};
 use qc_eta::EtaStore;
 use qc_geo::Point;
 use qc_inventory::jobs::reap_once;
@@ -18,7 +18,8 @@ use rand_distr::{Distribution, Exp, LogNormal, Poisson};
 
 use crate::backend::Exec;
 use crate::engine::{Queue, SimTime};
-use crate::fleet::{riders_for, FleetStats, Rider};
+use crate::eta::EtaTwin;
+use crate::fleet::Fleet;
 use crate::ids::{HubIx, OrderIx, RiderIx};
 use crate::log::{kind, EventLog};
 use crate::rng::{Stream, Streams};
@@ -194,18 +195,8 @@ pub struct World<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> {
     pub exec: X,
     pub(crate) q: Queue<Ev>,
     pub(crate) rng: Rngs,
-    pub riders: Vec<Rider>,
-    /// The production Dispatcher and the state its service keeps beside it.
-    pub dispatch: Dispatcher<R>,
-    pub(crate) timer: BatchTimer,
-    pub(crate) hub_points: HubPoints,
-    /// When a batch wake is scheduled (so at most one is).
-    pub(crate) batch_wake: Option<SimTime>,
-    /// Per hub: orders handed to Dispatch that no rider has accepted yet.
-    pub(crate) orders_awaiting_rider: Vec<u32>,
-    pub fleet: FleetStats,
-    /// The ETA service's store.
-    pub eta_store: E,
+    /// Riders and Dispatch (`fleet`).
+    pub fleet: Fleet<R>,
     /// When the last order finished picking (the end of the pickers' working period).
     pub last_pick_done: SimTime,
     pub hubs: Vec<HubState>,
@@ -228,8 +219,8 @@ pub struct World<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> {
     pub confirmed: u64,
     duration_ms: i64,
     pub(crate) epoch_ms: i64,
-    /// The ETA model's learning loop and its promises.
-    pub eta: crate::eta::EtaTwin,
+    /// ETA: the service's store and the twin's measurements (`eta`).
+    pub eta: EtaTwin<E>,
 }
 
 fn zipf_cdf(n: u32, s: f64) -> Vec<f64> {
@@ -285,29 +276,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 traffic: streams.stream("traffic"),
                 offers: streams.stream("offers"),
             },
-            riders: riders_for(sc),
-            dispatch,
-            timer: BatchTimer::new(
-                (sc.dispatch.window_s * 1000.0).round() as i64,
-                sc.dispatch.min_orders as usize,
-            ),
-            hub_points: sc
-                .hubs
-                .iter()
-                .map(|h| {
-                    (
-                        h.id.clone(),
-                        Point {
-                            lat: h.lat,
-                            lng: h.lng,
-                        },
-                    )
-                })
-                .collect(),
-            batch_wake: None,
-            orders_awaiting_rider: vec![0; sc.hubs.len()],
-            fleet: FleetStats::default(),
-            eta_store,
+            fleet: Fleet::new(sc, dispatch),
             last_pick_done: 0,
             hubs,
             geo_hubs: sc
@@ -341,7 +310,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             confirmed: 0,
             duration_ms: sc.duration_ms(),
             epoch_ms: DAY_EPOCH_MS + sc.start_of_day_ms(),
-            eta: crate::eta::EtaTwin::new(sc.eta.model.model()),
+            eta: EtaTwin::new(eta_store, sc.eta.model.model()),
         }
     }
 
@@ -810,7 +779,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         }
         if matches!(order.state, OrderState::AwaitingRider | OrderState::Offered) {
             if let Some(h) = order.hub {
-                self.orders_awaiting_rider[h.0] = self.orders_awaiting_rider[h.0].saturating_sub(1);
+                self.fleet.awaiting_rider[h.0] = self.fleet.awaiting_rider[h.0].saturating_sub(1);
             }
         }
         let order = &mut self.orders[o.0];
@@ -887,7 +856,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             self.start_pick(t, h, next);
         }
         if self.sc.dispatch.enabled {
-            self.orders_awaiting_rider[h.0] += 1;
+            self.fleet.awaiting_rider[h.0] += 1;
             self.enqueue_dispatch(t, o)
         } else {
             self.orders[o.0].state = OrderState::HandedOver;
