@@ -96,7 +96,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         stage: Stage,
         rider: Option<qc_geo::Point>,
     ) -> CalculateInput {
-        let h = self.orders[o.0].hub.expect("paid orders have a hub");
+        let h = self.orders[o.0].hub;
         let hub = &self.sc.hubs[h.0];
         let cust = self.orders[o.0].location;
         CalculateInput {
@@ -138,7 +138,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         if !self.sc.dispatch.enabled {
             return Ok(());
         }
-        let h = self.orders[o.0].hub.expect("paid orders have a hub");
+        let h = self.orders[o.0].hub;
         let waiting = self
             .fleet
             .awaiting_rider

@@ -327,7 +327,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     /// A picked order enters Dispatch (as Checkout's `dispatch_queue` row would), with its
     /// delivery deadline counted from payment.
     pub(crate) fn enqueue_dispatch(&mut self, t: SimTime, o: OrderIx) -> Result<(), SimError> {
-        let h = self.orders[o.0].hub.expect("picked orders have a hub");
+        let h = self.orders[o.0].hub;
         self.orders[o.0].state = OrderState::AwaitingRider;
         let paid = self.orders[o.0].paid_at.unwrap_or(t);
         let deliver_by = self.epoch_ms + paid + self.fleet.dispatch.policy.deadline_ms;
@@ -530,7 +530,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     /// let the offer run out.
     fn offered(&mut self, t: SimTime, o: OrderIx, r: RiderIx, assignment: String, expires: i64) {
         let pos = self.rider_pos(r, t);
-        let hub = self.orders[o.0].hub.expect("dispatched orders have a hub");
+        let hub = self.orders[o.0].hub;
         let hub = self.hub_point(hub);
         self.mirror(t, r, DriverState::Assigned);
         let rider = &mut self.fleet.riders[r.0];
@@ -596,11 +596,11 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         self.mirror(t, r, DriverState::ToHub);
         self.fleet.riders[r.0].offer = None;
         // Dispatch knows no home hubs: a rider works from the hub of their last pickup.
-        self.fleet.riders[r.0].home = self.orders[o.0].hub.expect("hub");
+        self.fleet.riders[r.0].home = self.orders[o.0].hub;
         self.orders[o.0].state = OrderState::OutForDelivery;
         let at = Some(self.fleet.riders[r.0].pos);
         self.re_estimate_eta(o, qc_eta::model::Stage::Assigned { picked: true }, at)?;
-        let hub = self.hub_point(self.orders[o.0].hub.expect("hub"));
+        let hub = self.hub_point(self.orders[o.0].hub);
         let from = self.fleet.riders[r.0].pos;
         let d = self.travel_ms(from, hub, t);
         self.q.after(d, Ev::RiderAtHub(r));
@@ -630,7 +630,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             let o = self.fleet.riders[r.0]
                 .order
                 .expect("a rider at the hub has an order");
-            self.fleet.riders[r.0].pos = self.hub_point(self.orders[o.0].hub.expect("hub"));
+            self.fleet.riders[r.0].pos = self.hub_point(self.orders[o.0].hub);
             self.q.after(
                 (self.sc.riders.pickup_s * 1000.0).round() as i64,
                 Ev::PickupDone(r),
@@ -674,7 +674,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         order.rider = Some(r);
         self.in_flight -= 1;
         self.observe_eta(t, o)?;
-        let h = self.orders[o.0].hub.expect("hub");
+        let h = self.orders[o.0].hub;
         let hub = self.hubs[h.0].id.to_string();
         self.log.push(
             t,

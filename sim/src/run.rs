@@ -439,7 +439,9 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
     invariants: Invariants,
 ) -> Result<Summary, RunError> {
     let warmup = sc.warmup_ms();
-    let orders = order_counts(&world.orders);
+    let mut orders = order_counts(&world.orders);
+    orders.unserviceable = world.unserviceable;
+    orders.placed += world.unserviceable;
     let (pick_wait_s, pick_time_s, click_to_handover_s) = service(&world.orders, warmup);
     let door_s = click_to_door(&world.orders, warmup);
     let door = Dist::of(door_s.clone());
@@ -483,7 +485,7 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
             let mine: Vec<Order> = world
                 .orders
                 .iter()
-                .filter(|o| o.hub == Some(HubIx(i)))
+                .filter(|o| o.hub == HubIx(i))
                 .cloned()
                 .collect();
             let counts = order_counts(&mine);

@@ -230,7 +230,7 @@ pub struct EngineInfo {
     pub log_rows: u64,
 }
 
-/// Counts by terminal state.
+/// Counts by terminal state (unserviceable demand is the caller's to add: it is no order).
 pub fn order_counts(orders: &[Order]) -> Orders {
     let mut o = Orders::default();
     for order in orders {
@@ -246,7 +246,6 @@ pub fn order_counts(orders: &[Order]) -> Orders {
             OrderState::PaymentFailed => o.cancelled_payment += 1,
             OrderState::Abandoned => o.cancelled_abandoned += 1,
             OrderState::HoldExpired => o.cancelled_hold_expired += 1,
-            OrderState::Unserviceable => o.unserviceable += 1,
             OrderState::Held
             | OrderState::Paid
             | OrderState::Picking
@@ -290,7 +289,7 @@ pub fn service(orders: &[Order], warmup_ms: i64) -> (Dist, Dist, Dist) {
 /// Fill rate of the `limit` most requested SKUs (ties by SKU name).
 pub fn sku_rows(orders: &[Order], sku_names: &[String], limit: usize) -> Vec<SkuRow> {
     let mut req: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
-    for o in orders.iter().filter(|o| o.hub.is_some()) {
+    for o in orders {
         for (s, _) in &o.lines {
             let e = req.entry(*s).or_default();
             e.0 += 1;

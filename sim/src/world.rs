@@ -78,8 +78,6 @@ pub enum OrderState {
     HoldExpired,
     /// Terminal: some line could not be held.
     Stockout,
-    /// Terminal: no hub covers the address.
-    Unserviceable,
 }
 
 impl OrderState {
@@ -99,7 +97,9 @@ impl OrderState {
 #[derive(Debug, Clone)]
 pub struct Order {
     pub id: u64,
-    pub hub: Option<HubIx>,
+    /// The hub Geo chose (demand no hub covers is counted in `World::unserviceable`, and never
+    /// becomes an order).
+    pub hub: HubIx,
     pub placed_at: SimTime,
     pub lines: Vec<(usize, u32)>,
     pub rid: Option<ReservationId>,
@@ -213,6 +213,8 @@ pub struct World<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> {
     reap_ticks: BTreeSet<SimTime>,
     pub(crate) in_flight: u64,
     pub expired_by_reaper: u64,
+    /// Demand no hub covers (02: not serviceable), never an order.
+    pub unserviceable: u64,
     /// Holds found past their expiry by a payment (release or confirm) rather than the reaper.
     pub expired_lazily: u64,
     pub released: u64,
@@ -305,6 +307,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             reap_ticks: BTreeSet::new(),
             in_flight: 0,
             expired_by_reaper: 0,
+            unserviceable: 0,
             expired_lazily: 0,
             released: 0,
             confirmed: 0,
@@ -538,19 +541,20 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         }
         let id = self.orders.len() as u64;
         let loc = self.sample_location();
-        let hub = self.serving_hub(loc);
-        let lines = if hub.is_some() {
-            self.sample_basket()
-        } else {
-            Vec::new()
+        let Some(h) = self.serving_hub(loc) else {
+            self.unserviceable += 1;
+            self.log.push(t, kind::UNSERVICEABLE, None, "", "", 0, 0);
+            return Ok(());
         };
+        let lines = self.sample_basket();
         let mut order = Order {
             id,
-            hub,
+            hub: h,
             placed_at: t,
             lines,
             rid: None,
-            state: OrderState::Unserviceable,
+            // Set below by the hold's outcome.
+            state: OrderState::Stockout,
             paid_at: None,
             pick_started_at: None,
             handed_over_at: None,
@@ -561,12 +565,6 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             failure_reason: None,
             out_at: None,
             designed_trip_s: 0.0,
-        };
-        let Some(h) = hub else {
-            self.log
-                .push(t, kind::UNSERVICEABLE, Some(id), "", "", 0, 0);
-            self.orders.push(order);
-            return Ok(());
         };
         let hub_id = self.hubs[h.0].id.clone();
         self.log.push(
@@ -668,7 +666,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
 
     fn on_checkout(&mut self, t: SimTime, oi: OrderIx) -> Result<(), SimError> {
         let o = oi.0;
-        let h = self.orders[o].hub.expect("held orders have a hub");
+        let h = self.orders[o].hub;
         let hub_id = self.hubs[h.0].id.clone();
         let rid = self.orders[o].rid.clone().expect("held orders have a hold");
         let now = self.now_ms();
@@ -766,7 +764,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         if self.orders[o.0].state != OrderState::Paid {
             return;
         }
-        let h = self.orders[o.0].hub.expect("paid orders have a hub");
+        let h = self.orders[o.0].hub;
         self.hubs[h.0].queue.retain(|x| *x != o);
         self.lose(t, o, OrderState::Lost, "NOT_PICKED_BY_DEADLINE".into());
     }
@@ -778,16 +776,12 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             return;
         }
         if matches!(order.state, OrderState::AwaitingRider | OrderState::Offered) {
-            if let Some(h) = order.hub {
-                self.fleet.awaiting_rider[h.0] = self.fleet.awaiting_rider[h.0].saturating_sub(1);
-            }
+            let h = order.hub.0;
+            self.fleet.awaiting_rider[h] = self.fleet.awaiting_rider[h].saturating_sub(1);
         }
         let order = &mut self.orders[o.0];
         order.state = state;
-        let hub = order
-            .hub
-            .map(|h| self.hubs[h.0].id.to_string())
-            .unwrap_or_default();
+        let hub = self.hubs[order.hub.0].id.to_string();
         self.log.push(
             t,
             kind::DISPATCH_FAILED,
@@ -842,7 +836,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
     }
 
     fn on_pick_done(&mut self, t: SimTime, o: OrderIx) -> Result<(), SimError> {
-        let h = self.orders[o.0].hub.expect("picked orders have a hub");
+        let h = self.orders[o.0].hub;
         self.account_busy(t, h);
         self.hubs[h.0].busy -= 1;
         self.last_pick_done = t;
@@ -954,9 +948,8 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
     fn on_drain_deadline(&mut self, t: SimTime) {
         for o in (0..self.orders.len()).map(OrderIx) {
             if !self.orders[o.0].state.is_terminal() {
-                if let Some(h) = self.orders[o.0].hub {
-                    self.hubs[h.0].queue.retain(|x| *x != o);
-                }
+                let h = self.orders[o.0].hub;
+                self.hubs[h.0].queue.retain(|x| *x != o);
                 self.lose(t, o, OrderState::Lost, "DRAIN_LIMIT".into());
             }
         }
