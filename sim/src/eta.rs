@@ -139,12 +139,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             return Ok(());
         }
         let h = self.orders[o.0].hub;
-        let waiting = self
-            .fleet
-            .awaiting_rider
-            .get(h.0)
-            .copied()
-            .unwrap_or_default();
+        let waiting = self.fleet.awaiting_rider[h.0];
         let backlog = self.hubs[h.0].queue.len() as u32 + self.hubs[h.0].busy + waiting;
         let r = self.calculate(self.eta_request(o, backlog, Stage::Placed, None))?;
         let g = |z: f64| r.raw_p50_s + z * r.sigma_s;
@@ -182,12 +177,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         };
         let promised = pr.placed_at as f64 / 1000.0 + pr.p50;
         let h = pr.hub;
-        let waiting = self
-            .fleet
-            .awaiting_rider
-            .get(h.0)
-            .copied()
-            .unwrap_or_default();
+        let waiting = self.fleet.awaiting_rider[h.0];
         let r = self.calculate(self.eta_request(o, waiting, stage, rider))?;
         let shown = (r.computed_at - self.epoch_ms) as f64 / 1000.0 + r.eta_p50_s;
         let moved = (shown - promised).abs();

@@ -19,6 +19,23 @@ impl PgRepo {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
+
+    /// The rows a "due by now" query (`$1` = now, `$2` = limit) returns, read by `row`.
+    async fn due_rows<T>(
+        &self,
+        sql: &str,
+        now_ms: i64,
+        limit: usize,
+        row: fn(&PgRow) -> Result<T, RepoError>,
+    ) -> Result<Vec<T>, RepoError> {
+        let rows = sqlx::query(sql)
+            .bind(now_ms)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(repo_error)?;
+        rows.iter().map(row).collect()
+    }
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -460,13 +477,7 @@ impl DispatchRepo for PgRepo {
              ORDER BY expires_at, id LIMIT $2",
             ts!(1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(repo_error)?;
-        rows.iter().map(assignment_row).collect()
+        self.due_rows(&sql, now_ms, limit, assignment_row).await
     }
 
     async fn due_reassignments(&self, now_ms: i64, limit: usize) -> Result<Vec<Order>, RepoError> {
@@ -475,13 +486,7 @@ impl DispatchRepo for PgRepo {
              WHERE reassign_due_at <= {} ORDER BY reassign_due_at, id LIMIT $2",
             ts!(1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(repo_error)?;
-        rows.iter().map(order_row).collect()
+        self.due_rows(&sql, now_ms, limit, order_row).await
     }
 
     async fn overdue(&self, now_ms: i64, limit: usize) -> Result<Vec<Order>, RepoError> {
@@ -491,13 +496,7 @@ impl DispatchRepo for PgRepo {
              ORDER BY deliver_by, id LIMIT $2",
             ts!(1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(repo_error)?;
-        rows.iter().map(order_row).collect()
+        self.due_rows(&sql, now_ms, limit, order_row).await
     }
 
     async fn commit(&self, w: &Write) -> Result<(), RepoError> {

@@ -217,13 +217,15 @@ pub async fn calculate<S: EtaStore>(
         },
         _ => fresh,
     };
-    let _ = store
-        .latest_put(
-            &req.order_id,
-            &serde_json::to_string(&out).expect("serialisable"),
-        )
-        .await;
+    show(store, &req.order_id, &out).await;
     out
+}
+
+/// Makes `answer` the order's latest (what GET shows, and what observe scores). Best effort: a
+/// store failure loses the record, never the answer.
+async fn show<S: EtaStore>(store: &S, order_id: &str, answer: &EtaResult) {
+    let body = serde_json::to_string(answer).expect("serialisable");
+    let _ = store.latest_put(order_id, &body).await;
 }
 
 /// A re-estimate from a later stage (07 §8 after accept, and at pickup): only the stages still
@@ -266,12 +268,7 @@ pub async fn revise<S: EtaStore>(
         Some(_) => fresh.revised = true,
         None => {}
     }
-    let _ = store
-        .latest_put(
-            &req.order_id,
-            &serde_json::to_string(&fresh).expect("serialisable"),
-        )
-        .await;
+    show(store, &req.order_id, &fresh).await;
     fresh
 }
 
