@@ -8,15 +8,35 @@ use axum::http::StatusCode;
 use qc_eta::calibrate::hour_band;
 use qc_eta::compose::base_travel_s;
 use qc_eta::engine::{self, local_hour, LatestError, Model, ObserveInput};
-use qc_eta::model::{key_id, location, CalculateInput};
+use qc_eta::model::{key_id, location, CalculateInput, Invalid};
 
 use super::{EtaApp, Record};
 use crate::platform::{data, ApiError, ApiResult, Body, Ids};
 
 type AppState = State<Arc<EtaApp>>;
 
+/// ETA's domain errors to the envelope, in one place: bad input is a 400 naming the field; a
+/// missing answer a 404; a store failure is logged and answered with a generic 503.
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::invalid(e.0)
+    }
+}
+
+impl From<LatestError> for ApiError {
+    fn from(e: LatestError) -> Self {
+        match e {
+            LatestError::NotFound => ApiError::not_found("no ETA for this order"),
+            LatestError::Unavailable(e) => {
+                tracing::warn!(error = %e, "eta store unavailable");
+                ApiError::unavailable("ETA store unavailable")
+            }
+        }
+    }
+}
+
 pub async fn calculate(State(app): AppState, Body(input): Body<CalculateInput>) -> ApiResult {
-    let req = input.validate().map_err(|e| ApiError::invalid(e.0))?;
+    let req = input.validate()?;
     let now = app.clock.now_ms();
     let band = hour_band(local_hour(now, app.cfg.utc_offset_min));
     let deadline = std::time::Duration::from_millis(app.cfg.component_timeout_ms);
@@ -70,15 +90,9 @@ pub async fn calculate(State(app): AppState, Body(input): Body<CalculateInput>) 
 
 pub async fn latest(State(app): AppState, Ids(ids): Ids) -> ApiResult {
     let id = ids.into_iter().next().unwrap_or_default();
-    key_id("order_id", &id, 128).map_err(|e| ApiError::invalid(e.0))?;
-    match engine::latest(&app.store, &id, app.clock.now_ms()).await {
-        Ok(r) => Ok(data(StatusCode::OK, r)),
-        Err(LatestError::NotFound) => Err(ApiError::not_found(format!("no ETA for order {id}"))),
-        Err(LatestError::Unavailable(e)) => {
-            tracing::warn!(error = %e, "eta latest unreadable");
-            Err(ApiError::unavailable("ETA store unavailable"))
-        }
-    }
+    key_id("order_id", &id, 128)?;
+    let r = engine::latest(&app.store, &id, app.clock.now_ms()).await?;
+    Ok(data(StatusCode::OK, r))
 }
 
 pub async fn observe(State(app): AppState, Body(input): Body<ObserveInput>) -> ApiResult {
@@ -96,12 +110,8 @@ pub async fn observe(State(app): AppState, Body(input): Body<ObserveInput>) -> A
         _ => None,
     };
     let out = engine::observe(&app.store, input, now, app.cfg.utc_offset_min)
-        .await
-        .map_err(|e| ApiError::invalid(e.0))?
-        .map_err(|e| {
-            tracing::warn!(error = %e, "eta observation not stored");
-            ApiError::unavailable("ETA store unavailable")
-        })?;
+        .await?
+        .map_err(|e| LatestError::Unavailable(e.to_string()))?;
     app.ctx.metrics.count(
         "eta_observations_total",
         "Observations by whether the filter applied them.",

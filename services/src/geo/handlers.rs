@@ -38,8 +38,7 @@ pub async fn serviceability(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    let p = Point::new(coordinate(&q, "lat")?, coordinate(&q, "lng")?)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let p = Point::new(coordinate(&q, "lat")?, coordinate(&q, "lng")?)?;
     let a = app.serviceability(p).await;
     app.ctx.metrics.count(
         "geo_lookups_total",
@@ -99,12 +98,8 @@ pub async fn put_hub(State(app): AppState, Body(input): Body<HubInput>) -> ApiRe
         rider_avail: input.rider_avail,
         active: input.active.unwrap_or(true),
     };
-    hub.validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let (created, cells) = app.put_hub(&hub).await.map_err(|e| {
-        tracing::warn!(error = %e, "hub write failed");
-        registry_down(e)
-    })?;
+    hub.validate()?;
+    let (created, cells) = app.put_hub(&hub).await.map_err(registry_down)?;
     tracing::info!(hub_id = %hub.id, created, cells, "hub written");
     let mut body = hub_json(&hub, app.cfg.resolution);
     body["coverage_cells"] = json!(cells);
@@ -139,6 +134,13 @@ pub async fn get_hub(State(app): AppState, Ids(ids): Ids) -> ApiResult<Response>
         )
     })?;
     Ok(data(StatusCode::OK, hub_json(hub, app.cfg.resolution)))
+}
+
+/// Geo's input errors to the envelope (a 400 naming the field).
+impl From<qc_geo::GeoError> for ApiError {
+    fn from(e: qc_geo::GeoError) -> Self {
+        ApiError::invalid(e.to_string())
+    }
 }
 
 /// The hub registry's store failed: the cause goes to the log, never into a response.
