@@ -223,7 +223,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
                 engine::observe(store, input, now, SIM_UTC_OFFSET_MIN),
             )
             .map_err(|e| SimError::Unexpected(format!("ETA observation refused: {e}")))?
-            .map_err(|e| SimError::Eta(e.to_string()))?;
+            .map_err(SimError::Eta)?;
         if observed.applied {
             self.eta.segments.insert(observed.segment.clone());
             if self.event_factor(hub_pt, cust, out) != 1.0 {

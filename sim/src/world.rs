@@ -42,9 +42,9 @@ pub enum SimError {
     #[error("store: {0}")]
     Store(#[from] InventoryError),
     #[error("dispatch store: {0}")]
-    Dispatch(String),
+    Dispatch(#[source] qc_kit::redis_kit::BackendError),
     #[error("eta store: {0}")]
-    Eta(String),
+    Eta(#[source] qc_kit::redis_kit::BackendError),
     #[error("the store answered {0}, which the model never expects")]
     Unexpected(String),
 }

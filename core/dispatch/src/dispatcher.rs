@@ -58,7 +58,7 @@ pub enum DispatchError {
     #[error("too many concurrent changes to the same records; retry")]
     Busy,
     #[error("{0}")]
-    Backend(String),
+    Backend(#[source] qc_kit::redis_kit::BackendError),
 }
 
 impl From<RepoError> for DispatchError {

@@ -6,6 +6,8 @@ use qc_geo::Point;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row as _, Transaction};
 
+use qc_kit::redis_kit::BackendError;
+
 use crate::model::*;
 use crate::repo::{DispatchRepo, RepoError, Row, Write};
 use crate::state::DriverState;
@@ -48,7 +50,7 @@ pub fn repo_error(e: sqlx::Error) -> RepoError {
             return RepoError::Conflict(db.message().to_string());
         }
     }
-    RepoError::Backend(e.to_string())
+    RepoError::Backend(e.into())
 }
 
 const ORDER_COLS: &str = "id, customer_id, hub_id, items, total, priority, status,
@@ -72,7 +74,9 @@ const ASSIGNMENT_COLS: &str = "id, order_id, driver_id, status, score, attempt,
     (extract(epoch FROM finished_at) * 1000)::bigint AS finished_ms, version";
 
 fn bad(what: &str) -> RepoError {
-    RepoError::Backend(format!("unreadable {what} row"))
+    RepoError::Backend(BackendError::Postgres(
+        format!("unreadable {what} row").into(),
+    ))
 }
 
 fn point(lat: Option<f64>, lng: Option<f64>) -> Option<Point> {
@@ -80,7 +84,7 @@ fn point(lat: Option<f64>, lng: Option<f64>) -> Option<Point> {
 }
 
 fn order_row(r: &PgRow) -> Result<Order, RepoError> {
-    let g = |e: sqlx::Error| RepoError::Backend(e.to_string());
+    let g = |e: sqlx::Error| RepoError::Backend(e.into());
     let items: sqlx::types::Json<Vec<Item>> = r.try_get("items").map_err(g)?;
     let excluded: sqlx::types::Json<Vec<String>> = r.try_get("excluded").map_err(g)?;
     let status: String = r.try_get("status").map_err(g)?;
@@ -120,7 +124,7 @@ fn order_row(r: &PgRow) -> Result<Order, RepoError> {
 }
 
 fn driver_row(r: &PgRow) -> Result<Driver, RepoError> {
-    let g = |e: sqlx::Error| RepoError::Backend(e.to_string());
+    let g = |e: sqlx::Error| RepoError::Backend(e.into());
     let status: String = r.try_get("status").map_err(g)?;
     let u = |v: i32| u32::try_from(v).map_err(|_| bad("driver"));
     Ok(Driver {
@@ -141,7 +145,7 @@ fn driver_row(r: &PgRow) -> Result<Driver, RepoError> {
 }
 
 fn assignment_row(r: &PgRow) -> Result<Assignment, RepoError> {
-    let g = |e: sqlx::Error| RepoError::Backend(e.to_string());
+    let g = |e: sqlx::Error| RepoError::Backend(e.into());
     let status: String = r.try_get("status").map_err(g)?;
     Ok(Assignment {
         id: r.try_get("id").map_err(g)?,
@@ -404,7 +408,7 @@ impl DispatchRepo for PgRepo {
         .map_err(repo_error)?;
         rows.iter()
             .map(|r| {
-                let g = |e: sqlx::Error| RepoError::Backend(e.to_string());
+                let g = |e: sqlx::Error| RepoError::Backend(e.into());
                 let from: Option<String> = r.try_get("from_state").map_err(g)?;
                 let to: String = r.try_get("to_state").map_err(g)?;
                 Ok(DriverEvent {

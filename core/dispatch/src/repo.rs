@@ -6,6 +6,8 @@
 
 use std::future::Future;
 
+use qc_kit::redis_kit::BackendError;
+
 use crate::model::{Assignment, Driver, DriverEvent, Order};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,7 +17,7 @@ pub enum RepoError {
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("store unavailable: {0}")]
-    Backend(String),
+    Backend(#[source] BackendError),
 }
 
 /// A row to write: `Insert` must not exist yet (it is stored with version 1); `Update` replaces

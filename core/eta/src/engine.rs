@@ -277,7 +277,7 @@ pub enum LatestError {
     #[error("no ETA for this order")]
     NotFound,
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(#[source] qc_kit::redis_kit::BackendError),
 }
 
 /// `GET /eta/{order_id}`: the latest answer, if computed within the last 7200 s.
@@ -289,7 +289,7 @@ pub async fn latest<S: EtaStore>(
     let body = store
         .latest_get(order_id)
         .await
-        .map_err(|e| LatestError::Unavailable(e.to_string()))?
+        .map_err(LatestError::Unavailable)?
         .ok_or(LatestError::NotFound)?;
     let mut r = decode(&body).ok_or(LatestError::NotFound)?;
     if now_ms - r.computed_at > LATEST_MAX_AGE_MS {

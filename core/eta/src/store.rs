@@ -170,7 +170,7 @@ impl RedisEtaStore {
 }
 
 fn parse_state(x: &str, p: &str, t: &str, n: &str) -> Result<KfState, BackendError> {
-    let bad = || BackendError::Redis(format!("unreadable filter state {x} {p} {t} {n}"));
+    let bad = || BackendError::Redis(format!("unreadable filter state {x} {p} {t} {n}").into());
     Ok(KfState {
         x: x.parse().map_err(|_| bad())?,
         p: p.parse().map_err(|_| bad())?,

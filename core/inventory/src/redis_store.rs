@@ -306,9 +306,9 @@ struct Take {
 
 fn parse_take_field(field: &str) -> Result<(Sku, u8), InventoryError> {
     let bad = || {
-        InventoryError::Backend(BackendError::Redis(format!(
-            "corrupt items field {field:?}"
-        )))
+        InventoryError::Backend(BackendError::Redis(
+            format!("corrupt items field {field:?}").into(),
+        ))
     };
     match field.split_once('#') {
         None => Ok((Sku::parse(field).map_err(|_| bad())?, 0)),
@@ -332,16 +332,16 @@ fn text(v: &Value) -> String {
 fn int(v: &Value) -> Result<i64, InventoryError> {
     match v {
         Value::Int(i) => Ok(*i),
-        other => text(other)
-            .parse()
-            .map_err(|_| BackendError::Redis(format!("expected an integer, got {other:?}")).into()),
+        other => text(other).parse().map_err(|_| {
+            BackendError::Redis(format!("expected an integer, got {other:?}").into()).into()
+        }),
     }
 }
 
 fn unexpected(script: &str, reply: &[Value]) -> InventoryError {
-    InventoryError::Backend(BackendError::Redis(format!(
-        "{script}: unexpected reply {reply:?}"
-    )))
+    InventoryError::Backend(BackendError::Redis(
+        format!("{script}: unexpected reply {reply:?}").into(),
+    ))
 }
 
 fn status_at(reply: &[Value], i: usize) -> Result<ReservationStatus, InventoryError> {
@@ -539,9 +539,9 @@ impl StockStore for RedisStore {
             }
         }
         let corrupt = |f: &str| {
-            InventoryError::Backend(BackendError::Redis(format!(
-                "reservation {rid}: bad field {f}"
-            )))
+            InventoryError::Backend(BackendError::Redis(
+                format!("reservation {rid}: bad field {f}").into(),
+            ))
         };
         let ms = |f: &str| -> Result<Option<i64>, InventoryError> {
             res.get(f)

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::config::{check_schema_name, StoreConfig};
-use crate::redis_kit::BackendError;
+use crate::redis_kit::{BackendError, Cause};
 
 /// The platform migrations in `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -22,18 +22,20 @@ pub async fn connect_and_migrate(
     MIGRATOR
         .run(&pool)
         .await
-        .map_err(|e| BackendError::Postgres(format!("migrations failed: {e}")))?;
+        .map_err(|e| BackendError::Postgres(Cause::context("migrations failed", e)))?;
     Ok(pool)
 }
 
 /// Connects to `DATABASE_URL` with `search_path` set to the configured schema.
 pub async fn connect(cfg: &StoreConfig, max_connections: u32) -> Result<PgPool, BackendError> {
-    check_schema_name(&cfg.db_schema).map_err(BackendError::Postgres)?;
+    check_schema_name(&cfg.db_schema).map_err(|m| BackendError::Postgres(m.into()))?;
     let base = PgConnectOptions::from_str(&cfg.database_url)
-        .map_err(|e| BackendError::Postgres(format!("bad DATABASE_URL: {e}")))?;
+        .map_err(|e| BackendError::Postgres(Cause::context("bad DATABASE_URL", e)))?;
     let shown = crate::redis_kit::redact_url(&cfg.database_url);
     ensure_database(&base).await.map_err(|e| match e {
-        BackendError::Postgres(m) => BackendError::Postgres(format!("{m} (DATABASE_URL {shown})")),
+        BackendError::Postgres(m) => {
+            BackendError::Postgres(m.annotated(format!(" (DATABASE_URL {shown})")))
+        }
         other => other,
     })?;
     if cfg.db_schema != "public" {
@@ -45,7 +47,7 @@ pub async fn connect(cfg: &StoreConfig, max_connections: u32) -> Result<PgPool, 
         .acquire_timeout(Duration::from_secs(3))
         .connect_with(opts)
         .await
-        .map_err(|e| BackendError::Postgres(format!("cannot reach Postgres: {e}")))
+        .map_err(|e| BackendError::Postgres(Cause::context("cannot reach Postgres", e)))
 }
 
 /// Creates the database named in the URL when it does not exist; a concurrent creator is fine.
@@ -59,14 +61,15 @@ async fn ensure_database(base: &PgConnectOptions) -> Result<(), BackendError> {
         }
         Ok(Err(e)) if is_missing_database(&e) => {}
         Ok(Err(e)) => {
-            return Err(BackendError::Postgres(format!(
-                "cannot reach Postgres (database {name:?}): {e}"
+            return Err(BackendError::Postgres(Cause::context(
+                format!("cannot reach Postgres (database {name:?})"),
+                e,
             )))
         }
         Err(_) => {
-            return Err(BackendError::Postgres(format!(
-                "Postgres did not answer within 5 s (database {name:?})"
-            )))
+            return Err(BackendError::Postgres(
+                format!("Postgres did not answer within 5 s (database {name:?})").into(),
+            ))
         }
     }
     let mut admin = base
@@ -74,7 +77,7 @@ async fn ensure_database(base: &PgConnectOptions) -> Result<(), BackendError> {
         .database("postgres")
         .connect()
         .await
-        .map_err(|e| BackendError::Postgres(format!("cannot reach Postgres: {e}")))?;
+        .map_err(|e| BackendError::Postgres(Cause::context("cannot reach Postgres", e)))?;
     let ident = name.replace('"', "\"\"");
     match sqlx::query(&format!("CREATE DATABASE \"{ident}\""))
         .execute(&mut admin)
@@ -82,7 +85,7 @@ async fn ensure_database(base: &PgConnectOptions) -> Result<(), BackendError> {
     {
         Ok(_) => tracing::info!(database = %name, "created missing database"),
         Err(e) if sql_state(&e).as_deref() == Some("42P04") || is_unique(&e) => {}
-        Err(e) => return Err(BackendError::Postgres(format!("CREATE DATABASE: {e}"))),
+        Err(e) => return Err(BackendError::Postgres(Cause::context("CREATE DATABASE", e))),
     }
     admin.close().await.ok();
     Ok(())
@@ -105,14 +108,13 @@ async fn ensure_schema(base: &PgConnectOptions, schema: &str) -> Result<(), Back
 
 /// Drops a schema and everything in it (test and simulator clean-up).
 pub async fn drop_schema(cfg: &StoreConfig) -> Result<(), BackendError> {
-    check_schema_name(&cfg.db_schema).map_err(BackendError::Postgres)?;
+    check_schema_name(&cfg.db_schema).map_err(|m| BackendError::Postgres(m.into()))?;
     if cfg.db_schema == "public" {
         return Err(BackendError::Postgres(
             "refusing to drop schema public".into(),
         ));
     }
-    let base = PgConnectOptions::from_str(&cfg.database_url)
-        .map_err(|e| BackendError::Postgres(e.to_string()))?;
+    let base = PgConnectOptions::from_str(&cfg.database_url).map_err(BackendError::from)?;
     let mut conn = base.connect().await?;
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", cfg.db_schema))
         .execute(&mut conn)

@@ -11,30 +11,113 @@ use redis::RedisResult;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     #[error("redis: {0}")]
-    Redis(String),
+    Redis(#[source] Cause),
     #[error("postgres: {0}")]
-    Postgres(String),
+    Postgres(#[source] Cause),
     #[error("{0} did not answer within {1} ms")]
     Timeout(&'static str, u64),
 }
 
+/// Why a store call failed: what we were doing, and the driver's own error kept as the
+/// `source` (typed, so a caller can look at it), not flattened to text. Its text is the
+/// context and the cause's, so a log line or a CLI message is whole on its own.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Cause {
+    /// The driver's error itself.
+    pub fn of(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
+        }
+    }
+
+    /// What failed, and the driver's error.
+    pub fn context(
+        context: impl std::fmt::Display,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: format!("{context}: {e}"),
+            source: Some(std::sync::Arc::new(e)),
+        }
+    }
+
+    /// The same cause with more words after it (e.g. which URL).
+    pub fn annotated(mut self, more: impl std::fmt::Display) -> Self {
+        self.message = format!("{}{more}", self.message);
+        self
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// A failure with no driver error beneath it (an unexpected reply, a refused name).
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Causes compare by what they say (errors of the drivers are not comparable).
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Cause {}
+
 impl From<redis::RedisError> for BackendError {
     fn from(e: redis::RedisError) -> Self {
-        BackendError::Redis(e.to_string())
+        BackendError::Redis(Cause::of(e))
     }
 }
 
 impl From<sqlx::Error> for BackendError {
     fn from(e: sqlx::Error) -> Self {
-        BackendError::Postgres(e.to_string())
+        BackendError::Postgres(Cause::of(e))
     }
 }
 
 /// Opens a connection manager that reconnects by itself; every command is bounded by
 /// `timeout_ms`, and so is each connection attempt.
 pub async fn connect(url: &str, timeout_ms: u64) -> Result<ConnectionManager, BackendError> {
-    let client = redis::Client::open(url)
-        .map_err(|e| BackendError::Redis(format!("bad REDIS_URL {}: {e}", redact_url(url))))?;
+    let client = redis::Client::open(url).map_err(|e| {
+        BackendError::Redis(Cause::context(
+            format!("bad REDIS_URL {}", redact_url(url)),
+            e,
+        ))
+    })?;
     let timeout = Duration::from_millis(timeout_ms);
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
@@ -47,7 +130,12 @@ pub async fn connect(url: &str, timeout_ms: u64) -> Result<ConnectionManager, Ba
         ConnectionManager::new_with_config(client, config),
     )
     .await
-    .map_err(|e| BackendError::Redis(format!("cannot reach Redis at {}: {e}", redact_url(url))))
+    .map_err(|e| {
+        BackendError::Redis(Cause::context(
+            format!("cannot reach Redis at {}", redact_url(url)),
+            e,
+        ))
+    })
 }
 
 /// A URL fit for logs: any `user:password@` is replaced by `***@`.
@@ -132,6 +220,26 @@ pub async fn keys_under(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_failure_keeps_its_cause() {
+        use std::error::Error;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = BackendError::Redis(Cause::context("cannot reach Redis at 127.0.0.1:1", io));
+        assert_eq!(
+            e.to_string(),
+            "redis: cannot reach Redis at 127.0.0.1:1: refused",
+            "the message is whole on its own"
+        );
+        let cause = e.source().expect("the cause is the source");
+        let driver = cause.source().expect("and the driver's error beneath it");
+        let io = driver
+            .downcast_ref::<std::io::Error>()
+            .expect("typed, not text");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        let bare = BackendError::Postgres("unreadable row".into());
+        assert!(bare.source().unwrap().source().is_none());
+    }
 
     #[test]
     fn keys_carry_the_prefix() {

@@ -111,7 +111,7 @@ pub async fn observe(State(app): AppState, Body(input): Body<ObserveInput>) -> A
     };
     let out = engine::observe(&app.store, input, now, app.cfg.utc_offset_min)
         .await?
-        .map_err(|e| LatestError::Unavailable(e.to_string()))?;
+        .map_err(LatestError::Unavailable)?;
     app.ctx.metrics.count(
         "eta_observations_total",
         "Observations by whether the filter applied them.",

@@ -315,7 +315,7 @@ impl EventWriter {
             .await;
             match r {
                 Ok(_) => {}
-                Err(BackendError::Redis(e)) if e.contains("BUSYGROUP") => {}
+                Err(BackendError::Redis(e)) if e.message().contains("BUSYGROUP") => {}
                 Err(e) => return Err(e.into()),
             }
             self.known_groups.insert(hub.clone());
@@ -473,9 +473,9 @@ impl EventWriter {
             .await?;
         }
         if let Some(hub) = failed.into_iter().next() {
-            return Err(InventoryError::Backend(BackendError::Postgres(format!(
-                "writer stalled on hub {hub}"
-            ))));
+            return Err(InventoryError::Backend(BackendError::Postgres(
+                format!("writer stalled on hub {hub}").into(),
+            )));
         }
         Ok(n)
     }
@@ -524,7 +524,7 @@ pub async fn stream_lag(
     .await
     {
         Ok(v) => v,
-        Err(BackendError::Redis(e)) if e.contains("no such key") => return Ok(Some(0)),
+        Err(BackendError::Redis(e)) if e.message().contains("no such key") => return Ok(Some(0)),
         Err(e) => return Err(e.into()),
     };
     let Value::Array(groups) = v else {
