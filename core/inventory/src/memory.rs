@@ -31,13 +31,39 @@ struct Hold {
 
 #[derive(Debug, Default)]
 struct State {
-    skus: HashMap<(HubId, Sku), SkuState>,
+    /// Per hub, per SKU (looked up by reference: no key is built to read one).
+    skus: HashMap<HubId, HashMap<Sku, SkuState>>,
     holds: HashMap<ReservationId, Hold>,
     idem: HashMap<(HubId, String), ReservationId>,
     /// Per hub: (expires_at, rid), like the expiry zset.
     expiry: HashMap<HubId, BTreeSet<(i64, ReservationId)>>,
     hubs: BTreeSet<HubId>,
-    events: BTreeMap<HubId, Vec<InventoryEvent>>,
+    /// Recorded only when asked for ([`MemoryStore::recording_events`]): nothing drains them
+    /// otherwise, and a long simulated run would keep every one.
+    events: Option<BTreeMap<HubId, Vec<InventoryEvent>>>,
+}
+
+impl State {
+    fn record(&mut self, hub: &HubId, ev: impl FnOnce() -> InventoryEvent) {
+        if let Some(events) = &mut self.events {
+            events.entry(hub.clone()).or_default().push(ev());
+        }
+    }
+
+    fn sku(&self, hub: &HubId, sku: &Sku) -> Option<&SkuState> {
+        self.skus.get(hub)?.get(sku)
+    }
+
+    fn sku_mut(&mut self, hub: &HubId, sku: &Sku) -> &mut SkuState {
+        let skus = match self.skus.get_mut(hub) {
+            Some(_) => self.skus.get_mut(hub).expect("present"),
+            None => self.skus.entry(hub.clone()).or_default(),
+        };
+        if !skus.contains_key(sku) {
+            skus.insert(sku.clone(), SkuState::default());
+        }
+        skus.get_mut(sku).expect("present")
+    }
 }
 
 /// In-memory [`StockStore`].
@@ -55,9 +81,20 @@ impl MemoryStore {
         }
     }
 
-    /// Takes the events recorded so far, per hub, in order.
+    /// The same store, recording the events the Redis streams would carry (for a test or a
+    /// writer that drains them).
+    pub fn recording_events(self) -> Self {
+        self.lock().events = Some(BTreeMap::new());
+        self
+    }
+
+    /// Takes the events recorded so far, per hub, in order (empty unless recording).
     pub fn drain_events(&self) -> BTreeMap<HubId, Vec<InventoryEvent>> {
-        std::mem::take(&mut self.lock().events)
+        let mut s = self.lock();
+        match &mut s.events {
+            Some(events) => std::mem::take(events),
+            None => BTreeMap::new(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -88,12 +125,12 @@ impl State {
         now_ms: i64,
         credit: bool,
     ) {
-        let Some(hold) = self.holds.get(rid).cloned() else {
+        let Some(mut h) = self.holds.remove(rid) else {
             return;
         };
-        let hub = hold.res.hub_id.clone();
-        for (sku, bucket, qty) in &hold.takes {
-            let st = self.skus.entry((hub.clone(), sku.clone())).or_default();
+        let hub = h.res.hub_id.clone();
+        for (sku, bucket, qty) in &h.takes {
+            let st = self.sku_mut(&hub, sku);
             if credit {
                 let n = st.buckets();
                 let counters = st.counters.get_or_insert_with(|| vec![0]);
@@ -101,7 +138,6 @@ impl State {
             }
             st.reserved -= qty;
         }
-        let h = self.holds.get_mut(rid).expect("hold exists");
         h.res.status = status;
         match status {
             ReservationStatus::Confirmed => h.res.confirmed_at = Some(now_ms),
@@ -109,12 +145,12 @@ impl State {
             ReservationStatus::Expired => h.res.expired_at = Some(now_ms),
             ReservationStatus::Reserved => {}
         }
-        let ev = reservation_event(&h.res, status, now_ms);
         let exp = h.res.expires_at;
         if let Some(z) = self.expiry.get_mut(&hub) {
             z.remove(&(exp, rid.clone()));
         }
-        self.events.entry(hub).or_default().push(ev);
+        self.record(&hub, || reservation_event(&h.res, status, now_ms));
+        self.holds.insert(rid.clone(), h);
     }
 }
 
@@ -125,31 +161,25 @@ impl StockStore for MemoryStore {
         cmd: &SetStockCommand,
     ) -> Result<StockSetResult, InventoryError> {
         let mut s = self.lock();
-        let st = s
-            .skus
-            .entry((cmd.hub_id.clone(), cmd.sku.clone()))
-            .or_default();
+        let st = s.sku_mut(&cmd.hub_id, &cmd.sku);
         let counter = cmd.on_hand - st.reserved;
         st.counters = Some(spread(counter, cmd.buckets));
         let reserved = st.reserved;
         s.hubs.insert(cmd.hub_id.clone());
-        s.events
-            .entry(cmd.hub_id.clone())
-            .or_default()
-            .push(InventoryEvent::StockSet {
-                reason: cmd.reason,
-                at_ms: now_ms,
-                sku: cmd.sku.clone(),
-                on_hand: cmd.on_hand,
-                buckets: cmd.buckets,
-                actor: cmd.actor.clone(),
-            });
+        s.record(&cmd.hub_id, || InventoryEvent::StockSet {
+            reason: cmd.reason,
+            at_ms: now_ms,
+            sku: cmd.sku.clone(),
+            on_hand: cmd.on_hand,
+            buckets: cmd.buckets,
+            actor: cmd.actor.clone(),
+        });
         Ok(StockSetResult { counter, reserved })
     }
 
     async fn stock(&self, hub: &HubId, sku: &Sku) -> Result<StockLevel, InventoryError> {
         let s = self.lock();
-        Ok(match s.skus.get(&(hub.clone(), sku.clone())) {
+        Ok(match s.sku(hub, sku) {
             None => StockLevel {
                 available: 0,
                 reserved: 0,
@@ -184,7 +214,7 @@ impl StockStore for MemoryStore {
             }
         }
         for it in &cmd.items {
-            let st = s.skus.get(&(cmd.hub_id.clone(), it.sku.clone()));
+            let st = s.sku(&cmd.hub_id, &it.sku);
             let Some(counters) = st.and_then(|st| st.counters.as_ref()) else {
                 return Err(InventoryError::SkuNotFound {
                     sku: it.sku.clone(),
@@ -202,10 +232,7 @@ impl StockStore for MemoryStore {
         let mut remaining = Vec::with_capacity(cmd.items.len());
         let mut takes = Vec::new();
         for it in &cmd.items {
-            let st = s
-                .skus
-                .get_mut(&(cmd.hub_id.clone(), it.sku.clone()))
-                .expect("validated");
+            let st = s.sku_mut(&cmd.hub_id, &it.sku);
             let counters = st.counters.as_mut().expect("validated");
             let n = counters.len() as u8;
             let qty = i64::from(it.quantity);
@@ -248,16 +275,24 @@ impl StockStore for MemoryStore {
             released_at: None,
             expired_at: None,
         };
-        let mut ev = reservation_event(&res, ReservationStatus::Reserved, now_ms);
-        if let InventoryEvent::Reservation { items, .. } = &mut ev {
-            // The stream keeps request order, as the script does.
-            *items = cmd.items.clone();
+        s.record(&cmd.hub_id, || {
+            let mut ev = reservation_event(&res, ReservationStatus::Reserved, now_ms);
+            if let InventoryEvent::Reservation { items, .. } = &mut ev {
+                // The stream keeps request order, as the script does.
+                *items = cmd.items.clone();
+            }
+            ev
+        });
+        let rid = cmd.reservation_id.clone();
+        match s.expiry.get_mut(&cmd.hub_id) {
+            Some(z) => {
+                z.insert((expires_at_ms, rid));
+            }
+            None => {
+                s.expiry
+                    .insert(cmd.hub_id.clone(), BTreeSet::from([(expires_at_ms, rid)]));
+            }
         }
-        s.events.entry(cmd.hub_id.clone()).or_default().push(ev);
-        s.expiry
-            .entry(cmd.hub_id.clone())
-            .or_default()
-            .insert((expires_at_ms, cmd.reservation_id.clone()));
         if let Some(key) = &cmd.idempotency_key {
             s.idem.insert(
                 (cmd.hub_id.clone(), key.as_str().to_string()),
