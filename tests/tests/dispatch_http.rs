@@ -648,6 +648,33 @@ async fn pickup_points_come_from_geo_and_trips_feed_eta() {
         )
         .await;
     }
+    // At pickup Dispatch asks again, for the ride that is left (stage picked_up).
+    let mut asked = 0.0;
+    for _ in 0..100 {
+        let metrics = s
+            .http
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        asked = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("dispatch_eta_calls_total")
+                    && l.contains("/eta/calculate")
+                    && l.contains("\"ok\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if asked >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(asked, 2.0, "re-estimates after accept and at pickup");
     clock.advance_ms(600_000);
     s.ok(
         "/dispatch/driver/state",
