@@ -102,6 +102,28 @@ async fn cleanup(store: &StoreConfig) {
 
 const HUB: (f64, f64) = (-6.2, 106.8);
 
+/// How many `POST /eta/calculate` calls Dispatch has made successfully (its metrics).
+async fn eta_calculations(s: &Svc) -> f64 {
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("dispatch_eta_calls_total")
+                && l.contains("/eta/calculate")
+                && l.contains("\"ok\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn order_body(id: &str, lat: f64, lng: f64) -> Value {
     json!({"order_id": id, "customer_id": "cust-1", "hub_id": "hub-1", "total": 52000,
            "items": [{"product_id": "sku-1", "name": "Milk", "quantity": 2}],
@@ -611,21 +633,7 @@ async fn pickup_points_come_from_geo_and_trips_feed_eta() {
     .await;
     let mut latest = Value::Null;
     for _ in 0..100 {
-        let metrics = s
-            .http
-            .get(format!("{}/metrics", s.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let asked = metrics.lines().any(|l| {
-            l.starts_with("dispatch_eta_calls_total")
-                && l.contains("/eta/calculate")
-                && l.contains("\"ok\"")
-        });
-        if asked {
+        if eta_calculations(&s).await >= 1.0 {
             let r = http.get(format!("{eta_url}/eta/o-1")).send().await.unwrap();
             latest = r.json::<Value>().await.unwrap();
             break;
@@ -651,24 +659,7 @@ async fn pickup_points_come_from_geo_and_trips_feed_eta() {
     // At pickup Dispatch asks again, for the ride that is left (stage picked_up).
     let mut asked = 0.0;
     for _ in 0..100 {
-        let metrics = s
-            .http
-            .get(format!("{}/metrics", s.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        asked = metrics
-            .lines()
-            .filter(|l| {
-                l.starts_with("dispatch_eta_calls_total")
-                    && l.contains("/eta/calculate")
-                    && l.contains("\"ok\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        asked = eta_calculations(&s).await;
         if asked >= 2.0 {
             break;
         }
