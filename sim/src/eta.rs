@@ -100,21 +100,19 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         let hub = &self.sc.hubs[h.0];
         let cust = self.orders[o.0].location;
         CalculateInput {
-            order_id: o.key(),
-            hub_id: hub.id.clone(),
-            item_count: i64::from(self.orders[o.0].units().clamp(1, 1000)),
-            hub_lat: hub.lat,
-            hub_lng: hub.lng,
-            cust_lat: cust.lat,
-            cust_lng: cust.lng,
-            queue_depth: i64::from(queue_depth),
-            drivers_avail: i64::from(self.idle_count(h)),
-            hour: None,
-            weekday: None,
             stage: Some(stage.as_str().into()),
             picked: matches!(stage, Stage::Assigned { picked: true }).then_some(true),
             rider_lat: rider.map(|p| p.lat),
             rider_lng: rider.map(|p| p.lng),
+            ..CalculateInput::placed(
+                o.key(),
+                hub.id.clone(),
+                i64::from(self.orders[o.0].units().clamp(1, 1000)),
+                (hub.lat, hub.lng),
+                (cust.lat, cust.lng),
+                i64::from(queue_depth),
+                i64::from(self.idle_count(h)),
+            )
         }
     }
 

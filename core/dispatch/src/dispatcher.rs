@@ -100,6 +100,23 @@ pub struct Outcome<T> {
     pub notices: Vec<Notice>,
 }
 
+impl Default for Outcome<usize> {
+    fn default() -> Self {
+        Self {
+            value: 0,
+            notices: Vec::new(),
+        }
+    }
+}
+
+impl Outcome<usize> {
+    /// A job's pass over many rows: counts the rows one step changed, keeps its notices.
+    fn add(&mut self, step: Outcome<bool>) {
+        self.value += usize::from(step.value);
+        self.notices.extend(step.notices);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transitioned {
     pub driver_id: String,
@@ -767,14 +784,10 @@ impl<R: DispatchRepo> Dispatcher<R> {
 
     /// The offer sweeper (1 s): every pending offer past `expires_at` closes as TIMEOUT.
     pub async fn expire_offers(&self, now: i64) -> Result<Outcome<usize>, DispatchError> {
-        let mut out = Outcome {
-            value: 0,
-            notices: vec![],
-        };
+        let mut out = Outcome::<usize>::default();
         for a in self.repo.due_offers(now, 500).await? {
             let r = self.expire_offer(&a.id, now).await?;
-            out.value += usize::from(r.value);
-            out.notices.extend(r.notices);
+            out.add(r);
         }
         Ok(out)
     }
@@ -786,10 +799,7 @@ impl<R: DispatchRepo> Dispatcher<R> {
         now: i64,
         hubs: &HubPoints,
     ) -> Result<Outcome<usize>, DispatchError> {
-        let mut out = Outcome {
-            value: 0,
-            notices: vec![],
-        };
+        let mut out = Outcome::<usize>::default();
         for due in self.repo.due_reassignments(now, 500).await? {
             let r: Outcome<bool> = retrying!(self, {
                 let mut o = self.need_order(&due.id).await?;
@@ -822,8 +832,7 @@ impl<R: DispatchRepo> Dispatcher<R> {
                     plan.done(true)
                 }
             })?;
-            out.value += usize::from(r.value);
-            out.notices.extend(r.notices);
+            out.add(r);
         }
         Ok(out)
     }
@@ -832,10 +841,7 @@ impl<R: DispatchRepo> Dispatcher<R> {
     /// attempts) past their `deliver_by` fail with [`DEADLINE_PASSED`]. An order with an open
     /// offer or a rider on the way is left to finish.
     pub async fn expire_overdue(&self, now: i64) -> Result<Outcome<usize>, DispatchError> {
-        let mut out = Outcome {
-            value: 0,
-            notices: vec![],
-        };
+        let mut out = Outcome::<usize>::default();
         for due in self.repo.overdue(now, 500).await? {
             let r: Outcome<bool> = retrying!(self, {
                 let mut o = self.need_order(&due.id).await?;
@@ -848,8 +854,7 @@ impl<R: DispatchRepo> Dispatcher<R> {
                     plan.done(false)
                 }
             })?;
-            out.value += usize::from(r.value);
-            out.notices.extend(r.notices);
+            out.add(r);
         }
         Ok(out)
     }

@@ -12,23 +12,15 @@ use crate::store::{EtaStore, StickyPut};
 const T0: i64 = 1_800_000_000_000;
 
 fn request(order: &str, items: i64, queue: i64) -> EtaRequest {
-    CalculateInput {
-        order_id: order.into(),
-        hub_id: "h1".into(),
-        item_count: items,
-        hub_lat: -6.2,
-        hub_lng: 106.816666,
-        cust_lat: -6.25,
-        cust_lng: 106.85,
-        queue_depth: queue,
-        drivers_avail: 5,
-        hour: None,
-        weekday: None,
-        stage: None,
-        picked: None,
-        rider_lat: None,
-        rider_lng: None,
-    }
+    CalculateInput::placed(
+        order,
+        "h1",
+        items,
+        (-6.2, 106.816666),
+        (-6.25, 106.85),
+        queue,
+        5,
+    )
     .validate()
     .unwrap()
 }

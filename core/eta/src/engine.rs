@@ -232,7 +232,8 @@ async fn show<S: EtaStore>(store: &S, order_id: &str, answer: &EtaResult) {
 /// ahead, measured from now. The shown ETA (the latest answer, normally the promise) stays
 /// while it is still credible, its tolerance being its own interval: it moves when the
 /// re-estimate's median arrival is later than the shown p95 (the promise would be broken), or
-/// its p95 arrival is earlier than the shown median (the order will surely be early). A moved
+/// its p95 arrival is earlier than the shown median minus the shown buffer (p95 − p50: the
+/// order will surely be early). A moved
 /// answer is `revised` and carries the promise it replaced, which calibration goes on scoring
 /// (stages are not mixed in one residual window).
 pub async fn revise<S: EtaStore>(

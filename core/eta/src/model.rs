@@ -37,6 +37,38 @@ pub struct CalculateInput {
     pub rider_lng: Option<f64>,
 }
 
+impl CalculateInput {
+    /// A request at placement (no stage, rider, hour or weekday), as Checkout sends it;
+    /// `hub` and `cust` are (lat, lng).
+    pub fn placed(
+        order_id: impl Into<String>,
+        hub_id: impl Into<String>,
+        item_count: i64,
+        hub: (f64, f64),
+        cust: (f64, f64),
+        queue_depth: i64,
+        drivers_avail: i64,
+    ) -> Self {
+        Self {
+            order_id: order_id.into(),
+            hub_id: hub_id.into(),
+            item_count,
+            hub_lat: hub.0,
+            hub_lng: hub.1,
+            cust_lat: cust.0,
+            cust_lng: cust.1,
+            queue_depth,
+            drivers_avail,
+            hour: None,
+            weekday: None,
+            stage: None,
+            picked: None,
+            rider_lat: None,
+            rider_lng: None,
+        }
+    }
+}
+
 /// How far along the order is, so an estimate counts only the stages still ahead of it (and,
 /// measured from now, is conditioned on the time already spent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

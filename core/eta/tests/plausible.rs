@@ -11,23 +11,7 @@ const T0: i64 = 1_800_000_000_000;
 const HUBS: [(f64, f64); 3] = [(-6.2, 106.816666), (-6.17, 106.83), (-6.23, 106.79)];
 
 fn request(order: &str, hub: usize, cust: (f64, f64), items: i64) -> CalculateInput {
-    CalculateInput {
-        order_id: order.into(),
-        hub_id: format!("h{hub}"),
-        item_count: items,
-        hub_lat: HUBS[hub].0,
-        hub_lng: HUBS[hub].1,
-        cust_lat: cust.0,
-        cust_lng: cust.1,
-        queue_depth: 3,
-        drivers_avail: 2,
-        hour: None,
-        weekday: None,
-        stage: None,
-        picked: None,
-        rider_lat: None,
-        rider_lng: None,
-    }
+    CalculateInput::placed(order, format!("h{hub}"), items, HUBS[hub], cust, 3, 2)
 }
 
 #[derive(Debug, Clone)]

@@ -62,22 +62,17 @@ async fn main() {
     for _ in 0..qc_eta::calibrate::WINDOW {
         app.store.scores_push("hub-1", 2, 0.3).await.unwrap();
     }
-    let request = |i: usize| CalculateInput {
-        order_id: format!("bench-{i}"),
-        hub_id: "hub-1".into(),
-        item_count: 5,
-        hub_lat: -6.2,
-        hub_lng: 106.816666,
-        cust_lat: -6.25 + (i % 5) as f64 * 0.002,
-        cust_lng: 106.85,
-        queue_depth: 3,
-        drivers_avail: 5,
-        hour: None,
-        weekday: None,
-        stage: None,
-        picked: None,
-        rider_lat: None,
-        rider_lng: None,
+    let request = |i: usize| {
+        let cust = (-6.25 + (i % 5) as f64 * 0.002, 106.85);
+        CalculateInput::placed(
+            format!("bench-{i}"),
+            "hub-1",
+            5,
+            (-6.2, 106.816666),
+            cust,
+            3,
+            5,
+        )
     };
     // Where a calculation's time goes: each store step alone.
     let n = 2000;
