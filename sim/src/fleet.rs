@@ -21,7 +21,7 @@ use crate::backend::Exec;
 use crate::engine::SimTime;
 use crate::ids::{HubIx, OrderIx, RiderIx};
 use crate::log::kind;
-use crate::scenario::{parse_clock_ms, Scenario};
+use crate::scenario::{ClockTime, Scenario};
 use crate::world::{Ev, OrderState, SimError, World, DAY_MS, HOUR_MS};
 
 /// A straight trip between two points, used to place a rider riding back to the hub.
@@ -128,11 +128,8 @@ pub struct FleetStats {
 /// The virtual [start, end) of a shift given as local "HH:MM" times, for a run starting at
 /// `start_of_day_ms`; equal times mean all day. Only the occurrence that is current at the
 /// run's start, or the next one, is used.
-pub fn shift_window(start: &str, end: &str, start_of_day_ms: i64) -> (SimTime, SimTime) {
-    let (s, e) = (
-        parse_clock_ms(start).unwrap_or(0),
-        parse_clock_ms(end).unwrap_or(0),
-    );
+pub fn shift_window(start: ClockTime, end: ClockTime, start_of_day_ms: i64) -> (SimTime, SimTime) {
+    let (s, e) = (start.ms(), end.ms());
     if s == e {
         return (0, i64::MAX);
     }
@@ -186,7 +183,7 @@ pub fn riders_for(sc: &Scenario) -> Vec<Rider> {
                 on_shift_ms: 0,
                 busy_since: None,
                 on_since: None,
-                shift: shift_window(&sh.start, &sh.end, sc.start_of_day_ms()),
+                shift: shift_window(sh.start, sh.end, sc.start_of_day_ms()),
             });
         }
     }
@@ -469,11 +466,11 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     /// Virtual [start, end) of traffic event `i`.
     pub(crate) fn event_window(&self, i: usize) -> (SimTime, SimTime) {
         let ev = &self.sc.traffic.events[i];
-        let s = parse_clock_ms(&ev.start).unwrap_or(0);
+        let s = ev.start.ms();
         let start = (s - self.sc.start_of_day_ms()).rem_euclid(DAY_MS);
-        let end = ev.end.as_deref().map_or(i64::MAX, |e| {
-            start + (parse_clock_ms(e).unwrap_or(0) - s).rem_euclid(DAY_MS)
-        });
+        let end = ev
+            .end
+            .map_or(i64::MAX, |e| start + (e.ms() - s).rem_euclid(DAY_MS));
         (start, end)
     }
 
@@ -790,17 +787,24 @@ mod tests {
 
     #[test]
     fn shift_windows_relative_to_the_run_start() {
+        let at = |s: &str| ClockTime::try_from(s.to_string()).unwrap();
         let eleven = 11 * HOUR_MS;
-        assert_eq!(shift_window("00:00", "00:00", eleven), (0, i64::MAX));
+        assert_eq!(
+            shift_window(at("00:00"), at("00:00"), eleven),
+            (0, i64::MAX)
+        );
         // Already on at 11:00 until 15:00.
-        assert_eq!(shift_window("10:00", "15:00", eleven), (0, 4 * HOUR_MS));
+        assert_eq!(
+            shift_window(at("10:00"), at("15:00"), eleven),
+            (0, 4 * HOUR_MS)
+        );
         // Starts later.
         assert_eq!(
-            shift_window("12:30", "16:00", eleven),
+            shift_window(at("12:30"), at("16:00"), eleven),
             (HOUR_MS + HOUR_MS / 2, 5 * HOUR_MS)
         );
         // Overnight shift covering the start.
-        assert_eq!(shift_window("22:00", "12:00", eleven), (0, HOUR_MS));
+        assert_eq!(shift_window(at("22:00"), at("12:00"), eleven), (0, HOUR_MS));
     }
 
     #[test]

@@ -8,6 +8,11 @@ use sim::engine::Queue;
 use sim::run::{run, write_outputs, Backend, RunOptions};
 use sim::scenario::Scenario;
 
+/// A run allocates many small, short-lived objects (orders, holds, log strings): mimalloc's
+/// thread-local free lists make that a fraction of glibc malloc's cost (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage:
   sim run      <scenario.toml> [--seed N] [--backend memory|live] [--out DIR] [--set key=value]... [--keep] [--quiet]
   sim validate <scenario.toml> [--set key=value]...

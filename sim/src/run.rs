@@ -573,7 +573,7 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
         scenario: ScenarioInfo {
             name: sc.scenario.name.clone(),
             seed,
-            start: sc.scenario.start.clone(),
+            start: sc.scenario.start.to_string(),
             duration_ms: sc.duration_ms(),
             warmup_ms: warmup,
             hubs: world.hubs.len(),

@@ -89,12 +89,12 @@ pub struct Meta {
     pub seed: u64,
     /// Local time of day the run starts at, "HH:MM".
     #[serde(default = "d_start")]
-    pub start: String,
+    pub start: ClockTime,
     /// "3h", "90m", "45s", "1h30m".
-    pub duration: String,
+    pub duration: Span,
     /// Orders placed before this are excluded from the metrics.
-    #[serde(default = "d_zero")]
-    pub warmup: String,
+    #[serde(default)]
+    pub warmup: Span,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,7 +139,7 @@ pub struct Catalog {
     pub stock_by_popularity: bool,
     pub min_stock: i64,
     /// Restock check period ("0s" disables restocking).
-    pub restock_every: String,
+    pub restock_every: Span,
     /// A SKU whose available stock falls below this fraction of its initial level is topped
     /// back up to that level.
     pub restock_below: f64,
@@ -234,8 +234,8 @@ pub struct Riders {
 #[serde(deny_unknown_fields)]
 pub struct Shift {
     /// "HH:MM" local; a shift whose end is before its start runs past midnight.
-    pub start: String,
-    pub end: String,
+    pub start: ClockTime,
+    pub end: ClockTime,
     pub share: f64,
 }
 
@@ -258,8 +258,8 @@ pub struct Traffic {
 pub struct TrafficEvent {
     #[serde(default)]
     pub name: String,
-    pub start: String,
-    pub end: Option<String>,
+    pub start: ClockTime,
+    pub end: Option<ClockTime>,
     pub speed_factor: f64,
     pub lat: Option<f64>,
     pub lng: Option<f64>,
@@ -294,8 +294,8 @@ impl Default for Riders {
             pickup_s: 60.0,
             handover_s: 90.0,
             shifts: vec![Shift {
-                start: "00:00".into(),
-                end: "00:00".into(),
+                start: ClockTime(0),
+                end: ClockTime(0),
                 share: 1.0,
             }],
         }
@@ -328,11 +328,8 @@ impl Default for Dispatch {
 fn d_seed() -> u64 {
     1
 }
-fn d_start() -> String {
-    "11:00".into()
-}
-fn d_zero() -> String {
-    "0s".into()
+fn d_start() -> ClockTime {
+    ClockTime(11 * 3_600_000)
 }
 fn d_h3() -> u8 {
     9
@@ -360,7 +357,7 @@ impl Default for Catalog {
             initial_stock: 50,
             stock_by_popularity: true,
             min_stock: 2,
-            restock_every: "30m".into(),
+            restock_every: Span(30 * 60_000),
             restock_below: 0.3,
         }
     }
@@ -429,6 +426,66 @@ fn problem(path: impl Into<String>, message: impl Into<String>) -> ScenarioError
         path: path.into(),
         message: message.into(),
     }])
+}
+
+/// A length of time written "3h", "90m", "45s", "1h30m" or "250ms", parsed once at load (a bad
+/// one is an error naming its key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Span(i64);
+
+impl Span {
+    pub fn ms(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<String> for Span {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_duration_ms(&s).map(Span)
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (h, rest) = (self.0 / 3_600_000, self.0 % 3_600_000);
+        let (m, rest) = (rest / 60_000, rest % 60_000);
+        let (sec, ms) = (rest / 1000, rest % 1000);
+        let mut out = String::new();
+        for (n, unit) in [(h, "h"), (m, "m"), (sec, "s"), (ms, "ms")] {
+            if n != 0 {
+                out += &format!("{n}{unit}");
+            }
+        }
+        f.write_str(if out.is_empty() { "0s" } else { &out })
+    }
+}
+
+/// A local time of day written "HH:MM", parsed once at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ClockTime(i64);
+
+impl ClockTime {
+    /// Milliseconds after midnight.
+    pub fn ms(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<String> for ClockTime {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_clock_ms(&s).map(ClockTime)
+    }
+}
+
+impl std::fmt::Display for ClockTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let min = self.0 / 60_000;
+        write!(f, "{:02}:{:02}", min / 60, min % 60)
+    }
 }
 
 /// Parses "3h", "90m", "45s", "1h30m", "250ms" into milliseconds.
@@ -569,16 +626,16 @@ impl Scenario {
     }
 
     pub fn duration_ms(&self) -> i64 {
-        parse_duration_ms(&self.scenario.duration).unwrap_or(0)
+        self.scenario.duration.ms()
     }
     pub fn warmup_ms(&self) -> i64 {
-        parse_duration_ms(&self.scenario.warmup).unwrap_or(0)
+        self.scenario.warmup.ms()
     }
     pub fn start_of_day_ms(&self) -> i64 {
-        parse_clock_ms(&self.scenario.start).unwrap_or(0)
+        self.scenario.start.ms()
     }
     pub fn restock_every_ms(&self) -> i64 {
-        parse_duration_ms(&self.catalog.restock_every).unwrap_or(0)
+        self.catalog.restock_every.ms()
     }
 
     /// Semantic checks: ranges, consistency, bounds.
@@ -602,23 +659,17 @@ impl Scenario {
         {
             err("scenario.name", "must be non-empty [A-Za-z0-9_.-]".into());
         }
-        let duration = parse_duration_ms(&self.scenario.duration);
-        match &duration {
-            Ok(d) if *d <= 0 => err("scenario.duration", "must be positive".into()),
-            Ok(d) if *d > 7 * 24 * 3_600_000 => err("scenario.duration", "at most 7 days".into()),
-            Err(e) => err("scenario.duration", e.clone()),
-            _ => {}
+        let duration = self.duration_ms();
+        if duration <= 0 {
+            err("scenario.duration", "must be positive".into());
+        } else if duration > 7 * 24 * 3_600_000 {
+            err("scenario.duration", "at most 7 days".into());
         }
-        match (parse_duration_ms(&self.scenario.warmup), &duration) {
-            (Err(e), _) => err("scenario.warmup", e),
-            (Ok(w), Ok(d)) if w >= *d => err(
+        if self.warmup_ms() >= duration {
+            err(
                 "scenario.warmup",
                 "must be shorter than the duration".into(),
-            ),
-            _ => {}
-        }
-        if let Err(e) = parse_clock_ms(&self.scenario.start) {
-            err("scenario.start", e);
+            );
         }
         let c = &self.city;
         if !(-90.0..=90.0).contains(&c.lat) {
@@ -734,13 +785,12 @@ impl Scenario {
                 "must be within [0, 1000000]".into(),
             );
         }
-        match parse_duration_ms(&k.restock_every) {
-            Err(e) => err("catalog.restock_every", e),
-            Ok(ms) if ms != 0 && ms < 60_000 => err(
+        let every = k.restock_every.ms();
+        if every != 0 && every < 60_000 {
+            err(
                 "catalog.restock_every",
                 "at least 1m, or 0s to disable".into(),
-            ),
-            _ => {}
+            );
         }
         if !(0.0..=1.0).contains(&k.restock_below) {
             err(
@@ -827,17 +877,13 @@ impl Scenario {
         if d.shoppers == 0 {
             err("demand.shoppers", "must be positive".into());
         }
-        if let Ok(dur) = duration {
-            let peak = d.hourly_profile.iter().copied().fold(0.0, f64::max);
-            let expected = d.orders_per_hour * peak * dur as f64 / 3_600_000.0;
-            if expected > MAX_EXPECTED_ORDERS {
-                err(
-                    "demand.orders_per_hour",
-                    format!(
-                        "would place up to {expected:.0} orders; at most {MAX_EXPECTED_ORDERS}"
-                    ),
-                );
-            }
+        let peak = d.hourly_profile.iter().copied().fold(0.0, f64::max);
+        let expected = d.orders_per_hour * peak * duration as f64 / 3_600_000.0;
+        if expected > MAX_EXPECTED_ORDERS {
+            err(
+                "demand.orders_per_hour",
+                format!("would place up to {expected:.0} orders; at most {MAX_EXPECTED_ORDERS}"),
+            );
         }
         let pk = &self.picking;
         if !(pk.base_s > 0.0 && pk.base_s <= 7200.0) {
@@ -870,11 +916,6 @@ impl Scenario {
             err("riders.shifts", "at least one shift".into());
         }
         for (i, sh) in rd.shifts.iter().enumerate() {
-            for (k, v) in [("start", &sh.start), ("end", &sh.end)] {
-                if let Err(e) = parse_clock_ms(v) {
-                    err(&format!("riders.shifts[{i}].{k}"), e);
-                }
-            }
             if !positive(sh.share) {
                 err(
                     &format!("riders.shifts[{i}].share"),
@@ -898,14 +939,6 @@ impl Scenario {
         }
         for (i, ev) in self.traffic.events.iter().enumerate() {
             let at = |k: &str| format!("traffic.events[{i}].{k}");
-            if let Err(e) = parse_clock_ms(&ev.start) {
-                err(&at("start"), e);
-            }
-            if let Some(end) = &ev.end {
-                if let Err(e) = parse_clock_ms(end) {
-                    err(&at("end"), e);
-                }
-            }
             if !(ev.speed_factor >= 0.05 && ev.speed_factor <= 5.0) {
                 err(
                     &at("speed_factor"),

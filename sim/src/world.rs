@@ -781,12 +781,11 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         }
         let order = &mut self.orders[o.0];
         order.state = state;
-        let hub = self.hubs[order.hub.0].id.to_string();
         self.log.push(
             t,
             kind::DISPATCH_FAILED,
             Some(o.0 as u64),
-            &hub,
+            self.hubs[order.hub.0].id.as_str(),
             &reason,
             0,
             0,
@@ -821,12 +820,11 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         order.state = OrderState::Picking;
         order.pick_started_at = Some(t);
         let wait = t - order.paid_at.unwrap_or(t);
-        let hub_id = self.hubs[h.0].id.to_string();
         self.log.push(
             t,
             kind::PICK_STARTED,
             Some(o.0 as u64),
-            &hub_id,
+            self.hubs[h.0].id.as_str(),
             "",
             0,
             wait,
@@ -843,9 +841,9 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         let order = &mut self.orders[o.0];
         order.handed_over_at = Some(t);
         let pick = t - order.pick_started_at.unwrap_or(t);
-        let hub_id = self.hubs[h.0].id.to_string();
+        let hub_id = self.hubs[h.0].id.as_str();
         self.log
-            .push(t, kind::HANDED_OVER, Some(o.0 as u64), &hub_id, "", 0, pick);
+            .push(t, kind::HANDED_OVER, Some(o.0 as u64), hub_id, "", 0, pick);
         if let Some(next) = self.hubs[h.0].queue.pop_front() {
             self.start_pick(t, h, next);
         }
@@ -925,19 +923,19 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
     fn on_sample(&mut self, t: SimTime) {
         for h in (0..self.hubs.len()).map(HubIx) {
             let hub = &self.hubs[h.0];
-            let id = hub.id.to_string();
+            let id = hub.id.as_str();
             self.log.push(
                 t,
                 kind::HUB_SAMPLE,
                 None,
-                &id,
+                id,
                 "",
                 hub.queue.len() as i64,
                 i64::from(hub.busy),
             );
             let (busy_riders, on_shift) = self.rider_counts(h);
             self.log
-                .push(t, kind::RIDER_SAMPLE, None, &id, "", busy_riders, on_shift);
+                .push(t, kind::RIDER_SAMPLE, None, id, "", busy_riders, on_shift);
         }
         if !self.finished() {
             self.q.after(SAMPLE_INTERVAL_MS, Ev::Sample);

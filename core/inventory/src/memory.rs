@@ -1,7 +1,10 @@
 //! The in-process adapter: the same semantics as the Lua scripts, deterministic, for the
 //! simulator's default backend and fast tests. Its event log mirrors the Redis streams.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+// A fast non-cryptographic hash: the keys are the store's own ids, not attacker-chosen input.
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Mutex;
 
 use crate::error::InventoryError;
@@ -38,6 +41,9 @@ struct State {
     /// Per hub: (expires_at, rid), like the expiry zset.
     expiry: HashMap<HubId, BTreeSet<(i64, ReservationId)>>,
     hubs: BTreeSet<HubId>,
+    /// Finished reservations, by when they are forgotten (finish + retention), in finish order:
+    /// the scripts' `PEXPIRE` of a terminal record. Keeps a long run's memory bounded.
+    retired: VecDeque<(i64, ReservationId)>,
     /// Recorded only when asked for ([`MemoryStore::recording_events`]): nothing drains them
     /// otherwise, and a long simulated run would keep every one.
     events: Option<BTreeMap<HubId, Vec<InventoryEvent>>>,
@@ -97,6 +103,10 @@ impl MemoryStore {
         }
     }
 
+    fn retention_ms(&self) -> i64 {
+        i64::from(self.policy.retention_s) * 1000
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied operation: every mutation
         // below validates first, then writes.
@@ -118,12 +128,30 @@ fn reservation_event(res: &Reservation, status: ReservationStatus, at_ms: i64) -
 }
 
 impl State {
+    /// Forgets the finished reservations whose retention ended by `now_ms`.
+    fn forget_retired(&mut self, now_ms: i64) {
+        while let Some((due, _)) = self.retired.front() {
+            if *due > now_ms {
+                break;
+            }
+            let (_, rid) = self.retired.pop_front().expect("checked");
+            if self
+                .holds
+                .get(&rid)
+                .is_some_and(|h| h.res.status != ReservationStatus::Reserved)
+            {
+                self.holds.remove(&rid);
+            }
+        }
+    }
+
     fn finish(
         &mut self,
         rid: &ReservationId,
         status: ReservationStatus,
         now_ms: i64,
         credit: bool,
+        retention_ms: i64,
     ) {
         let Some(mut h) = self.holds.remove(rid) else {
             return;
@@ -151,6 +179,7 @@ impl State {
         }
         self.record(&hub, || reservation_event(&h.res, status, now_ms));
         self.holds.insert(rid.clone(), h);
+        self.retired.push_back((now_ms + retention_ms, rid.clone()));
     }
 }
 
@@ -206,6 +235,7 @@ impl StockStore for MemoryStore {
         cmd: &ReserveCommand,
     ) -> Result<ReserveOutcome, InventoryError> {
         let mut s = self.lock();
+        s.forget_retired(now_ms);
         if let Some(key) = &cmd.idempotency_key {
             if let Some(rid) = s.idem.get(&(cmd.hub_id.clone(), key.as_str().to_string())) {
                 return Ok(ReserveOutcome::Replay {
@@ -316,13 +346,14 @@ impl StockStore for MemoryStore {
     ) -> Result<TransitionOutcome, InventoryError> {
         use ReservationStatus::*;
         let mut s = self.lock();
+        s.forget_retired(now_ms);
         let Some(hold) = s.holds.get(rid).filter(|h| &h.res.hub_id == hub) else {
             return Ok(TransitionOutcome::NotFound);
         };
         let status = hold.res.status;
         let grace_ms = i64::from(self.policy.grace_s) * 1000;
         if status == Reserved && now_ms > hold.res.expires_at + grace_ms {
-            s.finish(rid, Expired, now_ms, true);
+            s.finish(rid, Expired, now_ms, true, self.retention_ms());
             return Ok(TransitionOutcome::Expired);
         }
         Ok(match (action, status) {
@@ -337,14 +368,14 @@ impl StockStore for MemoryStore {
             (Action::Release, Released | Expired) => TransitionOutcome::Already(status),
             (Action::Release, Confirmed) => TransitionOutcome::InvalidState(status),
             (Action::Release, Reserved) => {
-                s.finish(rid, Released, now_ms, true);
+                s.finish(rid, Released, now_ms, true, self.retention_ms());
                 TransitionOutcome::Done
             }
             (Action::Confirm, Confirmed) => TransitionOutcome::Already(status),
             (Action::Confirm, Released) => TransitionOutcome::InvalidState(status),
             (Action::Confirm, Expired) => TransitionOutcome::Expired,
             (Action::Confirm, Reserved) => {
-                s.finish(rid, Confirmed, now_ms, false);
+                s.finish(rid, Confirmed, now_ms, false, self.retention_ms());
                 TransitionOutcome::Done
             }
         })
@@ -390,5 +421,63 @@ impl StockStore for MemoryStore {
 
     fn policy(&self) -> HoldPolicy {
         self.policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(hub: &HubId) -> ReserveCommand {
+        ReserveCommand {
+            reservation_id: ReservationId::new_random(),
+            hub_id: hub.clone(),
+            cart_id: CartId::parse("c").unwrap(),
+            user_id: UserId::parse("u").unwrap(),
+            items: vec![Item {
+                sku: Sku::parse("s").unwrap(),
+                quantity: 1,
+            }],
+            ttl_s: 60,
+            idempotency_key: None,
+        }
+    }
+
+    /// Like the scripts' PEXPIRE: a finished record stays readable for the retention, then is
+    /// forgotten at the next operation; a live hold is never forgotten.
+    #[tokio::test]
+    async fn finished_records_are_forgotten_after_the_retention() {
+        let policy = HoldPolicy {
+            grace_s: 0,
+            retention_s: 100,
+        };
+        let store = MemoryStore::new(policy);
+        let hub = HubId::parse("h").unwrap();
+        let set = SetStockCommand {
+            hub_id: hub.clone(),
+            sku: Sku::parse("s").unwrap(),
+            on_hand: 10,
+            buckets: 1,
+            reason: StockSetReason::AdminSet,
+            actor: "t".into(),
+        };
+        store.set_stock(0, &set).await.unwrap();
+        let (done, live) = (cmd(&hub), cmd(&hub));
+        store.reserve(0, &done).await.unwrap();
+        store.reserve(0, &live).await.unwrap();
+        let rid = &done.reservation_id;
+        let confirm = store.transition(1_000, &hub, rid, Action::Confirm).await;
+        assert_eq!(confirm.unwrap(), TransitionOutcome::Done);
+        store.reserve(100_999, &cmd(&hub)).await.unwrap();
+        assert!(store.reservation(&hub, rid).await.unwrap().is_some());
+        let again = store.transition(101_000, &hub, rid, Action::Confirm).await;
+        assert_eq!(
+            again.unwrap(),
+            TransitionOutcome::NotFound,
+            "forgotten once its retention ended"
+        );
+        assert!(store.reservation(&hub, rid).await.unwrap().is_none());
+        let live = store.reservation(&hub, &live.reservation_id).await.unwrap();
+        assert_eq!(live.unwrap().status, ReservationStatus::Reserved);
     }
 }
