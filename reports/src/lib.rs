@@ -45,70 +45,57 @@ const BUCKET_MS: i64 = 15 * 60_000;
 /// (x, y) pairs for a chart.
 pub type Points = Vec<(f64, f64)>;
 
+/// The rows of `kind`.
+fn rows_of(events: &DataFrame, kind: &str) -> Result<DataFrame, ReportError> {
+    let mask = events.column("kind")?.str()?.equal(kind);
+    Ok(events.filter(&mask)?)
+}
+
+/// An i64 column's values (the event log has no nulls).
+fn ints(df: &DataFrame, name: &str) -> Result<Vec<i64>, ReportError> {
+    Ok(df.column(name)?.i64()?.into_no_null_iter().collect())
+}
+
 /// Counts of rows of `kind` per 15-minute bucket: (bucket start in hours since run start, count).
 pub fn per_bucket(events: &DataFrame, kind: &str) -> Result<Points, ReportError> {
-    let df = events
-        .clone()
-        .lazy()
-        .filter(col("kind").eq(lit(kind)))
-        .with_column(
-            (col("t_ms") / lit(BUCKET_MS))
-                .cast(DataType::Int64)
-                .alias("bucket"),
-        )
-        .group_by([col("bucket")])
-        .agg([len().cast(DataType::Float64).alias("n")])
-        .sort(["bucket"], SortMultipleOptions::default())
-        .collect()?;
-    pairs(&df, "bucket", "n", |b| b * BUCKET_MS as f64 / 3_600_000.0)
+    let mut counts = std::collections::BTreeMap::<i64, f64>::new();
+    for t in ints(&rows_of(events, kind)?, "t_ms")? {
+        *counts.entry(t.div_euclid(BUCKET_MS)).or_default() += 1.0;
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(b, n)| ((b * BUCKET_MS) as f64 / 3_600_000.0, n))
+        .collect())
 }
 
 /// Σ `qty` and Σ `value_ms` over hubs of the per-minute rows of `kind`, per sample time (hours
 /// since start): for `hub_sample` the picking queue and busy pickers, for `rider_sample` busy
 /// riders and riders on shift.
 pub fn sample_sums(events: &DataFrame, kind: &str) -> Result<(Points, Points), ReportError> {
-    let df = events
-        .clone()
-        .lazy()
-        .filter(col("kind").eq(lit(kind)))
-        .group_by([col("t_ms")])
-        .agg([
-            col("qty").sum().cast(DataType::Float64).alias("a"),
-            col("value_ms").sum().cast(DataType::Float64).alias("b"),
-        ])
-        .sort(["t_ms"], SortMultipleOptions::default())
-        .collect()?;
-    let hours = |t: f64| t / 3_600_000.0;
+    let rows = rows_of(events, kind)?;
+    let mut sums = std::collections::BTreeMap::<i64, (f64, f64)>::new();
+    let (t, qty, value) = (
+        ints(&rows, "t_ms")?,
+        ints(&rows, "qty")?,
+        ints(&rows, "value_ms")?,
+    );
+    for i in 0..t.len() {
+        let e = sums.entry(t[i]).or_default();
+        e.0 += qty[i] as f64;
+        e.1 += value[i] as f64;
+    }
+    let hours = |t: i64| t as f64 / 3_600_000.0;
     Ok((
-        pairs(&df, "t_ms", "a", hours)?,
-        pairs(&df, "t_ms", "b", hours)?,
+        sums.iter().map(|(t, (a, _))| (hours(*t), *a)).collect(),
+        sums.iter().map(|(t, (_, b))| (hours(*t), *b)).collect(),
     ))
 }
 
 /// The `value_ms` of rows of `kind`, in seconds.
 pub fn values_s(events: &DataFrame, kind: &str) -> Result<Vec<f64>, ReportError> {
-    let df = events
-        .clone()
-        .lazy()
-        .filter(col("kind").eq(lit(kind)))
-        .select([(col("value_ms").cast(DataType::Float64) / lit(1000.0)).alias("s")])
-        .collect()?;
-    Ok(df.column("s")?.f64()?.into_no_null_iter().collect())
-}
-
-fn pairs(
-    df: &DataFrame,
-    x: &str,
-    y: &str,
-    fx: impl Fn(f64) -> f64,
-) -> Result<Vec<(f64, f64)>, ReportError> {
-    let xs = df.column(x)?.cast(&DataType::Float64)?;
-    let ys = df.column(y)?.cast(&DataType::Float64)?;
-    Ok(xs
-        .f64()?
-        .into_no_null_iter()
-        .zip(ys.f64()?.into_no_null_iter())
-        .map(|(a, b)| (fx(a), b))
+    Ok(ints(&rows_of(events, kind)?, "value_ms")?
+        .into_iter()
+        .map(|v| v as f64 / 1000.0)
         .collect())
 }
 
