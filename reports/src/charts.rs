@@ -342,3 +342,61 @@ pub fn calibration(title: &str, series: &[Series2]) -> Result<String, ReportErro
         },
     )
 }
+
+/// A metric against a varied parameter: the mean per value, its confidence band (shaded), the
+/// SLO as a horizontal line, and the recommended value as a vertical line when there is one.
+/// `rows` are (x, mean, lo, hi), in x order.
+pub fn band(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    rows: &[(f64, f64, f64, f64)],
+    slo: f64,
+    mark: Option<f64>,
+) -> Result<String, ReportError> {
+    let (x0, x1) = range(rows.iter().map(|r| r.0));
+    let (_, y1) = range(rows.iter().map(|r| r.3).chain([slo, 0.0]));
+    framed(
+        title,
+        x0..x1,
+        0.0..y1 * 1.1,
+        x_desc,
+        y_desc,
+        false,
+        Some(SeriesLabelPosition::UpperRight),
+        |chart| {
+            let mut outline: Vec<(f64, f64)> = rows.iter().map(|r| (r.0, r.3)).collect();
+            outline.extend(rows.iter().rev().map(|r| (r.0, r.2)));
+            let fill = PALETTE[0].mix(0.2);
+            chart
+                .draw_series([Polygon::new(outline, fill.filled())])
+                .map_err(draw_err)?
+                .label("95% confidence band")
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], fill.filled()));
+            legend_line(
+                chart,
+                rows.iter().map(|r| (r.0, r.1)),
+                "mean",
+                PALETTE[0],
+                2,
+            )?;
+            chart
+                .draw_series(
+                    rows.iter()
+                        .map(|r| Circle::new((r.0, r.1), 3, PALETTE[0].filled())),
+                )
+                .map_err(draw_err)?;
+            legend_line(chart, [(x0, slo), (x1, slo)], "SLO", PALETTE[1], 2)?;
+            if let Some(x) = mark {
+                legend_line(
+                    chart,
+                    [(x, 0.0), (x, y1 * 1.1)],
+                    &format!("recommended {x}"),
+                    PALETTE[3],
+                    3,
+                )?;
+            }
+            Ok(())
+        },
+    )
+}

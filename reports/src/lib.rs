@@ -2,6 +2,7 @@
 //! `summary.json`) to a self-contained `report.html` with inline SVG charts. Aggregation is done
 //! with polars, drawing with plotters; nothing is fetched from a network.
 
+pub mod capacity;
 mod charts;
 
 use std::fs::File;

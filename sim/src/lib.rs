@@ -12,4 +12,5 @@ pub mod rng;
 pub mod run;
 pub mod scenario;
 pub mod summary;
+pub mod sweep;
 pub mod world;

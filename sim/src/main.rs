@@ -16,6 +16,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "usage:
   sim run      <scenario.toml> [--seed N] [--backend memory|live] [--out DIR] [--set key=value]... [--keep] [--quiet]
   sim validate <scenario.toml> [--set key=value]...
+  sim sweep    <scenario.toml> --vary KEY=FROM..TO:STEP [--vary ...] [--replications N] [--threads T]
+               [--shard I/N] [--out DIR] [--set key=value]...
+  sim sweep-merge <DIR>... [--out DIR]      joins the shard-*.json files of a sharded sweep
   sim bench-engine [--events N]
   sim eta-gate [--bless] [--root DIR]   ETA-accuracy regression gate (exit 1 on a regression);
                                         --bless rewrites reports/baselines/eta_accuracy.json";
@@ -32,6 +35,12 @@ struct Args {
     events: u64,
     bless: bool,
     root: PathBuf,
+    vary: Vec<String>,
+    replications: u32,
+    threads: Option<usize>,
+    shard: Option<String>,
+    /// Further positional arguments (`sweep-merge`'s folders).
+    rest: Vec<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +58,11 @@ fn parse_args() -> Result<Args, String> {
         events: 20_000_000,
         bless: false,
         root: PathBuf::from("."),
+        vary: Vec::new(),
+        replications: 5,
+        threads: None,
+        shard: None,
+        rest: Vec::new(),
     };
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -76,9 +90,26 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| "--events takes an integer")?
             }
+            "--vary" => a.vary.push(value("--vary")?),
+            "--replications" => {
+                a.replications = value("--replications")?
+                    .parse()
+                    .map_err(|_| "--replications takes an unsigned integer")?
+            }
+            "--threads" => {
+                a.threads = Some(
+                    value("--threads")?
+                        .parse()
+                        .ok()
+                        .filter(|t| *t > 0)
+                        .ok_or("--threads takes a positive integer")?,
+                )
+            }
+            "--shard" => a.shard = Some(value("--shard")?),
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             s if a.file.is_none() => a.file = Some(PathBuf::from(s)),
+            s if a.command == "sweep-merge" => a.rest.push(PathBuf::from(s)),
             s => return Err(format!("unexpected argument {s:?}")),
         }
     }
@@ -121,6 +152,8 @@ fn main() -> ExitCode {
             }
             run_command(&sc, &args)
         }
+        "sweep" => sweep_command(&args),
+        "sweep-merge" => merge_command(&args),
         "bench-engine" => {
             bench_engine(args.events);
             ExitCode::SUCCESS
@@ -174,6 +207,123 @@ fn run_command(sc: &Scenario, args: &Args) -> ExitCode {
             eprintln!("  {d}");
         }
         ExitCode::from(1)
+    }
+}
+
+/// Exit 2 with the message: bad input.
+fn usage_error(e: &str) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+fn sweep_command(args: &Args) -> ExitCode {
+    use sim::sweep::{run_grid, write_shard, Grid, Shard, Vary};
+    let Some(file) = &args.file else {
+        return usage_error(&format!("sweep needs a scenario file\n{USAGE}"));
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&format!("cannot read {}: {e}", file.display())),
+    };
+    let vary: Result<Vec<Vary>, String> = args.vary.iter().map(|v| Vary::parse(v)).collect();
+    let shard = match args.shard.as_deref().map(Shard::parse).transpose() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let grid = match vary.and_then(|v| Grid::new(&text, &args.sets, v, args.replications)) {
+        Ok(g) => g,
+        Err(e) => return usage_error(&format!("{}: {e}", file.display())),
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("reports/sweeps/{}", grid.scenario)));
+    let started = Instant::now();
+    let runs = match run_grid(&grid, shard.unwrap_or(Shard::WHOLE), threads, !args.quiet) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{} runs on {threads} thread(s) in {secs:.2} s ({:.2} runs/s)",
+        runs.len(),
+        runs.len() as f64 / secs.max(1e-9)
+    );
+    if let Some(shard) = shard {
+        return match write_shard(&dir, &grid, shard, runs) {
+            Ok(()) => {
+                println!(
+                    "wrote {}/shard-{}-of-{}.json (join the shards with sim sweep-merge)",
+                    dir.display(),
+                    shard.index,
+                    shard.count
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    finish_sweep(&dir, &grid, &runs)
+}
+
+fn merge_command(args: &Args) -> ExitCode {
+    let mut dirs: Vec<&std::path::Path> = args.file.iter().map(PathBuf::as_path).collect();
+    dirs.extend(args.rest.iter().map(PathBuf::as_path));
+    if dirs.is_empty() {
+        return usage_error(&format!("sweep-merge needs the shards' folders\n{USAGE}"));
+    }
+    let (grid, runs) = match sim::sweep::merge(&dirs) {
+        Ok(m) => m,
+        Err(e) => return usage_error(&e),
+    };
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("reports/sweeps/{}", grid.scenario)));
+    finish_sweep(&dir, &grid, &runs)
+}
+
+fn finish_sweep(
+    dir: &std::path::Path,
+    grid: &sim::sweep::Grid,
+    runs: &[sim::sweep::RunRow],
+) -> ExitCode {
+    match sim::sweep::write_sweep(dir, grid, runs) {
+        Ok(summary) => {
+            match (summary.keys.len(), summary.recommended) {
+                (1, Some(v)) => println!(
+                    "recommended {} = {v} (smallest value whose bands meet every SLO)",
+                    summary.keys[0]
+                ),
+                (1, None) => println!(
+                    "no value of {} in the grid meets every SLO",
+                    summary.keys[0]
+                ),
+                _ => println!(
+                    "{} of {} grid points meet every SLO",
+                    summary.points.iter().filter(|p| p.meets).count(),
+                    summary.points.len()
+                ),
+            }
+            println!(
+                "wrote {}/{{sweep.json, sweep.parquet, capacity.html}}",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

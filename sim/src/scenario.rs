@@ -545,7 +545,8 @@ pub fn parse_clock_ms(s: &str) -> Result<i64, String> {
     Ok((h * 60 + m) * 60_000)
 }
 
-/// Applies `key.path=value` overrides (`demand.orders_per_hour=500`, `hubs[0].pickers=6`);
+/// Applies `key.path=value` overrides (`demand.orders_per_hour=500`, `hubs[0].pickers=6`,
+/// `hubs[*].riders=12` for every hub);
 /// values are read as TOML, else taken as strings.
 fn apply_override(doc: &mut toml::Value, assignment: &str) -> Result<(), ScenarioError> {
     let (path, raw) = assignment
@@ -556,43 +557,55 @@ fn apply_override(doc: &mut toml::Value, assignment: &str) -> Result<(), Scenari
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
-    let mut node = doc;
     let parts: Vec<&str> = path.split('.').collect();
-    for (i, part) in parts.iter().enumerate() {
-        let (name, index) = match part.split_once('[') {
-            Some((n, rest)) => {
-                let idx = rest
-                    .trim_end_matches(']')
-                    .parse::<usize>()
-                    .map_err(|_| problem(path, "bad index"))?;
-                (n, Some(idx))
-            }
-            None => (*part, None),
-        };
-        let last = i + 1 == parts.len();
-        let table = node
-            .as_table_mut()
-            .ok_or_else(|| problem(path, format!("{name} is not inside a table")))?;
-        if last && index.is_none() {
-            table.insert(name.to_string(), value);
+    set_path(doc, &parts, &value, path)
+}
+
+/// Sets `parts` (`name`, `name[i]`, or `name[*]` for every element) under `node` to `value`.
+fn set_path(
+    node: &mut toml::Value,
+    parts: &[&str],
+    value: &toml::Value,
+    path: &str,
+) -> Result<(), ScenarioError> {
+    let Some((part, rest)) = parts.split_first() else {
+        *node = value.clone();
+        return Ok(());
+    };
+    let (name, index) = match part.split_once('[') {
+        Some((n, idx)) => (n, Some(idx.trim_end_matches(']'))),
+        None => (*part, None),
+    };
+    let table = node
+        .as_table_mut()
+        .ok_or_else(|| problem(path, format!("{name} is not inside a table")))?;
+    let Some(index) = index else {
+        if rest.is_empty() {
+            table.insert(name.to_string(), value.clone());
             return Ok(());
         }
         let child = table
             .entry(name.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        node = match index {
-            Some(idx) => child
-                .as_array_mut()
-                .and_then(|a| a.get_mut(idx))
-                .ok_or_else(|| problem(path, format!("{name}[{idx}] does not exist")))?,
-            None => child,
-        };
-        if last {
-            *node = value;
-            return Ok(());
+        return set_path(child, rest, value, path);
+    };
+    let items = table
+        .get_mut(name)
+        .and_then(|c| c.as_array_mut())
+        .ok_or_else(|| problem(path, format!("{name} is not a list")))?;
+    if index == "*" {
+        for item in items.iter_mut() {
+            set_path(item, rest, value, path)?;
         }
+        return Ok(());
     }
-    Ok(())
+    let idx: usize = index
+        .parse()
+        .map_err(|_| problem(path, "bad index (a number or *)"))?;
+    let item = items
+        .get_mut(idx)
+        .ok_or_else(|| problem(path, format!("{name}[{idx}] does not exist")))?;
+    set_path(item, rest, value, path)
 }
 
 impl Scenario {
@@ -1100,5 +1113,20 @@ lng = 106.8
         )
         .unwrap();
         assert_eq!((s.hubs[0].pickers, s.scenario.seed), (7, 99));
+    }
+
+    #[test]
+    fn a_star_index_sets_every_element() {
+        let two_hubs = Scenario::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lunch-peak.toml"),
+            &["hubs[*].riders=9".into()],
+        )
+        .unwrap();
+        assert!(two_hubs.hubs.len() > 1);
+        assert!(two_hubs.hubs.iter().all(|h| h.riders == 9));
+        let e = errors(MINIMAL, &["hubs[*].colour=1"]);
+        assert!(e.contains("colour"), "{e}");
+        let e = errors(MINIMAL, &["hubs[x].riders=1"]);
+        assert!(e.contains("bad index"), "{e}");
     }
 }
