@@ -356,6 +356,9 @@ pub fn band(
 ) -> Result<String, ReportError> {
     let (x0, x1) = range(rows.iter().map(|r| r.0));
     let (_, y1) = range(rows.iter().map(|r| r.3).chain([slo, 0.0]));
+    // A little room either side, so a recommended value at the end of the grid stays visible.
+    let pad = (x1 - x0) * 0.04;
+    let (x0, x1) = (x0 - pad, x1 + pad);
     framed(
         title,
         x0..x1,
