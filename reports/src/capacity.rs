@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::charts;
-use crate::ReportError;
+use crate::{esc, ReportError};
 
 /// `sweep.json`: a function of the scenario, the grid and the runs' results only (no timings,
 /// thread counts or shards), so a sharded sweep merges into the same bytes.
@@ -111,12 +111,6 @@ pub fn t975(df: usize) -> f64 {
     let (z, v): (f64, f64) = (1.959_964, df as f64);
     z + (z.powi(3) + z) / (4.0 * v)
         + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * v * v)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// Renders `capacity.html` (self-contained: inline SVG, no network).
