@@ -6,6 +6,7 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::engine::SimTime;
+use crate::rng::{fnv, FNV_OFFSET};
 
 /// What a row records (the `kind` column holds its name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,16 +85,6 @@ pub struct EventLog {
     qty: Vec<i64>,
     value_ms: Vec<i64>,
     hash: u64,
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        h = (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
-    }
-    h
 }
 
 impl EventLog {

@@ -12,8 +12,13 @@ pub struct Streams {
     seed: u64,
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+/// FNV-1a's offset basis: the hash of nothing.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, continuing from `h` (start from [`FNV_OFFSET`]): the twin's one
+/// non-cryptographic hash (stream names, the event-log digest, sweep fingerprints).
+pub(crate) fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
@@ -32,7 +37,13 @@ impl Streams {
 
     /// The stream for `name` (ChaCha8: portable and value-stable across platforms).
     pub fn stream(&self, name: &str) -> Stream {
-        ChaCha8Rng::seed_from_u64(mix(self.seed ^ mix(fnv1a64(name.as_bytes()))))
+        ChaCha8Rng::seed_from_u64(mix(self.seed ^ mix(fnv(FNV_OFFSET, name.as_bytes()))))
+    }
+
+    /// The run seed of replication `k` of a sweep: the same at every grid point (common random
+    /// numbers), different per replication.
+    pub fn replication_seed(&self, k: u64) -> u64 {
+        mix(self.seed ^ mix(k.wrapping_add(0x5EED)))
     }
 }
 

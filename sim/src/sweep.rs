@@ -14,6 +14,7 @@ use polars::prelude::*;
 use reports::capacity::{capacity_html, MetricBand, PointSummary, SweepSummary};
 use serde::{Deserialize, Serialize};
 
+use crate::rng::{fnv, Streams, FNV_OFFSET};
 use crate::run::{run, RunOptions};
 use crate::scenario::Scenario;
 use crate::summary::SloRow;
@@ -204,7 +205,7 @@ impl Grid {
     /// Replication k's seed, the same at every grid point (common random numbers).
     pub fn seeds(&self) -> Vec<u64> {
         (0..u64::from(self.replications))
-            .map(|k| splitmix64(self.seed ^ splitmix64(k.wrapping_add(0x5EED))))
+            .map(|k| Streams::new(self.seed).replication_seed(k))
             .collect()
     }
 
@@ -225,21 +226,8 @@ impl Grid {
     /// Identifies the sweep: shards of different sweeps refuse to merge.
     pub fn fingerprint(&self) -> String {
         let text = serde_json::to_string(self).expect("a grid serialises");
-        format!("{:016x}", fnv1a(text.as_bytes()))
+        format!("{:016x}", fnv(FNV_OFFSET, text.as_bytes()))
     }
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// One run's outcome.
@@ -348,11 +336,14 @@ fn report_progress(done: usize, total: usize, started: Instant, tty: bool) {
 /// The grid's summary: per point, each SLO metric's mean and band over replications.
 pub fn summarise(grid: &Grid, runs: &[RunRow]) -> SweepSummary {
     let points = grid.points();
+    let mut by_point: Vec<Vec<&RunRow>> = vec![Vec::new(); points.len()];
+    for r in runs {
+        by_point[r.point].push(r);
+    }
     let summaries: Vec<PointSummary> = points
         .iter()
-        .enumerate()
-        .map(|(i, values)| {
-            let rows: Vec<&RunRow> = runs.iter().filter(|r| r.point == i).collect();
+        .zip(&by_point)
+        .map(|(values, rows)| {
             let metrics: Vec<MetricBand> = rows
                 .first()
                 .map(|first| {
