@@ -4,6 +4,7 @@
 
 pub mod capacity;
 mod charts;
+pub mod plan;
 
 use std::fs::File;
 use std::path::Path;

@@ -21,8 +21,8 @@ use crate::backend::Exec;
 use crate::engine::SimTime;
 use crate::ids::{HubIx, OrderIx, RiderIx};
 use crate::log::kind;
-use crate::scenario::{ClockTime, Scenario};
-use crate::world::{Ev, OrderState, SimError, World, DAY_MS, HOUR_MS};
+use crate::scenario::{ClockTime, Scenario, Staff};
+use crate::world::{Ev, OrderState, SimError, World, DAY_MS, DRAIN_LIMIT_MS, HOUR_MS};
 
 /// A straight trip between two points, used to place a rider riding back to the hub.
 #[derive(Debug, Clone, Copy)]
@@ -57,8 +57,15 @@ pub struct Rider {
     pub on_shift_ms: i64,
     busy_since: Option<SimTime>,
     on_since: Option<SimTime>,
-    /// Virtual [start, end) of the rider's shift.
-    pub shift: (SimTime, SimTime),
+    /// Virtual [start, end) windows the rider is on shift, in order and disjoint.
+    pub shifts: Vec<(SimTime, SimTime)>,
+}
+
+impl Rider {
+    /// On shift at `t`: a rider off shift finishes the current delivery, then goes offline.
+    pub fn on_duty(&self, t: SimTime) -> bool {
+        self.shifts.iter().any(|&(s, e)| s <= t && t < e)
+    }
 }
 
 /// The fleet as the world keeps it: the production Dispatcher (over its repository) with the
@@ -156,15 +163,52 @@ pub fn shift_of(k: u32, n: u32, shares: &[f64]) -> usize {
     shares.len() - 1
 }
 
+/// The windows in which rider `k` of an hourly profile works: the local hours whose count is
+/// above `k`, consecutive hours merged, from the run's start to `horizon` (a window still open
+/// there never ends).
+pub fn hourly_windows(
+    k: u32,
+    staff: Staff<'_>,
+    start_of_day_ms: i64,
+    horizon: SimTime,
+) -> Vec<(SimTime, SimTime)> {
+    let mut windows: Vec<(SimTime, SimTime)> = Vec::new();
+    let mut t = 0;
+    while t < horizon {
+        let day_ms = start_of_day_ms + t;
+        let next = t + (HOUR_MS - day_ms.rem_euclid(HOUR_MS));
+        let hour = (day_ms.rem_euclid(DAY_MS) / HOUR_MS) as usize;
+        if k < staff.at(hour) {
+            match windows.last_mut() {
+                Some(w) if w.1 == t => w.1 = next,
+                _ => windows.push((t, next)),
+            }
+        }
+        t = next;
+    }
+    if let Some(w) = windows.last_mut().filter(|w| w.1 >= horizon) {
+        w.1 = i64::MAX;
+    }
+    windows
+}
+
 pub fn riders_for(sc: &Scenario) -> Vec<Rider> {
     if !sc.dispatch.enabled {
         return Vec::new();
     }
     let shares: Vec<f64> = sc.riders.shifts.iter().map(|s| s.share).collect();
+    let horizon = sc.duration_ms() + DRAIN_LIMIT_MS;
     let mut riders = Vec::new();
     for (h, hub) in sc.hubs.iter().enumerate() {
-        for k in 0..hub.riders {
-            let sh = &sc.riders.shifts[shift_of(k, hub.riders, &shares)];
+        let staff = hub.riders();
+        for k in 0..staff.pool() {
+            let shifts = match staff {
+                Staff::Flat(n) => {
+                    let sh = &sc.riders.shifts[shift_of(k, n, &shares)];
+                    vec![shift_window(sh.start, sh.end, sc.start_of_day_ms())]
+                }
+                Staff::Hourly(_) => hourly_windows(k, staff, sc.start_of_day_ms(), horizon),
+            };
             riders.push(Rider {
                 home: HubIx(h),
                 state: DriverState::Offline,
@@ -183,7 +227,7 @@ pub fn riders_for(sc: &Scenario) -> Vec<Rider> {
                 on_shift_ms: 0,
                 busy_since: None,
                 on_since: None,
-                shift: shift_window(sh.start, sh.end, sc.start_of_day_ms()),
+                shifts,
             });
         }
     }
@@ -216,10 +260,12 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             let out = dispatch!(self, "dispatch.register_driver", |d| d
                 .register_driver(new, now));
             self.accept_result(out)?;
-            let (start, end) = self.fleet.riders[r].shift;
-            self.q.at(start, Ev::ShiftStart(RiderIx(r)));
-            if end != i64::MAX {
-                self.q.at(end.max(start), Ev::ShiftEnd(RiderIx(r)));
+            for i in 0..self.fleet.riders[r].shifts.len() {
+                let (start, end) = self.fleet.riders[r].shifts[i];
+                self.q.at(start, Ev::ShiftStart(RiderIx(r)));
+                if end != i64::MAX {
+                    self.q.at(end.max(start), Ev::ShiftEnd(RiderIx(r)));
+                }
             }
         }
         Ok(())
@@ -276,6 +322,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         }
         if to == DriverState::Offline && from != DriverState::Offline {
             rider.on_shift_ms += t - rider.on_since.take().unwrap_or(t);
+            rider.leaving = false;
         }
         rider.state = to;
     }
@@ -614,7 +661,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         if self.orders[o.0].state == OrderState::Offered {
             self.orders[o.0].state = OrderState::AwaitingRider;
         }
-        if self.fleet.riders[r.0].leaving || t >= self.fleet.riders[r.0].shift.1 {
+        if self.fleet.riders[r.0].leaving || !self.fleet.riders[r.0].on_duty(t) {
             self.app_state(t, r, DriverState::Offline)?;
         } else {
             self.ride_back(t, r)?;
@@ -682,7 +729,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             0,
             t - self.orders[o.0].placed_at,
         );
-        if self.fleet.riders[r.0].leaving || t >= self.fleet.riders[r.0].shift.1 {
+        if self.fleet.riders[r.0].leaving || !self.fleet.riders[r.0].on_duty(t) {
             self.app_state(t, r, DriverState::Offline)?;
         } else if self.app_state(t, r, DriverState::Idle)? {
             self.report_location(r, here)?;
@@ -736,7 +783,13 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     }
 
     pub(crate) fn on_shift_start(&mut self, t: SimTime, r: RiderIx) -> Result<(), SimError> {
-        if self.app_state(t, r, DriverState::Idle)? {
+        let rider = &mut self.fleet.riders[r.0];
+        if rider.leaving {
+            // Back on shift before the last delivery of the previous one ended: stay.
+            rider.leaving = false;
+            return Ok(());
+        }
+        if rider.state == DriverState::Offline && self.app_state(t, r, DriverState::Idle)? {
             self.fleet.riders[r.0].pos = self.hub_point(self.fleet.riders[r.0].home);
         }
         Ok(())
@@ -805,6 +858,37 @@ mod tests {
         );
         // Overnight shift covering the start.
         assert_eq!(shift_window(at("22:00"), at("12:00"), eleven), (0, HOUR_MS));
+    }
+
+    #[test]
+    fn hourly_profiles_give_each_rider_merged_windows() {
+        let mut hours = [0u32; 24];
+        (hours[11], hours[12], hours[13], hours[14], hours[15]) = (2, 3, 1, 3, 1);
+        let staff = Staff::Hourly(&hours);
+        // The run starts at 11:30 and lasts 4 hours (horizon 15:30).
+        let (sod, horizon) = (11 * HOUR_MS + HOUR_MS / 2, 4 * HOUR_MS);
+        let half = HOUR_MS / 2;
+        // Rider 0 works 11:30-15:30 without a break; the window reaches the horizon: open.
+        assert_eq!(hourly_windows(0, staff, sod, horizon), vec![(0, i64::MAX)]);
+        // Rider 1: 11:30-13:00, then 14:00-15:00 (hour 15 has nobody).
+        assert_eq!(
+            hourly_windows(1, staff, sod, horizon),
+            vec![
+                (0, half + HOUR_MS),
+                (half + 2 * HOUR_MS, half + 3 * HOUR_MS)
+            ]
+        );
+        // Rider 2 works hours 12 and 14 only.
+        assert_eq!(
+            hourly_windows(2, staff, sod, horizon),
+            vec![
+                (half, half + HOUR_MS),
+                (half + 2 * HOUR_MS, half + 3 * HOUR_MS)
+            ]
+        );
+        assert!(hourly_windows(3, staff, sod, horizon).is_empty());
+        // Person-time agrees with the windows: 2×0.5 + 3 + 1 + 3 + 1×0.5 = 8.5 rider-hours.
+        assert_eq!(staff.person_ms(sod, 0, horizon), 8 * HOUR_MS + half);
     }
 
     #[test]

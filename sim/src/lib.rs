@@ -8,6 +8,8 @@ pub mod fleet;
 pub mod gate;
 pub mod ids;
 pub mod log;
+pub mod plan;
+pub mod pool;
 pub mod rng;
 pub mod run;
 pub mod scenario;

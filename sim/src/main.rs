@@ -19,6 +19,8 @@ const USAGE: &str = "usage:
   sim sweep    <scenario.toml> --vary KEY=FROM..TO:STEP [--vary ...] [--replications N] [--threads T]
                [--shard I/N] [--out DIR] [--set key=value]...
   sim sweep-merge <DIR>... [--out DIR]      joins the shard-*.json files of a sharded sweep
+  sim plan     <scenario.toml> [--replications N] [--threads T] [--out DIR] [--set key=value]...
+               per hub and hour, the fewest pickers and riders that meet every SLO
   sim bench-engine [--events N]
   sim eta-gate [--bless] [--root DIR]   ETA-accuracy regression gate (exit 1 on a regression);
                                         --bless rewrites reports/baselines/eta_accuracy.json";
@@ -36,7 +38,7 @@ struct Args {
     bless: bool,
     root: PathBuf,
     vary: Vec<String>,
-    replications: u32,
+    replications: Option<u32>,
     threads: Option<usize>,
     shard: Option<String>,
     /// Further positional arguments (`sweep-merge`'s folders).
@@ -59,7 +61,7 @@ fn parse_args() -> Result<Args, String> {
         bless: false,
         root: PathBuf::from("."),
         vary: Vec::new(),
-        replications: 5,
+        replications: None,
         threads: None,
         shard: None,
         rest: Vec::new(),
@@ -92,9 +94,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--vary" => a.vary.push(value("--vary")?),
             "--replications" => {
-                a.replications = value("--replications")?
-                    .parse()
-                    .map_err(|_| "--replications takes an unsigned integer")?
+                a.replications = Some(
+                    value("--replications")?
+                        .parse()
+                        .map_err(|_| "--replications takes an unsigned integer")?,
+                )
             }
             "--threads" => {
                 a.threads = Some(
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         }
         "sweep" => sweep_command(&args),
         "sweep-merge" => merge_command(&args),
+        "plan" => plan_command(&args),
         "bench-engine" => {
             bench_engine(args.events);
             ExitCode::SUCCESS
@@ -230,10 +235,11 @@ fn sweep_command(args: &Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
-    let grid = match vary.and_then(|v| Grid::new(&text, &args.sets, v, args.replications)) {
-        Ok(g) => g,
-        Err(e) => return usage_error(&format!("{}: {e}", file.display())),
-    };
+    let grid =
+        match vary.and_then(|v| Grid::new(&text, &args.sets, v, args.replications.unwrap_or(5))) {
+            Ok(g) => g,
+            Err(e) => return usage_error(&format!("{}: {e}", file.display())),
+        };
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -273,6 +279,77 @@ fn sweep_command(args: &Args) -> ExitCode {
         };
     }
     finish_sweep(&dir, &grid, &runs)
+}
+
+fn plan_command(args: &Args) -> ExitCode {
+    use sim::plan::{plan, PlanError, PlanOptions};
+    let Some(file) = &args.file else {
+        return usage_error(&format!("plan needs a scenario file\n{USAGE}"));
+    };
+    let doc = match std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|t| {
+            Scenario::document(&t, &args.sets).map_err(|e| format!("invalid scenario:\n{e}"))
+        }) {
+        Ok(d) => d,
+        Err(e) => return usage_error(&format!("{}: {e}", file.display())),
+    };
+    let opts = PlanOptions {
+        replications: args.replications.unwrap_or(5),
+        threads: args.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
+        progress: !args.quiet,
+    };
+    let started = Instant::now();
+    let (summary, planned) = match plan(&doc, &opts) {
+        Ok(p) => p,
+        Err(PlanError::Input(e)) => return usage_error(&format!("{}: {e}", file.display())),
+        Err(PlanError::Failed(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("reports/plans/{}", summary.scenario)));
+    let header = format!(
+        "# The staffing plan `sim plan` found for {} (see plan.json and plan.html beside it).\n",
+        file.display()
+    );
+    let written = std::fs::create_dir_all(&dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| sim::plan::write_plan(&dir, &summary, &planned, &header));
+    if let Err(e) = written {
+        eprintln!("error: writing {}: {e}", dir.display());
+        return ExitCode::from(1);
+    }
+    println!(
+        "{} runs on {} thread(s) in {secs:.1} s",
+        summary.runs, opts.threads
+    );
+    println!(
+        "plan: {:.1} rider-hours, {:.1} picker-hours; smallest flat staffing: {:.1} and {:.1}; \
+         saved {:.1} rider-hours ({:.0}%)",
+        summary.plan.rider_hours,
+        summary.plan.picker_hours,
+        summary.flat.rider_hours,
+        summary.flat.picker_hours,
+        summary.rider_hours_saved,
+        summary.rider_hours_saved / summary.flat.rider_hours.max(1e-9) * 100.0
+    );
+    println!(
+        "wrote {}/{{plan.json, plan.html, plan.toml}}",
+        dir.display()
+    );
+    if summary.plan.meets && summary.flat.meets {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: the confirming runs missed an SLO (see plan.html)");
+        ExitCode::from(1)
+    }
 }
 
 fn merge_command(args: &Args) -> ExitCode {

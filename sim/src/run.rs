@@ -447,11 +447,12 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
     let door = Dist::of(door_s.clone());
     // Pickers are measured over their working period: until the last order was picked.
     let elapsed = world.last_pick_done.max(1);
-    let capacity: i64 = world
-        .hubs
-        .iter()
-        .map(|h| i64::from(h.pickers) * elapsed)
-        .sum();
+    let picker_ms = |i: usize| {
+        sc.hubs[i]
+            .pickers()
+            .person_ms(sc.start_of_day_ms(), 0, elapsed)
+    };
+    let capacity: i64 = (0..world.hubs.len()).map(picker_ms).sum();
     let busy: i64 = world.hubs.iter().map(|h| h.busy_ms).sum();
     let mut inventory = Inventory {
         reservations: world.orders.iter().filter(|o| o.rid.is_some()).count() as u64,
@@ -497,16 +498,13 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
                 .collect();
             HubRow {
                 hub: h.id.to_string(),
-                pickers: h.pickers,
+                pickers: sc.hubs[i].pickers().pool(),
                 riders: riders.len() as u32,
                 placed: counts.placed,
                 delivered: counts.delivered,
                 stockouts: counts.cancelled_stockout,
                 pick_wait_p90_s: service(&mine, warmup).0.p90,
-                picker_utilisation: ratio(
-                    h.busy_ms as f64,
-                    (i64::from(h.pickers) * elapsed) as f64,
-                ),
+                picker_utilisation: ratio(h.busy_ms as f64, picker_ms(i) as f64),
                 click_to_door_p90_s: Dist::of(click_to_door(&mine, warmup)).p90,
                 rider_utilisation: ratio(
                     riders.iter().map(|r| r.busy_ms).sum::<i64>() as f64,
@@ -518,12 +516,22 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
     let sku_names: Vec<String> = world.skus.iter().map(ToString::to_string).collect();
     let served = (orders.placed - orders.unserviceable) as f64;
     let stockout_rate = ratio(orders.cancelled_stockout as f64, served);
+    let lost_rate = ratio(
+        orders.cancelled_dispatch as f64,
+        (orders.delivered + orders.handed_over + orders.cancelled_dispatch) as f64,
+    );
     let slo = vec![
         SloRow {
             name: "stockout_rate".into(),
             target: sc.slo.max_stockout_rate,
             actual: stockout_rate,
             met: stockout_rate <= sc.slo.max_stockout_rate,
+        },
+        SloRow {
+            name: "lost_rate".into(),
+            target: sc.slo.max_lost_rate,
+            actual: lost_rate,
+            met: lost_rate <= sc.slo.max_lost_rate,
         },
         SloRow {
             name: "pick_wait_p90_s".into(),

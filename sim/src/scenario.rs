@@ -115,14 +115,79 @@ pub struct Hub {
     pub lng: f64,
     #[serde(default = "d_hub_radius")]
     pub max_radius_km: f64,
-    #[serde(default = "d_pickers")]
-    pub pickers: u32,
+    /// Pickers on duty every hour (default 4); `pickers_by_hour` replaces it.
+    #[serde(default)]
+    pub pickers: Option<u32>,
+    /// Pickers on duty per local hour (24 values, index 0 = 00:00-01:00).
+    #[serde(default)]
+    pub pickers_by_hour: Option<Vec<u32>>,
     /// Multiplies the catalog's initial stock and restock levels at this hub.
     #[serde(default = "d_one")]
     pub stock_multiplier: f64,
-    /// Riders based at this hub.
-    #[serde(default = "d_riders")]
-    pub riders: u32,
+    /// Riders based at this hub (default 8), split over `riders.shifts`; `riders_by_hour`
+    /// replaces it.
+    #[serde(default)]
+    pub riders: Option<u32>,
+    /// Riders on shift per local hour (24 values); rider k works the hours whose value is
+    /// above k, so the profile's maximum is the hub's rider pool.
+    #[serde(default)]
+    pub riders_by_hour: Option<Vec<u32>>,
+}
+
+/// A hub's staffing of one kind: the same count all day, or one count per local hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staff<'a> {
+    Flat(u32),
+    Hourly(&'a [u32]),
+}
+
+impl Staff<'_> {
+    /// On duty during local hour `hour` (0..24).
+    pub fn at(&self, hour: usize) -> u32 {
+        match self {
+            Staff::Flat(n) => *n,
+            Staff::Hourly(v) => v.get(hour % 24).copied().unwrap_or(0),
+        }
+    }
+
+    /// Person-time on duty over virtual `[from, to)` of a run starting at `start_of_day_ms`, ms.
+    pub fn person_ms(&self, start_of_day_ms: i64, from: i64, to: i64) -> i64 {
+        const HOUR: i64 = 3_600_000;
+        let mut total = 0;
+        let mut t = from;
+        while t < to {
+            let day_ms = start_of_day_ms + t;
+            let next = (t + HOUR - day_ms.rem_euclid(HOUR)).min(to);
+            let hour = (day_ms.rem_euclid(24 * HOUR) / HOUR) as usize;
+            total += i64::from(self.at(hour)) * (next - t);
+            t = next;
+        }
+        total
+    }
+
+    /// The most on duty in any hour (the pool of people the hub needs).
+    pub fn pool(&self) -> u32 {
+        match self {
+            Staff::Flat(n) => *n,
+            Staff::Hourly(v) => v.iter().copied().max().unwrap_or(0),
+        }
+    }
+}
+
+impl Hub {
+    pub fn pickers(&self) -> Staff<'_> {
+        match &self.pickers_by_hour {
+            Some(v) => Staff::Hourly(v),
+            None => Staff::Flat(self.pickers.unwrap_or(DEFAULT_PICKERS)),
+        }
+    }
+
+    pub fn riders(&self) -> Staff<'_> {
+        match &self.riders_by_hour {
+            Some(v) => Staff::Hourly(v),
+            None => Staff::Flat(self.riders.unwrap_or(DEFAULT_RIDERS)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +269,9 @@ pub struct Picking {
 pub struct Slo {
     /// Share of orders lost to stockouts must stay at or below this.
     pub max_stockout_rate: f64,
+    /// Share of paid orders that never reached the door (no picker or rider before the
+    /// deadline) must stay at or below this.
+    pub max_lost_rate: f64,
     /// 90th percentile wait for a picker, seconds.
     pub pick_wait_p90_s: f64,
     /// 90th percentile click-to-door, minutes.
@@ -337,14 +405,10 @@ fn d_h3() -> u8 {
 fn d_hub_radius() -> f64 {
     3.0
 }
-fn d_pickers() -> u32 {
-    4
-}
+pub const DEFAULT_PICKERS: u32 = 4;
+pub const DEFAULT_RIDERS: u32 = 8;
 fn d_one() -> f64 {
     1.0
-}
-fn d_riders() -> u32 {
-    8
 }
 
 impl Default for Catalog {
@@ -397,6 +461,7 @@ impl Default for Slo {
     fn default() -> Self {
         Self {
             max_stockout_rate: 0.02,
+            max_lost_rate: 0.01,
             pick_wait_p90_s: 300.0,
             click_to_door_p90_min: 15.0,
         }
@@ -611,12 +676,23 @@ fn set_path(
 impl Scenario {
     /// Parses and validates; every problem is reported with its key path.
     pub fn parse(text: &str, overrides: &[String]) -> Result<Self, ScenarioError> {
+        Self::from_document(Self::document(text, overrides)?)
+    }
+
+    /// The scenario file as a TOML document with `overrides` applied, before validation (what
+    /// `sim plan` edits and writes back).
+    pub fn document(text: &str, overrides: &[String]) -> Result<toml::Value, ScenarioError> {
         let mut doc: toml::Value = toml::from_str::<toml::Table>(text)
             .map(toml::Value::Table)
             .map_err(|e| problem("(file)", e.message().to_string() + &line_of(text, e.span())))?;
         for o in overrides {
             apply_override(&mut doc, o)?;
         }
+        Ok(doc)
+    }
+
+    /// Deserialises and validates a document from [`Scenario::document`].
+    pub fn from_document(doc: toml::Value) -> Result<Self, ScenarioError> {
         let scenario: Scenario = serde_path_to_error::deserialize(doc).map_err(|e| {
             let path = e.path().to_string();
             problem(
@@ -646,6 +722,10 @@ impl Scenario {
     }
     pub fn start_of_day_ms(&self) -> i64 {
         self.scenario.start.ms()
+    }
+    /// The local hour (0..24) at virtual time 0.
+    pub fn start_hour(&self) -> usize {
+        (self.start_of_day_ms() / 3_600_000) as usize % 24
     }
     pub fn restock_every_ms(&self) -> i64 {
         self.catalog.restock_every.ms()
@@ -754,23 +834,54 @@ impl Scenario {
                     format!("must be within (0, 50], got {}", h.max_radius_km),
                 );
             }
-            if h.pickers == 0 && demand_positive {
-                err(
-                    &at("pickers"),
-                    "zero pickers with demand: orders would never be picked".into(),
-                );
-            }
-            if h.riders == 0 && demand_positive && self.dispatch.enabled {
-                err(
-                    &at("riders"),
-                    "zero riders with demand: orders would never be delivered".into(),
-                );
-            }
-            if h.riders > 5000 {
-                err(&at("riders"), "at most 5000".into());
-            }
-            if h.pickers > 1000 {
-                err(&at("pickers"), "at most 1000".into());
+            let staff = [
+                (
+                    "pickers",
+                    h.pickers.is_some(),
+                    h.pickers_by_hour.as_deref(),
+                    h.pickers(),
+                    1000,
+                    "picked",
+                ),
+                (
+                    "riders",
+                    h.riders.is_some(),
+                    h.riders_by_hour.as_deref(),
+                    h.riders(),
+                    5000,
+                    "delivered",
+                ),
+            ];
+            for (name, flat_set, hourly, staff, cap, verb) in staff {
+                if name == "riders" && !self.dispatch.enabled {
+                    continue;
+                }
+                let by_hour = format!("{name}_by_hour");
+                if flat_set && hourly.is_some() {
+                    err(&at(&by_hour), format!("set {name} or {by_hour}, not both"));
+                    continue;
+                }
+                let key = if hourly.is_some() {
+                    at(&by_hour)
+                } else {
+                    at(name)
+                };
+                if hourly.is_some_and(|v| v.len() != 24) {
+                    err(
+                        &key,
+                        format!(
+                            "24 values (one per local hour), got {}",
+                            hourly.map_or(0, <[u32]>::len)
+                        ),
+                    );
+                } else if staff.pool() > cap {
+                    err(&key, format!("at most {cap}"));
+                } else if staff.pool() == 0 && demand_positive {
+                    err(
+                        &key,
+                        format!("zero {name} with demand: orders would never be {verb}"),
+                    );
+                }
             }
             if !(h.stock_multiplier >= 0.0 && h.stock_multiplier <= 1000.0) {
                 err(&at("stock_multiplier"), "must be within [0, 1000]".into());
@@ -989,6 +1100,9 @@ impl Scenario {
         if !(0.0..=1.0).contains(&self.slo.max_stockout_rate) {
             err("slo.max_stockout_rate", "must be within [0, 1]".into());
         }
+        if !(0.0..=1.0).contains(&self.slo.max_lost_rate) {
+            err("slo.max_lost_rate", "must be within [0, 1]".into());
+        }
         if !non_negative(self.slo.pick_wait_p90_s) {
             err("slo.pick_wait_p90_s", "must be non-negative".into());
         }
@@ -1042,7 +1156,7 @@ lng = 106.8
     fn a_minimal_scenario_takes_the_defaults() {
         let s = Scenario::parse(MINIMAL, &[]).unwrap();
         assert_eq!(s.duration_ms(), 3_600_000);
-        assert_eq!(s.hubs[0].pickers, 4);
+        assert_eq!(s.hubs[0].pickers(), Staff::Flat(4));
         assert_eq!(s.demand.hourly_profile.len(), 24);
         assert_eq!(s.start_of_day_ms(), 11 * 3_600_000);
     }
@@ -1060,6 +1174,49 @@ lng = 106.8
     fn errors(text: &str, sets: &[&str]) -> String {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         Scenario::parse(text, &sets).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn staffing_by_hour_replaces_the_flat_count() {
+        let mut hours = vec![0u32; 24];
+        hours[11] = 6;
+        hours[12] = 9;
+        let profile = format!("{hours:?}");
+        let s = Scenario::parse(MINIMAL, &[format!("hubs[0].riders_by_hour={profile}")]).unwrap();
+        let riders = s.hubs[0].riders();
+        assert_eq!((riders.at(11), riders.at(12), riders.at(13)), (6, 9, 0));
+        assert_eq!(riders.pool(), 9);
+        assert_eq!(s.hubs[0].pickers(), Staff::Flat(4));
+
+        let e = errors(
+            MINIMAL,
+            &[
+                "hubs[0].riders=5",
+                &format!("hubs[0].riders_by_hour={profile}"),
+            ],
+        );
+        assert!(
+            e.contains("hubs[0].riders_by_hour: set riders or riders_by_hour, not both"),
+            "{e}"
+        );
+        let e = errors(MINIMAL, &["hubs[0].pickers_by_hour=[1, 2]"]);
+        assert!(
+            e.contains("hubs[0].pickers_by_hour: 24 values (one per local hour), got 2"),
+            "{e}"
+        );
+        let e = errors(
+            MINIMAL,
+            &[&format!("hubs[0].pickers_by_hour={:?}", [0u32; 24])],
+        );
+        assert!(
+            e.contains("hubs[0].pickers_by_hour: zero pickers with demand"),
+            "{e}"
+        );
+        let e = errors(
+            MINIMAL,
+            &[&format!("hubs[0].riders_by_hour={:?}", [6000u32; 24])],
+        );
+        assert!(e.contains("hubs[0].riders_by_hour: at most 5000"), "{e}");
     }
 
     #[test]
@@ -1112,7 +1269,7 @@ lng = 106.8
             &["hubs[0].pickers=7".into(), "scenario.seed=99".into()],
         )
         .unwrap();
-        assert_eq!((s.hubs[0].pickers, s.scenario.seed), (7, 99));
+        assert_eq!((s.hubs[0].pickers, s.scenario.seed), (Some(7), 99));
     }
 
     #[test]
@@ -1123,7 +1280,7 @@ lng = 106.8
         )
         .unwrap();
         assert!(two_hubs.hubs.len() > 1);
-        assert!(two_hubs.hubs.iter().all(|h| h.riders == 9));
+        assert!(two_hubs.hubs.iter().all(|h| h.riders == Some(9)));
         let e = errors(MINIMAL, &["hubs[*].colour=1"]);
         assert!(e.contains("colour"), "{e}");
         let e = errors(MINIMAL, &["hubs[x].riders=1"]);

@@ -6,8 +6,6 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use polars::prelude::*;
@@ -265,61 +263,51 @@ pub fn run_grid(
     let mine: Vec<usize> = (0..points.len() * reps)
         .filter(|r| shard.owns(*r))
         .collect();
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let slots: Mutex<Vec<Option<Result<RunRow, String>>>> = Mutex::new(vec![None; mine.len()]);
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1).min(mine.len().max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&r) = mine.get(i) else { break };
-                let (point, k) = (r / reps, r % reps);
-                let row = grid
-                    .scenario_at(&points[point])
-                    .map_err(|e| e.to_string())
-                    .and_then(|sc| {
-                        let opts = RunOptions {
-                            seed: Some(seeds[k]),
-                            progress: false,
-                            ..RunOptions::default()
-                        };
-                        run(&sc, &opts).map_err(|e| e.to_string())
-                    })
-                    .map(|out| RunRow {
-                        run: r,
-                        point,
-                        replication: k as u32,
-                        seed: seeds[k],
-                        values: points[point].clone(),
-                        slo: out.summary.slo.clone(),
-                        invariants_ok: out.summary.invariants.hold(),
-                    });
-                slots.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(row);
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if progress {
-                    report_progress(n, mine.len(), started, tty);
-                }
-            });
-        }
-    });
+    let rows = crate::pool::map(
+        mine.len(),
+        threads,
+        |i| {
+            let r = mine[i];
+            let (point, k) = (r / reps, r % reps);
+            grid.scenario_at(&points[point])
+                .map_err(|e| e.to_string())
+                .and_then(|sc| {
+                    let opts = RunOptions {
+                        seed: Some(seeds[k]),
+                        progress: false,
+                        ..RunOptions::default()
+                    };
+                    run(&sc, &opts).map_err(|e| e.to_string())
+                })
+                .map(|out| RunRow {
+                    run: r,
+                    point,
+                    replication: k as u32,
+                    seed: seeds[k],
+                    values: points[point].clone(),
+                    slo: out.summary.slo.clone(),
+                    invariants_ok: out.summary.invariants.hold(),
+                })
+        },
+        |n| {
+            if progress {
+                report_progress("sweep", n, mine.len(), started, tty);
+            }
+        },
+    );
     if progress && tty {
         eprintln!();
     }
-    slots
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .map(|s| s.expect("every run was taken"))
-        .collect()
+    rows.into_iter().collect()
 }
 
-fn report_progress(done: usize, total: usize, started: Instant, tty: bool) {
+pub(crate) fn report_progress(what: &str, done: usize, total: usize, started: Instant, tty: bool) {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let rate = done as f64 / secs;
     let eta = (total - done) as f64 / rate.max(1e-9);
-    let line = format!("sweep {done}/{total} runs  {rate:.2} runs/s  ETA {eta:.0} s");
+    let line = format!("{what} {done}/{total} runs  {rate:.2} runs/s  ETA {eta:.0} s");
     if tty {
         let width = 30;
         let filled = done * width / total.max(1);

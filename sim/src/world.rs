@@ -31,7 +31,7 @@ pub(crate) const DAY_MS: i64 = 86_400_000;
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 /// How long after the end of demand the run may drain: whatever is not terminal then ends
 /// (`DRAIN_LIMIT`). Deadlines end every order well before; this bounds a run whatever happens.
-const DRAIN_LIMIT_MS: i64 = 3 * HOUR_MS;
+pub(crate) const DRAIN_LIMIT_MS: i64 = 3 * HOUR_MS;
 /// The inventory reaper's period in the service: a lapsed hold is reaped at the first tick at
 /// or after `expires_at + grace`. The twin runs the reaper at those ticks only.
 pub const REAPER_INTERVAL_MS: i64 = 5_000;
@@ -169,6 +169,8 @@ pub(crate) enum Ev {
     BackAtHub(RiderIx, u64),
     ShiftStart(RiderIx),
     ShiftEnd(RiderIx),
+    /// A local hour starts: hubs with hourly picker profiles change their picker count.
+    StaffHour,
     DrainDeadline,
 }
 
@@ -252,7 +254,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             .iter()
             .map(|h| HubState {
                 id: HubId::parse(&h.id).expect("validated"),
-                pickers: h.pickers,
+                pickers: h.pickers().at(sc.start_hour()),
                 busy: 0,
                 queue: VecDeque::new(),
                 busy_ms: 0,
@@ -369,8 +371,14 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             }
         }
         self.q.at(SAMPLE_INTERVAL_MS, Ev::Sample);
-        self.q
-            .at(self.duration_ms + DRAIN_LIMIT_MS, Ev::DrainDeadline);
+        let horizon = self.duration_ms + DRAIN_LIMIT_MS;
+        if self.sc.hubs.iter().any(|h| h.pickers_by_hour.is_some()) {
+            let first = HOUR_MS - self.sc.start_of_day_ms().rem_euclid(HOUR_MS);
+            for t in (first..horizon).step_by(HOUR_MS as usize) {
+                self.q.at(t, Ev::StaffHour);
+            }
+        }
+        self.q.at(horizon, Ev::DrainDeadline);
         self.start_fleet()
     }
 
@@ -398,6 +406,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 Ev::BackAtHub(r, seq) => self.on_back_at_hub(r, seq)?,
                 Ev::ShiftStart(r) => self.on_shift_start(t, r)?,
                 Ev::ShiftEnd(r) => self.on_shift_end(t, r)?,
+                Ev::StaffHour => self.on_staff_hour(t),
                 Ev::DrainDeadline => self.on_drain_deadline(t),
             }
             if self.q.processed().is_multiple_of(256) {
@@ -844,8 +853,10 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         let hub_id = self.hubs[h.0].id.as_str();
         self.log
             .push(t, kind::HANDED_OVER, Some(o.0 as u64), hub_id, "", 0, pick);
-        if let Some(next) = self.hubs[h.0].queue.pop_front() {
-            self.start_pick(t, h, next);
+        if self.hubs[h.0].busy < self.hubs[h.0].pickers {
+            if let Some(next) = self.hubs[h.0].queue.pop_front() {
+                self.start_pick(t, h, next);
+            }
         }
         if self.sc.dispatch.enabled {
             self.fleet.awaiting_rider[h.0] += 1;
@@ -943,6 +954,26 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
     }
 
     /// The drain limit: whatever has not ended yet ends now, with the reason.
+    /// Hourly picker profiles: the new hour's pickers take the queue; when fewer are on duty,
+    /// pickers finish the order in hand and the queue waits for the rest.
+    fn on_staff_hour(&mut self, t: SimTime) {
+        let hour = (((self.sc.start_of_day_ms() + t) % DAY_MS) / HOUR_MS) as usize;
+        for h in (0..self.hubs.len()).map(HubIx) {
+            let staff = self.sc.hubs[h.0].pickers();
+            if matches!(staff, crate::scenario::Staff::Flat(_)) {
+                continue;
+            }
+            self.account_busy(t, h);
+            self.hubs[h.0].pickers = staff.at(hour);
+            while self.hubs[h.0].busy < self.hubs[h.0].pickers {
+                let Some(next) = self.hubs[h.0].queue.pop_front() else {
+                    break;
+                };
+                self.start_pick(t, h, next);
+            }
+        }
+    }
+
     fn on_drain_deadline(&mut self, t: SimTime) {
         for o in (0..self.orders.len()).map(OrderIx) {
             if !self.orders[o.0].state.is_terminal() {

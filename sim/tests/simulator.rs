@@ -249,7 +249,7 @@ fn picking_queue_wait_agrees_with_erlang_c() {
     // scenarios/mmc.toml: rho = 0.8, ~23,000 customers in the simulated week.
     let sc = scenario("mmc.toml");
     let (c, lambda, pick_s) = (
-        sc.hubs[0].pickers,
+        sc.hubs[0].pickers().at(sc.start_hour()),
         sc.demand.orders_per_hour,
         sc.picking.base_s,
     );

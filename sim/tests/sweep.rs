@@ -98,7 +98,7 @@ fn the_recommended_value_holds_on_fresh_seeds_and_the_next_lower_does_not() {
     assert!(html.contains("id=\"recommended\"") && html.contains("hubs[*].riders = 18"));
     assert_eq!(
         html.matches("<div class=\"chart band\"><svg").count(),
-        3,
+        4,
         "one chart per SLO"
     );
     assert!(html.contains("95% confidence band") && html.contains("recommended 18"));
