@@ -51,6 +51,9 @@ pub struct Staffing {
     pub hubs: Vec<HubStaffing>,
     /// People on shift × hours within the demand window.
     pub rider_hours: f64,
+    /// Riders on shift in each planned hour, all hubs (time-averaged over the part of the hour
+    /// the demand covers: shifts may start or end within it).
+    pub riders_on_shift: Vec<f64>,
     pub picker_hours: f64,
     /// Each SLO over the confirming runs (fresh seeds): mean and 95% band.
     pub confirm: Vec<MetricBand>,
@@ -123,6 +126,8 @@ pub fn plan_html(s: &PlanSummary) -> Result<String, ReportError> {
     body += "</div>";
     body += "<h2>Riders per hub and hour</h2>";
     body += &hour_table(s, "riders", |h| &h.riders);
+    body += "<p>Flat riders are each hub's pool, split over the day by the scenario's shifts \
+             (`riders.shifts`); the chart above counts who is on shift.</p>";
     body += "<h2>Pickers per hub and hour</h2>";
     body += &hour_table(s, "pickers", |h| &h.pickers);
     body += "<h2>Confirming runs</h2>";
@@ -138,16 +143,13 @@ pub fn plan_html(s: &PlanSummary) -> Result<String, ReportError> {
 
 /// City-wide riders on shift per planned hour: the plan against flat staffing.
 fn riders_by_hour_chart(s: &PlanSummary) -> Result<String, ReportError> {
-    let total = |st: &Staffing, i: usize| st.hubs.iter().map(|h| h.riders[i]).sum::<u32>();
     // Steps: each hour's count holds from its start to the next hour.
     let steps = |st: &Staffing| -> Vec<(f64, f64)> {
-        let mut pts = Vec::new();
-        for (i, h) in s.hours.iter().enumerate() {
-            let y = f64::from(total(st, i));
-            pts.push((f64::from(*h), y));
-            pts.push((f64::from(*h) + 1.0, y));
-        }
-        pts
+        s.hours
+            .iter()
+            .zip(&st.riders_on_shift)
+            .flat_map(|(h, y)| [(f64::from(*h), *y), (f64::from(*h) + 1.0, *y)])
+            .collect()
     };
     charts::lines(
         "Riders on shift, all hubs",
@@ -213,6 +215,7 @@ mod tests {
                 riders,
             }],
             rider_hours: hours,
+            riders_on_shift: vec![hours / 3.0; 3],
             picker_hours: 6.0,
             confirm: vec![MetricBand::of(
                 "click_to_door_p90_min",
