@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures::FutureExt;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+pub use reports::summary::LatencySummary;
 
 /// Runs one store future to completion.
 pub trait Exec {
@@ -75,13 +75,4 @@ impl Exec for Blocking {
             })
             .collect()
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct LatencySummary {
-    pub count: u64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub max_us: u64,
 }

@@ -16,7 +16,7 @@ use qc_eta::kalman;
 use qc_eta::model::{CalculateInput, Stage};
 use qc_eta::{EtaStore, Model};
 use qc_inventory::StockStore;
-use serde::{Deserialize, Serialize};
+pub use reports::summary::{Bin, EtaInfo, ShiftCheck, ShiftStep};
 
 use crate::backend::Exec;
 use crate::engine::SimTime;
@@ -244,63 +244,8 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     }
 }
 
-/// One bin of the error histogram: [lo_min, lo_min + 1) minutes of (actual − p50).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bin {
-    pub lo_min: i32,
-    pub count: u64,
-}
-
-/// The traffic-shift check (issue #5): how the learned multiplier of segments slowed by a
-/// traffic event approaches the true (designed, noise-free) one, observation by observation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ShiftCheck {
-    /// Segments with at least one slowed trip.
-    pub segments: u64,
-    /// Per k-th slowed observation of a segment (k = 1.. while at least
-    /// [`SHIFT_MIN_SEGMENTS`] segments have k): the median over segments of learned / true,
-    /// and the median |learned / true − 1|.
-    pub by_observation: Vec<ShiftStep>,
-    /// The first k from which the median learned / true stays within 10 % of 1.
-    pub observations_to_10pct: Option<u32>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ShiftStep {
-    pub k: u32,
-    pub segments: u64,
-    pub median_ratio: f64,
-    pub median_abs_error: f64,
-}
-
 /// Segments an observation count needs to be reported in the shift check.
 pub const SHIFT_MIN_SEGMENTS: usize = 20;
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct EtaInfo {
-    pub model: String,
-    /// Delivered orders placed after the warm-up (what the figures below are over).
-    pub orders: u64,
-    pub mae_s: f64,
-    /// Mean (p50 − actual): positive is pessimistic.
-    pub bias_s: f64,
-    pub coverage_p50: f64,
-    pub coverage_p80: f64,
-    pub coverage_p95: f64,
-    /// The Gaussian composition's coverage on the same orders (what calibration corrects).
-    pub gaussian_coverage_p50: f64,
-    pub gaussian_coverage_p80: f64,
-    pub gaussian_coverage_p95: f64,
-    /// MAE of the hub's historical mean order-to-door time (orders with a history).
-    pub naive_mae_s: f64,
-    /// 1 − MAE / naive MAE on the orders both predicted.
-    pub mae_improvement_vs_naive: f64,
-    /// Share of orders whose shown ETA moved by ≥ 2 min after placement (issue #9).
-    pub revision_rate: f64,
-    pub segments_learned: u64,
-    pub error_histogram: Vec<Bin>,
-    pub shift: Option<ShiftCheck>,
-}
 
 fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0

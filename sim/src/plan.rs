@@ -27,7 +27,7 @@ use crate::fleet::riders_for;
 use crate::rng::Streams;
 use crate::run::{run, RunOptions};
 use crate::scenario::Scenario;
-use crate::summary::{Dist, SloRow};
+use crate::summary::{round3, Dist, SloRow};
 use crate::world::{OrderState, DAY_MS, HOUR_MS};
 
 /// Confirmation rounds that may raise staffing before the planner gives up.
@@ -298,10 +298,6 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Pickers => "pickers",
         Kind::Riders => "riders",
     }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// The local hours the demand covers, as windows of virtual time.

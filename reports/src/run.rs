@@ -1,0 +1,500 @@
+//! `report.html` of one run: one function per section, each reading the typed summary (and the
+//! event log for its charts); `build_html` puts them on the page.
+
+use std::fmt::Display;
+
+use polars::prelude::DataFrame;
+
+use crate::charts::{self, Series2};
+use crate::summary::{Dist, LatencySummary, Summary};
+use crate::{esc, per_bucket, sample_sums, values_s, Points, ReportError};
+
+/// The whole page.
+pub fn build_html(events: &DataFrame, s: &Summary) -> Result<String, ReportError> {
+    let offset = start_hours(&s.scenario.start);
+    let sections = [
+        ("Orders", orders(events, s, offset)?),
+        ("Service levels", service(events, s)?),
+        ("Picking", picking(events, offset)?),
+        ("Riders and dispatch", riders(events, s, offset)?),
+        ("ETA accuracy", eta(s)?),
+        ("Hubs", hubs(s)),
+        ("Inventory", inventory(s)?),
+        ("Invariants", invariants(s)),
+        ("Store latency", latency(s)?),
+    ];
+    let title = format!(
+        "{} — seed {} — {} backend",
+        esc(&s.scenario.name),
+        s.scenario.seed,
+        esc(&s.engine.backend)
+    );
+    let mut body = String::new();
+    for (heading, html) in sections {
+        body += &format!("<h2>{heading}</h2>{html}\n");
+    }
+    Ok(format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px auto; max-width: 1000px; color: #222; }}
+h1 {{ font-size: 22px; }} h2 {{ font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }}
+table {{ border-collapse: collapse; margin: 8px 0; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; }}
+figure {{ margin: 8px 0; }} .note {{ color: #666; font-size: 13px; }}
+</style></head><body>
+<h1>{title}</h1>
+<p class="note">Event log hash {hash}. Generated from events.parquet and summary.json.</p>
+{body}</body></html>
+"#,
+        hash = esc(&s.event_log_hash),
+    ))
+}
+
+/// Hours after midnight of the run's start ("HH:MM"), for clock labels.
+fn start_hours(start: &str) -> f64 {
+    start
+        .split_once(':')
+        .and_then(|(h, m)| Some(h.parse::<f64>().ok()? + m.parse::<f64>().ok()? / 60.0))
+        .unwrap_or(0.0)
+}
+
+/// Moves chart points from hours since the start to hours of the day.
+fn clock(points: Points, offset: f64) -> Points {
+    points.into_iter().map(|(x, y)| (x + offset, y)).collect()
+}
+
+fn figure(svg: String) -> String {
+    format!("<figure>{svg}</figure>")
+}
+
+/// A number as it is.
+fn c(v: impl Display) -> String {
+    v.to_string()
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "NO" }.to_string()
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = String::from("<table><thead><tr>");
+    for h in headers {
+        t += &format!("<th>{}</th>", esc(h));
+    }
+    t += "</tr></thead><tbody>";
+    for r in rows {
+        t += "<tr>";
+        for cell in r {
+            t += &format!("<td>{cell}</td>");
+        }
+        t += "</tr>";
+    }
+    t + "</tbody></table>"
+}
+
+fn orders(events: &DataFrame, s: &Summary, offset: f64) -> Result<String, ReportError> {
+    let o = &s.orders;
+    let mut html = table(
+        &[
+            "placed",
+            "delivered",
+            "stockout",
+            "payment failed",
+            "abandoned",
+            "hold expired",
+            "lost after payment",
+            "unserviceable",
+            "in progress",
+        ],
+        vec![vec![
+            c(o.placed),
+            c(o.delivered),
+            c(o.cancelled_stockout),
+            c(o.cancelled_payment),
+            c(o.cancelled_abandoned),
+            c(o.cancelled_hold_expired),
+            c(o.cancelled_dispatch),
+            c(o.unserviceable),
+            c(o.in_progress),
+        ]],
+    );
+    if !o.lost_by_reason.is_empty() {
+        let headers: Vec<&str> = o.lost_by_reason.keys().map(String::as_str).collect();
+        html += &table(
+            &headers,
+            vec![o.lost_by_reason.values().map(|n| c(*n)).collect()],
+        );
+    }
+    html += &figure(charts::lines(
+        "Orders and stockouts per 15 minutes",
+        "time of day",
+        "orders",
+        &[
+            Series2::new(
+                "orders placed",
+                clock(per_bucket(events, "order_placed")?, offset),
+                0,
+            ),
+            Series2::new(
+                "lost to stockout",
+                clock(per_bucket(events, "stockout")?, offset),
+                1,
+            ),
+        ],
+        true,
+    )?);
+    Ok(html)
+}
+
+fn service(events: &DataFrame, s: &Summary) -> Result<String, ReportError> {
+    let slo = table(
+        &["SLO", "target", "actual", "met"],
+        s.slo
+            .iter()
+            .map(|r| vec![esc(&r.name), c(r.target), c(r.actual), yes_no(r.met)])
+            .collect(),
+    );
+    let dist_row = |name: &str, d: &Dist| {
+        vec![
+            esc(name),
+            c(d.count),
+            c(d.mean),
+            c(d.p50),
+            c(d.p90),
+            c(d.p95),
+            c(d.p99),
+            c(d.max),
+        ]
+    };
+    let sv = &s.service;
+    let dists = table(
+        &["seconds", "n", "mean", "p50", "p90", "p95", "p99", "max"],
+        vec![
+            dist_row("wait for a picker", &sv.pick_wait_s),
+            dist_row("pick time", &sv.pick_time_s),
+            dist_row("click to handover", &sv.click_to_handover_s),
+            dist_row("click to door", &sv.click_to_door_s),
+        ],
+    ) + &table(
+        &["delivered within 10 min", "within 15 min"],
+        vec![vec![c(sv.within_10_min), c(sv.within_15_min)]],
+    );
+    let mut door_min: Vec<f64> = values_s(events, "delivered")?
+        .into_iter()
+        .map(|v| v / 60.0)
+        .collect();
+    door_min.sort_by(f64::total_cmp);
+    let n = door_min.len().max(1) as f64;
+    let cdf: Points = door_min
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (*m, (i + 1) as f64 / n))
+        .collect();
+    let target = s
+        .slo
+        .iter()
+        .find(|r| r.name == "click_to_door_p90_min")
+        .map(|r| r.target);
+    let chart = charts::cdf(
+        "Click to door (delivered orders)",
+        "minutes",
+        &cdf,
+        target,
+        0.9,
+    )?;
+    Ok(slo + &dists + &figure(chart))
+}
+
+fn picking(events: &DataFrame, offset: f64) -> Result<String, ReportError> {
+    let (queue, busy) = sample_sums(events, "hub_sample")?;
+    let queue_svg = charts::lines(
+        "Picking queue and busy pickers (all hubs)",
+        "time of day",
+        "orders / pickers",
+        &[
+            Series2::new("orders waiting for a picker", clock(queue, offset), 2),
+            Series2::new("pickers busy", clock(busy, offset), 3),
+        ],
+        true,
+    )?;
+    let waits = values_s(events, "pick_started")?;
+    let wait_svg = charts::histogram("Wait for a picker", "seconds", "orders", &waits, 30)?;
+    Ok(figure(queue_svg) + &figure(wait_svg))
+}
+
+fn riders(events: &DataFrame, s: &Summary, offset: f64) -> Result<String, ReportError> {
+    let r = &s.riders;
+    let d = &s.dispatch;
+    let tables = table(
+        &[
+            "riders",
+            "utilisation",
+            "orders / rider-hour",
+            "offers",
+            "rejected",
+            "timed out",
+            "reassignments",
+            "re-pooled",
+        ],
+        vec![vec![
+            c(r.riders),
+            c(r.utilisation),
+            c(r.orders_per_rider_hour),
+            c(r.offers),
+            c(r.offers_rejected),
+            c(r.offers_timed_out),
+            c(r.reassignments),
+            c(r.repooled),
+        ]],
+    ) + &table(
+        &[
+            "matcher",
+            "batches",
+            "batching rate",
+            "mean pickup km",
+            "greedy cost",
+            "optimal cost",
+            "greedy − optimal %",
+        ],
+        vec![vec![
+            esc(&d.matcher),
+            c(d.batches),
+            c(d.batching_rate),
+            c(d.mean_pickup_km),
+            c(d.greedy_cost),
+            c(d.optimal_cost),
+            c(d.greedy_gap_pct),
+        ]],
+    );
+    let (busy, on) = sample_sums(events, "rider_sample")?;
+    let chart = charts::lines(
+        "Riders on shift and busy (all hubs)",
+        "time of day",
+        "riders",
+        &[
+            Series2::new("on shift", clock(on, offset), 3),
+            Series2::new("busy", clock(busy, offset), 0),
+        ],
+        true,
+    )?;
+    Ok(tables + &figure(chart))
+}
+
+fn eta(s: &Summary) -> Result<String, ReportError> {
+    let e = &s.eta;
+    let eta_table = table(
+        &[
+            "model",
+            "orders",
+            "MAE s",
+            "bias s",
+            "naive MAE s",
+            "vs naive",
+            "p50",
+            "p80",
+            "p95",
+            "revision rate",
+        ],
+        vec![vec![
+            esc(&e.model),
+            c(e.orders),
+            c(e.mae_s),
+            c(e.bias_s),
+            c(e.naive_mae_s),
+            c(e.mae_improvement_vs_naive),
+            c(e.coverage_p50),
+            c(e.coverage_p80),
+            c(e.coverage_p95),
+            c(e.revision_rate),
+        ]],
+    );
+    let calibration = charts::calibration(
+        "ETA calibration: stated quantile vs observed",
+        &[
+            Series2::new(
+                "calibrated (served)",
+                vec![
+                    (0.5, e.coverage_p50),
+                    (0.8, e.coverage_p80),
+                    (0.95, e.coverage_p95),
+                ],
+                0,
+            ),
+            Series2::new(
+                "Gaussian composition",
+                vec![
+                    (0.5, e.gaussian_coverage_p50),
+                    (0.8, e.gaussian_coverage_p80),
+                    (0.95, e.gaussian_coverage_p95),
+                ],
+                1,
+            ),
+        ],
+    )?;
+    let errors: Vec<f64> = e
+        .error_histogram
+        .iter()
+        .flat_map(|b| std::iter::repeat_n(f64::from(b.lo_min) + 0.5, b.count as usize))
+        .collect();
+    let error_svg = charts::histogram(
+        "ETA error: actual − promised p50 (delivered orders)",
+        "minutes (positive = later than promised)",
+        "orders",
+        &errors,
+        41,
+    )?;
+    Ok(eta_table
+        + "<p class=\"note\">Promised at payment; measured from payment to the door, orders \
+           placed after the warm-up. Coverage = share delivered by the stated quantile; naive = \
+           the hub's historical mean.</p>"
+        + &figure(calibration)
+        + &figure(error_svg))
+}
+
+fn hubs(s: &Summary) -> String {
+    table(
+        &[
+            "hub",
+            "pickers",
+            "riders",
+            "placed",
+            "delivered",
+            "stockouts",
+            "pick wait p90 (s)",
+            "picker utilisation",
+            "click to door p90 (s)",
+            "rider utilisation",
+        ],
+        s.hubs
+            .iter()
+            .map(|h| {
+                vec![
+                    esc(&h.hub),
+                    c(h.pickers),
+                    c(h.riders),
+                    c(h.placed),
+                    c(h.delivered),
+                    c(h.stockouts),
+                    c(h.pick_wait_p90_s),
+                    c(h.picker_utilisation),
+                    c(h.click_to_door_p90_s),
+                    c(h.rider_utilisation),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn inventory(s: &Summary) -> Result<String, ReportError> {
+    let i = &s.inventory;
+    let t = table(
+        &[
+            "reservations",
+            "confirmed",
+            "released",
+            "expired (reaper)",
+            "expired at payment",
+            "units sold",
+            "units restocked",
+            "available at end",
+            "held at end",
+        ],
+        vec![vec![
+            c(i.reservations),
+            c(i.confirmed),
+            c(i.released),
+            c(i.expired_by_reaper),
+            c(i.expired_at_payment),
+            c(i.units_sold),
+            c(i.units_restocked),
+            c(i.units_available_at_end),
+            c(i.units_held_at_end),
+        ]],
+    );
+    let fill: Vec<(String, f64)> = s
+        .skus
+        .iter()
+        .take(30)
+        .map(|r| (r.sku.clone(), r.fill_rate))
+        .collect();
+    let chart = charts::bars(
+        "Fill rate of the 30 most requested SKUs",
+        "fill rate",
+        &fill,
+        Some(1.0),
+    )?;
+    Ok(t + &figure(chart))
+}
+
+fn invariants(s: &Summary) -> String {
+    let v = &s.invariants;
+    let mut html = table(
+        &[
+            "oversell",
+            "non-terminal orders",
+            "conservation violations",
+            "Redis/Postgres drift",
+            "dispatch refusals",
+            "dispatch drift",
+            "all hold",
+        ],
+        vec![vec![
+            c(v.oversell),
+            c(v.non_terminal_orders),
+            c(v.conservation_violations),
+            c(v.redis_pg_drift),
+            c(v.dispatch_refusals),
+            c(v.dispatch_drift),
+            yes_no(v.hold()),
+        ]],
+    );
+    for d in &v.details {
+        html += &format!("<p class=\"note\">{}</p>", esc(d));
+    }
+    html
+}
+
+fn latency(s: &Summary) -> Result<String, ReportError> {
+    if s.latency.is_empty() {
+        return Ok(
+            "<p class=\"note\">No store latency: this run used the in-memory backend (run \
+                   with <code>--backend live</code> to measure Redis and Postgres).</p>"
+                .to_string(),
+        );
+    }
+    let rows: Vec<(&String, &LatencySummary)> = s.latency.iter().collect();
+    let bars: Vec<(String, f64)> = rows
+        .iter()
+        .flat_map(|(k, v)| {
+            [
+                (format!("{k} p50"), v.p50_us as f64),
+                (format!("{k} p99"), v.p99_us as f64),
+            ]
+        })
+        .collect();
+    let svg = charts::bars("Store operation latency", "microseconds", &bars, None)?;
+    Ok(table(
+        &[
+            "operation",
+            "count",
+            "p50 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "max µs",
+        ],
+        rows.iter()
+            .map(|(k, v)| {
+                vec![
+                    esc(k),
+                    c(v.count),
+                    c(v.p50_us),
+                    c(v.p99_us),
+                    c(v.p999_us),
+                    c(v.max_us),
+                ]
+            })
+            .collect(),
+    ) + &figure(svg))
+}
