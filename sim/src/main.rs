@@ -13,6 +13,14 @@ use sim::scenario::Scenario;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `println!` that ignores a closed stdout (`sim sweep ... | head -1` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 const USAGE: &str = "usage:
   sim run      <scenario.toml> [--seed N] [--backend memory|live] [--out DIR] [--set key=value]... [--keep] [--quiet]
   sim validate <scenario.toml> [--set key=value]...
@@ -145,7 +153,7 @@ fn main() -> ExitCode {
                 }
             };
             if args.command == "validate" {
-                println!(
+                say!(
                     "{}: ok ({} hubs, {} SKUs, {})",
                     file.display(),
                     sc.hubs.len(),
@@ -165,7 +173,7 @@ fn main() -> ExitCode {
         }
         "eta-gate" => match sim::gate::gate(&args.root, args.bless) {
             Ok(report) => {
-                println!("{report}");
+                say!("{report}");
                 ExitCode::SUCCESS
             }
             Err(report) => {
@@ -256,7 +264,7 @@ fn sweep_command(args: &Args) -> ExitCode {
         }
     };
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    say!(
         "{} runs on {threads} thread(s) in {secs:.2} s ({:.2} runs/s)",
         runs.len(),
         runs.len() as f64 / secs.max(1e-9)
@@ -264,7 +272,7 @@ fn sweep_command(args: &Args) -> ExitCode {
     if let Some(shard) = shard {
         return match write_shard(&dir, &grid, shard, runs) {
             Ok(()) => {
-                println!(
+                say!(
                     "wrote {}/shard-{}-of-{}.json (join the shards with sim sweep-merge)",
                     dir.display(),
                     shard.index,
@@ -326,11 +334,12 @@ fn plan_command(args: &Args) -> ExitCode {
         eprintln!("error: writing {}: {e}", dir.display());
         return ExitCode::from(1);
     }
-    println!(
+    say!(
         "{} runs on {} thread(s) in {secs:.1} s",
-        summary.runs, opts.threads
+        summary.runs,
+        opts.threads
     );
-    println!(
+    say!(
         "plan: {:.1} rider-hours, {:.1} picker-hours; smallest flat staffing: {:.1} and {:.1}; \
          saved {:.1} rider-hours ({:.0}%)",
         summary.plan.rider_hours,
@@ -340,7 +349,7 @@ fn plan_command(args: &Args) -> ExitCode {
         summary.rider_hours_saved,
         summary.rider_hours_saved / summary.flat.rider_hours.max(1e-9) * 100.0
     );
-    println!(
+    say!(
         "wrote {}/{{plan.json, plan.html, plan.toml}}",
         dir.display()
     );
@@ -377,21 +386,21 @@ fn finish_sweep(
     match sim::sweep::write_sweep(dir, grid, runs) {
         Ok(summary) => {
             match (summary.keys.len(), summary.recommended) {
-                (1, Some(v)) => println!(
+                (1, Some(v)) => say!(
                     "recommended {} = {v} (smallest value whose bands meet every SLO)",
                     summary.keys[0]
                 ),
-                (1, None) => println!(
+                (1, None) => say!(
                     "no value of {} in the grid meets every SLO",
                     summary.keys[0]
                 ),
-                _ => println!(
+                _ => say!(
                     "{} of {} grid points meet every SLO",
                     summary.points.iter().filter(|p| p.meets).count(),
                     summary.points.len()
                 ),
             }
-            println!(
+            say!(
                 "wrote {}/{{sweep.json, sweep.parquet, capacity.html}}",
                 dir.display()
             );
@@ -408,14 +417,16 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
     let s = &out.summary;
     let o = &s.orders;
     let sv = &s.service;
-    println!(
+    say!(
         "\n{} (seed {}, {} backend)",
-        s.scenario.name, s.scenario.seed, s.engine.backend
+        s.scenario.name,
+        s.scenario.seed,
+        s.engine.backend
     );
-    println!("  orders           placed {}  delivered {}  stockout {}  payment failed {}  abandoned {}  lost {}  unserviceable {}",
+    say!("  orders           placed {}  delivered {}  stockout {}  payment failed {}  abandoned {}  lost {}  unserviceable {}",
         o.placed, o.delivered, o.cancelled_stockout, o.cancelled_payment, o.cancelled_abandoned, o.cancelled_dispatch, o.unserviceable);
     if o.handed_over > 0 {
-        println!("  handed over      {} (dispatch off)", o.handed_over);
+        say!("  handed over      {} (dispatch off)", o.handed_over);
     }
     if !o.lost_by_reason.is_empty() {
         let reasons: Vec<String> = o
@@ -423,17 +434,21 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
             .iter()
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
-        println!("  lost by reason   {}", reasons.join("  "));
+        say!("  lost by reason   {}", reasons.join("  "));
     }
-    println!(
+    say!(
         "  wait for picker  p50 {:.0}s  p90 {:.0}s  p99 {:.0}s",
-        sv.pick_wait_s.p50, sv.pick_wait_s.p90, sv.pick_wait_s.p99
+        sv.pick_wait_s.p50,
+        sv.pick_wait_s.p90,
+        sv.pick_wait_s.p99
     );
-    println!(
+    say!(
         "  click→handover   p50 {:.0}s  p90 {:.0}s  p99 {:.0}s",
-        sv.click_to_handover_s.p50, sv.click_to_handover_s.p90, sv.click_to_handover_s.p99
+        sv.click_to_handover_s.p50,
+        sv.click_to_handover_s.p90,
+        sv.click_to_handover_s.p99
     );
-    println!(
+    say!(
         "  click→door       p50 {:.1} min  p90 {:.1} min  p99 {:.1} min  within 10 min {:.0}%  within 15 min {:.0}%",
         sv.click_to_door_s.p50 / 60.0,
         sv.click_to_door_s.p90 / 60.0,
@@ -441,18 +456,18 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         sv.within_10_min * 100.0,
         sv.within_15_min * 100.0
     );
-    println!("  pickers busy     {:.0}%", sv.picker_utilisation * 100.0);
+    say!("  pickers busy     {:.0}%", sv.picker_utilisation * 100.0);
     let (r, d) = (&s.riders, &s.dispatch);
-    println!(
+    say!(
         "  riders           {} riders {:.0}% busy, {:.2} orders/rider-hour, offers {} (rejected {}, timed out {}), reassignments {}, re-pooled {}",
         r.riders, r.utilisation * 100.0, r.orders_per_rider_hour, r.offers, r.offers_rejected, r.offers_timed_out, r.reassignments, r.repooled
     );
-    println!(
+    say!(
         "  dispatch         {} matcher, {} batches, batching {:.0}%, pickup {:.2} km, greedy costs {:.1}% more than optimal",
         d.matcher, d.batches, d.batching_rate * 100.0, d.mean_pickup_km, d.greedy_gap_pct
     );
     let e = &s.eta;
-    println!(
+    say!(
         "  eta              {} model, MAE {:.0}s (naive {:.0}s, {:.0}% better), bias {:+.0}s, coverage p50 {:.2} p80 {:.2} p95 {:.2}, revision rate {:.1}%",
         e.model,
         e.mae_s,
@@ -465,7 +480,7 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         e.revision_rate * 100.0
     );
     for slo in &s.slo {
-        println!(
+        say!(
             "  SLO {:<16} target {:<8} actual {:<8} {}",
             slo.name,
             slo.target,
@@ -474,22 +489,26 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         );
     }
     let inv = &s.invariants;
-    println!("  invariants       oversell {}  non-terminal {}  conservation {}  redis/pg drift {}  dispatch refusals {}  dispatch drift {}  -> {}",
+    say!("  invariants       oversell {}  non-terminal {}  conservation {}  redis/pg drift {}  dispatch refusals {}  dispatch drift {}  -> {}",
         inv.oversell, inv.non_terminal_orders, inv.conservation_violations, inv.redis_pg_drift, inv.dispatch_refusals, inv.dispatch_drift, if inv.hold() { "ok" } else { "VIOLATED" });
     for (op, l) in &s.latency {
-        println!(
+        say!(
             "  latency {:<10} n {}  p50 {}µs  p99 {}µs  p99.9 {}µs",
-            op, l.count, l.p50_us, l.p99_us, l.p999_us
+            op,
+            l.count,
+            l.p50_us,
+            l.p99_us,
+            l.p999_us
         );
     }
-    println!(
+    say!(
         "  engine           {} events in {} ms ({:.2}M events/s, {:.0}× real time)",
         out.engine.events,
         out.engine.wall_ms,
         out.engine.events_per_s / 1e6,
         out.engine.speedup
     );
-    println!(
+    say!(
         "  wrote            {}/{{events.parquet, summary.json, engine.json, report.html}}",
         dir.display()
     );
@@ -513,7 +532,7 @@ fn bench_engine(events: u64) {
         q.at(t + 1 + (x % 1000) as i64, id);
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    say!(
         "engine: {events} events in {:.3} s = {:.2} M events/s on one core (queue of 10000; checksum {checksum})",
         secs,
         events as f64 / secs / 1e6
