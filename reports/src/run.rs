@@ -18,6 +18,7 @@ pub fn build_html(events: &DataFrame, s: &Summary) -> Result<String, ReportError
         ("Picking", picking(events, offset)?),
         ("Riders and dispatch", riders(events, s, offset)?),
         ("ETA accuracy", eta(s)?),
+        ("GPS tracking", gps(s)?),
         ("Hubs", hubs(s)),
         ("Inventory", inventory(s)?),
         ("Invariants", invariants(s)),
@@ -351,6 +352,74 @@ fn eta(s: &Summary) -> Result<String, ReportError> {
            the hub's historical mean.</p>"
         + &figure(calibration)
         + &figure(error_svg))
+}
+
+fn gps(s: &Summary) -> Result<String, ReportError> {
+    let g = &s.gps;
+    if g.fixes_sent == 0 {
+        return Ok(
+            "<p class=\"note\">No GPS in this run (<code>gps.enabled = false</code>).</p>".into(),
+        );
+    }
+    let rejected: Vec<String> = g
+        .good_rejected
+        .iter()
+        .map(|(k, v)| format!("{} {v}", esc(k)))
+        .collect();
+    let t = table(
+        &[
+            "fixes sent",
+            "dropped",
+            "accepted",
+            "outliers sent",
+            "outliers rejected",
+            "good fixes rejected / 10k",
+            "raw RMSE m",
+            "raw RMSE m (no outliers)",
+            "filtered RMSE m",
+            "filtered vs raw",
+        ],
+        vec![vec![
+            c(g.fixes_sent),
+            c(g.dropped),
+            c(g.accepted),
+            c(g.outliers_sent),
+            format!(
+                "{} ({:.2}%)",
+                g.outliers_rejected,
+                g.outliers_rejected_share * 100.0
+            ),
+            format!("{} ({})", c(g.good_rejected_per_10k), rejected.join(", ")),
+            c(g.raw_rmse_m),
+            c(g.raw_good_rmse_m),
+            c(g.filtered_rmse_m),
+            format!("{:.0}% lower", g.filtered_improvement * 100.0),
+        ]],
+    );
+    let raw: Points = g.trip.iter().map(|p| (p.0, p.1)).collect();
+    let filtered: Points = g
+        .trip
+        .iter()
+        .filter(|p| p.2 >= 0.0)
+        .map(|p| (p.0, p.2))
+        .collect();
+    let chart = charts::lines(
+        "Position error over one order's trip",
+        "seconds since its first fix",
+        "metres from the true position",
+        &[
+            Series2::new("raw fix", raw, 1),
+            Series2::new("Tracking's filtered position", filtered, 0),
+        ],
+        false,
+    )?;
+    Ok(
+        t + "<p class=\"note\">Every fix goes through the tracking core (validation, Kalman \
+            filter, innovation gate). Raw RMSE counts every fix sent, outliers included (what a \
+            map of raw fixes would show); filtered RMSE is Tracking's output for accepted \
+            fixes.</p>"
+            + &figure(chart),
+    )
 }
 
 fn hubs(s: &Summary) -> String {

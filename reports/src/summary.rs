@@ -18,6 +18,9 @@ pub struct Summary {
     pub dispatch: DispatchInfo,
     /// ETA accuracy after the warm-up (10 §4, issue #5).
     pub eta: EtaInfo,
+    /// GPS through Tracking (issue #11); all zero with GPS off.
+    #[serde(default)]
+    pub gps: GpsInfo,
     pub slo: Vec<SloRow>,
     pub invariants: Invariants,
     /// Store-operation latency (live backend only; empty in memory).
@@ -290,4 +293,29 @@ pub struct LatencySummary {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+}
+
+/// The `gps` section of `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpsInfo {
+    pub fixes_sent: u64,
+    pub dropped: u64,
+    pub accepted: u64,
+    /// Fixes the twin displaced on purpose, and how many Tracking refused.
+    pub outliers_sent: u64,
+    pub outliers_rejected: u64,
+    /// Ordinary (noise-only) fixes Tracking refused, by reason.
+    pub good_rejected: BTreeMap<String, u64>,
+    pub good_rejected_per_10k: f64,
+    pub outliers_rejected_share: f64,
+    /// RMSE against the true position, metres: every fix sent (what a map showing raw fixes
+    /// would show), the noise-only fixes, and Tracking's filtered output for accepted fixes.
+    pub raw_rmse_m: f64,
+    pub raw_good_rmse_m: f64,
+    pub filtered_rmse_m: f64,
+    /// 1 − filtered / raw.
+    pub filtered_improvement: f64,
+    /// One order's fixes: (seconds since its first fix, raw error m, filtered error m or −1 if
+    /// refused).
+    pub trip: Vec<(f64, f64, f64)>,
 }

@@ -647,8 +647,45 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         let hub = self.hub_point(self.orders[o.0].hub);
         let from = self.fleet.riders[r.0].pos;
         let d = self.travel_ms(from, hub, t);
+        self.fleet.riders[r.0].trip = Some(Trip {
+            from,
+            to: hub,
+            start: t,
+            end: t + d,
+        });
         self.q.after(d, Ev::RiderAtHub(r));
+        if let Some(g) = &self.gps {
+            self.q.after(g.interval_ms(), Ev::GpsFix(r, o));
+        }
         Ok(())
+    }
+
+    /// The phone of a rider carrying `o` sends a fix of where the rider truly is, through
+    /// Tracking; the next one is due an interval later while the rider still has the order.
+    pub(crate) fn on_gps_fix(
+        &mut self,
+        t: SimTime,
+        r: RiderIx,
+        o: OrderIx,
+    ) -> Result<(), SimError> {
+        if self.fleet.riders[r.0].order != Some(o) {
+            return Ok(());
+        }
+        let truth = self.rider_pos(r, t);
+        let now = self.now_ms();
+        let Some(g) = self.gps.as_mut() else {
+            return Ok(());
+        };
+        self.q.after(g.interval_ms(), Ev::GpsFix(r, o));
+        let Some((fix, outlier)) = g.next_fix(r.0, truth, now) else {
+            return Ok(());
+        };
+        let (rid, oid) = (r.key(), o.key());
+        let out = self
+            .exec
+            .run("tracking.ingest", g.tracker.ingest(&rid, &oid, &fix, now));
+        g.record(o.0, now, truth, &fix, outlier, &out)
+            .map_err(SimError::Tracking)
     }
 
     /// Reject or timeout: the rider is free again (riding back if away); Dispatch has already
@@ -675,6 +712,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
                 .order
                 .expect("a rider at the hub has an order");
             self.fleet.riders[r.0].pos = self.hub_point(self.orders[o.0].hub);
+            self.fleet.riders[r.0].trip = None;
             self.q.after(
                 (self.sc.riders.pickup_s * 1000.0).round() as i64,
                 Ev::PickupDone(r),
@@ -696,8 +734,14 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         let designed = self.designed_travel_ms(from, to, t) + handover_ms as f64;
         self.orders[o.0].out_at = Some(t);
         self.orders[o.0].designed_trip_s = designed / 1000.0;
-        let d = self.travel_ms(from, to, t) + handover_ms;
-        self.q.after(d, Ev::Delivered(r));
+        let ride = self.travel_ms(from, to, t);
+        self.fleet.riders[r.0].trip = Some(Trip {
+            from,
+            to,
+            start: t,
+            end: t + ride,
+        });
+        self.q.after(ride + handover_ms, Ev::Delivered(r));
         Ok(())
     }
 
@@ -711,6 +755,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             .expect("a delivered order");
         let here = self.orders[o.0].location;
         self.fleet.riders[r.0].pos = here;
+        self.fleet.riders[r.0].trip = None;
         self.fleet.riders[r.0].deliveries += 1;
         let order = &mut self.orders[o.0];
         order.state = OrderState::Delivered;

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod eta;
 pub mod fleet;
 pub mod gate;
+pub mod gps;
 pub mod ids;
 pub mod log;
 pub mod plan;

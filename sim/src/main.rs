@@ -294,11 +294,19 @@ fn plan_command(args: &Args) -> ExitCode {
     let Some(file) = &args.file else {
         return usage_error(&format!("plan needs a scenario file\n{USAGE}"));
     };
-    let doc = match std::fs::read_to_string(file)
+    // Runs start from the capacity defaults (no GPS); plan.toml keeps the user's scenario.
+    let docs = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read: {e}"))
         .and_then(|t| {
-            Scenario::document(&t, &args.sets).map_err(|e| format!("invalid scenario:\n{e}"))
-        }) {
+            let doc = |sets: &[String]| {
+                Scenario::document(&t, sets).map_err(|e| format!("invalid scenario:\n{e}"))
+            };
+            Ok((
+                doc(&sim::sweep::capacity_overrides(&args.sets))?,
+                doc(&args.sets)?,
+            ))
+        });
+    let (run_doc, user_doc) = match docs {
         Ok(d) => d,
         Err(e) => return usage_error(&format!("{}: {e}", file.display())),
     };
@@ -310,7 +318,7 @@ fn plan_command(args: &Args) -> ExitCode {
         progress: !args.quiet,
     };
     let started = Instant::now();
-    let (summary, planned) = match plan(&doc, &opts) {
+    let (summary, planned) = match plan(&run_doc, &user_doc, &opts) {
         Ok(p) => p,
         Err(PlanError::Input(e)) => return usage_error(&format!("{}: {e}", file.display())),
         Err(PlanError::Failed(e)) => {

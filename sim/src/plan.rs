@@ -180,9 +180,10 @@ pub enum PlanError {
     Failed(String),
 }
 
-/// Plans the scenario given as a document (after `--set` overrides); returns the summary and the
-/// scenario document with the plan applied.
+/// Plans the scenario `doc` (after `--set` overrides) with its runs from `run_doc` (the same with
+/// the capacity defaults); returns the summary and `doc` with the plan applied.
 pub fn plan(
+    run_doc: &toml::Value,
     doc: &toml::Value,
     opts: &PlanOptions,
 ) -> Result<(PlanSummary, toml::Value), PlanError> {
@@ -191,16 +192,17 @@ pub fn plan(
             "--replications must be at least 2 (a confidence band needs two runs)".into(),
         ));
     }
-    let base = Scenario::from_document(doc.clone())
+    let base = Scenario::from_document(run_doc.clone())
         .map_err(|e| PlanError::Input(format!("invalid scenario:\n{e}")))?;
-    plan_valid(doc, &base, opts).map_err(PlanError::Failed)
+    let (summary, staffing) = plan_valid(run_doc, &base, opts).map_err(PlanError::Failed)?;
+    Ok((summary, apply(doc, &staffing)))
 }
 
 fn plan_valid(
     doc: &toml::Value,
     base: &Scenario,
     opts: &PlanOptions,
-) -> Result<(PlanSummary, toml::Value), String> {
+) -> Result<(PlanSummary, Staffing), String> {
     // The confirmation runs twice as many replications as the search, on other seeds: a
     // staffing at the edge of its SLO passes a few lucky seeds more easily than many.
     let seeds: Vec<u64> = (0..3 * u64::from(opts.replications))
@@ -269,7 +271,7 @@ fn plan_valid(
         runs: p.runs.get(),
         held: p.held(),
     };
-    Ok((summary, apply(doc, &hourly)))
+    Ok((summary, hourly))
 }
 
 /// Writes `plan.json`, `plan.html` and `plan.toml` (the scenario with the plan applied, after

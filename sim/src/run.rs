@@ -607,6 +607,11 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
         riders,
         dispatch,
         eta: crate::eta::summarise(&world.eta, warmup, sc.eta.model.as_str()),
+        gps: world
+            .gps
+            .as_ref()
+            .map(crate::gps::GpsTwin::summarise)
+            .unwrap_or_default(),
         hubs,
         skus: sku_rows(&world.orders, &sku_names, 50),
         slo,

@@ -33,6 +33,40 @@ pub struct Scenario {
     pub slo: Slo,
     #[serde(default)]
     pub eta: Eta,
+    #[serde(default)]
+    pub gps: Gps,
+}
+
+/// The riders' phones (09 in the twin): while a rider carries an order, a fix every
+/// `interval_s` along the true path, with noise, outliers, dropouts and a device clock skew.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gps {
+    pub enabled: bool,
+    pub interval_s: f64,
+    /// Gaussian noise per axis (north, east), metres; also the accuracy the phone reports.
+    pub sigma_m: f64,
+    /// Share of fixes that are outliers, displaced `outlier_m` in a random direction.
+    pub outlier_rate: f64,
+    pub outlier_m: f64,
+    /// Share of fixes never sent.
+    pub dropout_rate: f64,
+    /// σ of each phone's constant clock offset, seconds.
+    pub clock_skew_s: f64,
+}
+
+impl Default for Gps {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_s: 5.0,
+            sigma_m: 10.0,
+            outlier_rate: 0.02,
+            outlier_m: 200.0,
+            dropout_rate: 0.02,
+            clock_skew_s: 1.0,
+        }
+    }
 }
 
 /// Which ETA model the twin runs (the regression gate degrades it on purpose).
@@ -1099,6 +1133,24 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&self.slo.max_stockout_rate) {
             err("slo.max_stockout_rate", "must be within [0, 1]".into());
+        }
+        let g = &self.gps;
+        if !(g.interval_s >= 2.0 && g.interval_s <= 3600.0) {
+            err(
+                "gps.interval_s",
+                "must be within [2, 3600] (Tracking throttles faster fixes)".into(),
+            );
+        }
+        for (key, v, hi) in [
+            ("gps.sigma_m", g.sigma_m, 500.0),
+            ("gps.outlier_m", g.outlier_m, 100_000.0),
+            ("gps.clock_skew_s", g.clock_skew_s, 3.0),
+            ("gps.outlier_rate", g.outlier_rate, 1.0),
+            ("gps.dropout_rate", g.dropout_rate, 1.0),
+        ] {
+            if !(v >= 0.0 && v <= hi) {
+                err(key, format!("must be within [0, {hi}]"));
+            }
         }
         if !(0.0..=1.0).contains(&self.slo.max_lost_rate) {
             err("slo.max_lost_rate", "must be within [0, 1]".into());

@@ -17,6 +17,20 @@ use crate::run::{run, RunOptions};
 use crate::scenario::Scenario;
 use crate::summary::SloRow;
 
+/// Overrides every capacity run (sweep and plan) starts from, before the user's `--set`: GPS
+/// feeds nothing a capacity run measures (its streams are its own), and it is most of a run's
+/// cost. `--set gps.enabled=true` turns it back on.
+pub const CAPACITY_DEFAULTS: [&str; 1] = ["gps.enabled=false"];
+
+/// `CAPACITY_DEFAULTS` followed by `overrides`.
+pub fn capacity_overrides(overrides: &[String]) -> Vec<String> {
+    CAPACITY_DEFAULTS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(overrides.iter().cloned())
+        .collect()
+}
+
 /// At most this many runs in one sweep (grid points × replications).
 pub const MAX_RUNS: usize = 100_000;
 
@@ -216,7 +230,7 @@ impl Grid {
     }
 
     fn scenario_at(&self, point: &[f64]) -> Result<Scenario, crate::scenario::ScenarioError> {
-        let mut sets = self.overrides.clone();
+        let mut sets = capacity_overrides(&self.overrides);
         sets.extend(self.assignments(point));
         Scenario::parse(&self.text, &sets)
     }

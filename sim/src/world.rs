@@ -45,6 +45,8 @@ pub enum SimError {
     Dispatch(#[source] qc_kit::redis_kit::BackendError),
     #[error("eta store: {0}")]
     Eta(#[source] qc_kit::redis_kit::BackendError),
+    #[error("tracking store: {0}")]
+    Tracking(#[source] qc_kit::redis_kit::BackendError),
     #[error("the store answered {0}, which the model never expects")]
     Unexpected(String),
 }
@@ -169,6 +171,9 @@ pub(crate) enum Ev {
     BackAtHub(RiderIx, u64),
     ShiftStart(RiderIx),
     ShiftEnd(RiderIx),
+    /// The phone of a rider carrying this order sends its next fix (stale once the rider has
+    /// no longer got the order).
+    GpsFix(RiderIx, OrderIx),
     /// A local hour starts: hubs with hourly picker profiles change their picker count.
     StaffHour,
     DrainDeadline,
@@ -225,6 +230,8 @@ pub struct World<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> {
     pub(crate) epoch_ms: i64,
     /// ETA: the service's store and the twin's measurements (`eta`).
     pub eta: EtaTwin<E>,
+    /// The riders' phones and Tracking (`gps`); none with GPS or dispatch off.
+    pub gps: Option<crate::gps::GpsTwin>,
 }
 
 fn zipf_cdf(n: u32, s: f64) -> Vec<f64> {
@@ -262,6 +269,9 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             })
             .collect();
         let width = sc.catalog.skus.to_string().len();
+        let fleet = Fleet::new(sc, dispatch);
+        let gps = (sc.gps.enabled && sc.dispatch.enabled)
+            .then(|| crate::gps::GpsTwin::new(&sc.gps, &streams, fleet.riders.len()));
         Self {
             sc,
             store,
@@ -280,7 +290,8 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 traffic: streams.stream("traffic"),
                 offers: streams.stream("offers"),
             },
-            fleet: Fleet::new(sc, dispatch),
+            fleet,
+            gps,
             last_pick_done: 0,
             hubs,
             geo_hubs: sc
@@ -407,6 +418,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 Ev::ShiftStart(r) => self.on_shift_start(t, r)?,
                 Ev::ShiftEnd(r) => self.on_shift_end(t, r)?,
                 Ev::StaffHour => self.on_staff_hour(t),
+                Ev::GpsFix(r, o) => self.on_gps_fix(t, r, o)?,
                 Ev::DrainDeadline => self.on_drain_deadline(t),
             }
             if self.q.processed().is_multiple_of(256) {

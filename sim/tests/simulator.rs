@@ -421,10 +421,15 @@ fn the_report_is_self_contained_with_every_chart() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert_eq!(
         html.matches("<svg").count(),
-        8,
-        "orders, click-to-door CDF, queue, wait histogram, riders, ETA calibration, ETA error, fill rate"
+        9,
+        "orders, click-to-door CDF, queue, wait histogram, riders, ETA calibration, ETA error, \
+         GPS error over a trip, fill rate"
     );
-    for chart in ["ETA calibration: stated quantile vs observed", "ETA error"] {
+    for chart in [
+        "ETA calibration: stated quantile vs observed",
+        "ETA error",
+        "Position error over one order",
+    ] {
         assert!(html.contains(chart), "{chart}");
     }
     for section in [
@@ -433,6 +438,7 @@ fn the_report_is_self_contained_with_every_chart() {
         "Picking",
         "Riders and dispatch",
         "ETA accuracy",
+        "GPS tracking",
         "Hubs",
         "Inventory",
         "Invariants",
@@ -600,4 +606,46 @@ fn an_overloaded_city_terminates_and_reports_the_loss() {
     );
     // The run's length is bounded by the scenario, not by the backlog.
     assert!(out.engine.virtual_ms <= sc.duration_ms() + 3 * 3_600_000);
+}
+
+/// Issue #11's GPS check in the twin: σ = 10 m noise, 2% outliers of 200 m, every fix through
+/// the tracking core. The issue's targets are filtered RMSE ≥ 50% below raw (met), ≥ 99% of
+/// outliers rejected and ≤ 1 good fix rejected per 10 000 (not met yet: an outlier that is the
+/// first fix of an order seeds the filter, which then refuses the next good fixes until it
+/// recovers; see BENCHMARKS.md). The bounds below guard today's figures against regressions.
+#[test]
+fn gps_fixes_through_tracking_cut_the_error_and_catch_outliers() {
+    let (mut sent, mut outliers, mut caught, mut good, mut good_refused) = (0, 0, 0, 0, 0);
+    for seed in [1, 2, 3, 4] {
+        let g = smoke_with_seed(seed).summary.gps;
+        println!(
+            "seed {seed}: {} fixes, raw RMSE {} m (noise only {} m), filtered {} m ({:.0}% lower); \
+             outliers rejected {}/{}; good fixes rejected {:?}",
+            g.fixes_sent,
+            g.raw_rmse_m,
+            g.raw_good_rmse_m,
+            g.filtered_rmse_m,
+            g.filtered_improvement * 100.0,
+            g.outliers_rejected,
+            g.outliers_sent,
+            g.good_rejected
+        );
+        assert!(g.filtered_improvement >= 0.5, "{g:?}");
+        assert!(g.filtered_rmse_m < g.raw_good_rmse_m, "{g:?}");
+        assert!(g.dropped > 0 && g.accepted < g.fixes_sent);
+        sent += g.fixes_sent;
+        outliers += g.outliers_sent;
+        caught += g.outliers_rejected;
+        good += g.fixes_sent - g.outliers_sent;
+        good_refused += g.good_rejected.values().sum::<u64>();
+    }
+    let caught_share = caught as f64 / outliers as f64;
+    let refused_per_10k = good_refused as f64 * 10_000.0 / good as f64;
+    println!(
+        "all: {sent} fixes; outliers rejected {:.2}%; good fixes rejected {refused_per_10k:.1} per 10k",
+        caught_share * 100.0
+    );
+    assert!(sent > 20_000, "{sent} fixes");
+    assert!(caught_share >= 0.97, "{caught}/{outliers}");
+    assert!(refused_per_10k <= 25.0, "{good_refused}/{good}");
 }

@@ -1,0 +1,313 @@
+//! The application layer (09): a fix goes validate → filter → persist → publish, and the
+//! validator's and filter's state is committed only once the store has taken the fix. The
+//! service's WebSocket handler and the simulator's riders both call [`Tracker::ingest`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use qc_kit::redis_kit::BackendError;
+
+use crate::kalman::{Filter, KfParams};
+use crate::model::{rfc3339_ms, Fix, OrderStatus, PositionEvent, Reject, StatusEvent};
+use crate::store::{StatusChange, TrackingStore};
+use crate::validate::{check, DriverTrack, Limits};
+
+/// Drivers (and their filters) idle this long are forgotten (09: 10 min).
+pub const IDLE_EVICT_MS: i64 = 600_000;
+/// How often ingest sweeps idle drivers.
+const SWEEP_EVERY_MS: i64 = 60_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The client's fault; do not resend.
+    #[error("rejected: {}", .0.as_str())]
+    Rejected(Reject),
+    /// The store failed; nothing changed; the client may retry.
+    #[error(transparent)]
+    Store(#[from] BackendError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// 409: the order is already delivered or cancelled.
+    #[error("order already {}", .0.status.as_str())]
+    Closed(StatusEvent),
+    #[error(transparent)]
+    Store(#[from] BackendError),
+}
+
+#[derive(Debug, Default)]
+struct DriverState {
+    track: DriverTrack,
+    filters: HashMap<String, Filter>,
+    touched_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    drivers: HashMap<String, DriverState>,
+    last_sweep_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct Tracker<S> {
+    store: S,
+    limits: Limits,
+    kf: KfParams,
+    state: Mutex<State>,
+}
+
+impl<S: TrackingStore> Tracker<S> {
+    pub fn new(store: S, limits: Limits, kf: KfParams) -> Self {
+        Self {
+            store,
+            limits,
+            kf,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a jump or outlier toward the recovery rule (the only state a rejection changes).
+    fn count_jump(&self, driver_id: &str, now_ms: i64) {
+        let mut st = self.state();
+        let d = st.drivers.entry(driver_id.to_string()).or_default();
+        d.track.jumps += 1;
+        d.touched_ms = now_ms;
+    }
+
+    /// One fix of `driver_id` on `order_id` (the connection's ids, already checked against the
+    /// frame's). Returns the stored event with its `seq`.
+    pub async fn ingest(
+        &self,
+        driver_id: &str,
+        order_id: &str,
+        fix: &Fix,
+        now_ms: i64,
+    ) -> Result<PositionEvent, IngestError> {
+        if self
+            .store
+            .status(order_id)
+            .await?
+            .is_some_and(|s| s.status.is_terminal())
+        {
+            return Err(IngestError::Rejected(Reject::OrderClosed));
+        }
+        let (track, filter) = {
+            let mut st = self.state();
+            if now_ms - st.last_sweep_ms >= SWEEP_EVERY_MS {
+                st.drivers
+                    .retain(|_, d| now_ms - d.touched_ms < IDLE_EVICT_MS);
+                st.last_sweep_ms = now_ms;
+            }
+            let d = st.drivers.get(driver_id);
+            (
+                d.map(|d| d.track).unwrap_or_default(),
+                d.and_then(|d| d.filters.get(order_id).copied()),
+            )
+        };
+        let passed = match check(&self.limits, &track, fix, now_ms) {
+            Ok(p) => p,
+            Err(Reject::Jump) => {
+                self.count_jump(driver_id, now_ms);
+                return Err(IngestError::Rejected(Reject::Jump));
+            }
+            Err(r) => return Err(IngestError::Rejected(r)),
+        };
+        let (filter, out) = match filter {
+            Some(f) if !passed.recovery && !f.stale_for(fix, &self.kf) => {
+                match f.step(fix, &self.kf) {
+                    Ok(stepped) => stepped,
+                    Err(r) => {
+                        self.count_jump(driver_id, now_ms);
+                        return Err(IngestError::Rejected(r));
+                    }
+                }
+            }
+            _ => Filter::seed(fix, &self.kf),
+        };
+        let event = PositionEvent {
+            kind: "position".into(),
+            seq: 0,
+            order_id: order_id.to_string(),
+            driver_id: driver_id.to_string(),
+            lat: round7(out.lat),
+            lng: round7(out.lng),
+            speed: round2(out.speed),
+            bearing: round2(out.bearing),
+            accuracy: fix.accuracy,
+            raw_lat: fix.lat,
+            raw_lng: fix.lng,
+            timestamp: rfc3339_ms(fix.timestamp_ms),
+            received_at: rfc3339_ms(now_ms),
+        };
+        let stored = self.store.append_position(event).await?;
+        let mut st = self.state();
+        let d = st.drivers.entry(driver_id.to_string()).or_default();
+        d.track = DriverTrack {
+            last: Some((fix.timestamp_ms, fix.lat, fix.lng)),
+            jumps: 0,
+        };
+        d.filters.insert(order_id.to_string(), filter);
+        d.touched_ms = now_ms;
+        Ok(stored)
+    }
+
+    /// Dispatch's status change (09 `POST /tracking/status`).
+    pub async fn set_status(
+        &self,
+        order_id: &str,
+        status: OrderStatus,
+        driver_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<StatusEvent, StatusError> {
+        match self
+            .store
+            .set_status(order_id, status, driver_id, &rfc3339_ms(now_ms))
+            .await?
+        {
+            StatusChange::Done(e) => Ok(e),
+            StatusChange::Closed(e) => Err(StatusError::Closed(e)),
+        }
+    }
+
+    pub async fn position(&self, order_id: &str) -> Result<Option<PositionEvent>, BackendError> {
+        self.store.position(order_id).await
+    }
+
+    pub async fn history(
+        &self,
+        order_id: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<PositionEvent>, BackendError> {
+        self.store.history(order_id, after_seq, limit).await
+    }
+
+    /// Drivers held in memory (for metrics and the eviction test).
+    pub fn drivers_in_memory(&self) -> usize {
+        self.state().drivers.len()
+    }
+}
+
+/// ~1 cm.
+fn round7(x: f64) -> f64 {
+    (x * 1e7).round() / 1e7
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryTrackingStore;
+    use futures::executor::block_on;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn fix(i: i64, dlat_m: f64) -> Fix {
+        Fix {
+            lat: -6.2 + (i as f64 * 50.0 + dlat_m) / 111_195.0,
+            lng: 106.8,
+            accuracy: 8.0,
+            timestamp_ms: T0 + i * 5_000,
+            speed: None,
+            bearing: None,
+        }
+    }
+
+    fn tracker() -> Tracker<MemoryTrackingStore> {
+        Tracker::new(
+            MemoryTrackingStore::new(),
+            Limits::default(),
+            KfParams::default(),
+        )
+    }
+
+    #[test]
+    fn accepted_fixes_get_increasing_seqs_and_rejections_store_nothing() {
+        let t = tracker();
+        for i in 0..5 {
+            let e = block_on(t.ingest("d1", "o1", &fix(i, 0.0), T0 + i * 5_000)).unwrap();
+            assert_eq!(e.seq, i + 1);
+        }
+        // Same timestamp again: out of order, nothing stored.
+        let r = block_on(t.ingest("d1", "o1", &fix(4, 3.0), T0 + 20_000));
+        assert!(matches!(r, Err(IngestError::Rejected(Reject::OutOfOrder))));
+        assert_eq!(block_on(t.history("o1", 0, 500)).unwrap().len(), 5);
+        assert_eq!(block_on(t.position("o1")).unwrap().unwrap().seq, 5);
+    }
+
+    #[test]
+    fn outliers_are_refused_until_the_track_uncertainty_admits_a_real_move() {
+        let t = tracker();
+        for i in 0..6 {
+            block_on(t.ingest("d1", "o1", &fix(i, 0.0), T0 + i * 5_000)).unwrap();
+        }
+        // The rider turns into a parallel street 200 m off: a plausible speed, but far from
+        // the track for 8 m fixes 5 s apart. The gate widens as time passes without an
+        // accepted fix, so the third such fix is taken.
+        for i in 6..8 {
+            let r = block_on(t.ingest("d1", "o1", &fix(i, 200.0), T0 + i * 5_000));
+            assert!(
+                matches!(r, Err(IngestError::Rejected(Reject::Outlier))),
+                "{r:?}"
+            );
+        }
+        let e = block_on(t.ingest("d1", "o1", &fix(8, 200.0), T0 + 40_000)).unwrap();
+        assert_eq!(e.seq, 7);
+    }
+
+    #[test]
+    fn after_three_jumps_the_next_fix_re_seeds_the_filter() {
+        let t = tracker();
+        for i in 0..4 {
+            block_on(t.ingest("d1", "o1", &fix(i, 0.0), T0 + i * 5_000)).unwrap();
+        }
+        for i in 4..7 {
+            let r = block_on(t.ingest("d1", "o1", &fix(i, 2_000.0), T0 + i * 5_000));
+            assert!(
+                matches!(r, Err(IngestError::Rejected(Reject::Jump))),
+                "{r:?}"
+            );
+        }
+        let e = block_on(t.ingest("d1", "o1", &fix(7, 2_000.0), T0 + 35_000)).unwrap();
+        assert_eq!(
+            (e.lat, e.speed),
+            (round7(e.raw_lat), 0.0),
+            "seeded at the raw fix"
+        );
+    }
+
+    #[test]
+    fn a_closed_order_takes_no_fixes_and_no_status_change() {
+        let t = tracker();
+        block_on(t.set_status("o1", OrderStatus::DriverAssigned, Some("d1"), T0)).unwrap();
+        let done = block_on(t.set_status("o1", OrderStatus::Delivered, Some("d1"), T0)).unwrap();
+        assert_eq!(done.seq, 2);
+        let again = block_on(t.set_status("o1", OrderStatus::Cancelled, None, T0));
+        assert!(matches!(again, Err(StatusError::Closed(e)) if e.status == OrderStatus::Delivered));
+        let r = block_on(t.ingest("d1", "o1", &fix(0, 0.0), T0));
+        assert!(matches!(r, Err(IngestError::Rejected(Reject::OrderClosed))));
+    }
+
+    #[test]
+    fn idle_drivers_are_forgotten() {
+        let t = tracker();
+        block_on(t.ingest("d1", "o1", &fix(0, 0.0), T0)).unwrap();
+        let later = T0 + IDLE_EVICT_MS + SWEEP_EVERY_MS;
+        let mut f = fix(0, 0.0);
+        f.timestamp_ms = later;
+        block_on(t.ingest("d2", "o2", &f, later)).unwrap();
+        assert_eq!(t.drivers_in_memory(), 1);
+    }
+}
