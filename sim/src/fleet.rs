@@ -657,7 +657,35 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         if let Some(g) = &self.gps {
             self.q.after(g.interval_ms(), Ev::GpsFix(r, o));
         }
-        Ok(())
+        self.track_status(o, r, qc_tracking::OrderStatus::DriverAssigned)
+    }
+
+    /// What Dispatch posts to Tracking when an order's rider changes state (06 §8), through the
+    /// tracking core; with GPS off there is no Tracking in the run.
+    fn track_status(
+        &mut self,
+        o: OrderIx,
+        r: RiderIx,
+        status: qc_tracking::OrderStatus,
+    ) -> Result<(), SimError> {
+        let now = self.now_ms();
+        let Some(g) = self.gps.as_mut() else {
+            return Ok(());
+        };
+        let (oid, rid) = (o.key(), r.key());
+        let out = self.exec.run(
+            "tracking.status",
+            g.tracker.set_status(&oid, status, Some(&rid), now),
+        );
+        match out {
+            Ok(_) => Ok(()),
+            Err(qc_tracking::StatusError::Store(e)) => Err(SimError::Tracking(e)),
+            Err(qc_tracking::StatusError::Closed(e)) => Err(SimError::Unexpected(format!(
+                "Tracking refused {} for order {oid}: already {}",
+                status.as_str(),
+                e.status.as_str()
+            ))),
+        }
     }
 
     /// The phone of a rider carrying `o` sends a fix of where the rider truly is, through
@@ -742,6 +770,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             end: t + ride,
         });
         self.q.after(ride + handover_ms, Ev::Delivered(r));
+        self.track_status(o, r, qc_tracking::OrderStatus::InTransit)?;
         Ok(())
     }
 
@@ -763,6 +792,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         order.rider = Some(r);
         self.in_flight -= 1;
         self.observe_eta(t, o)?;
+        self.track_status(o, r, qc_tracking::OrderStatus::Delivered)?;
         let h = self.orders[o.0].hub;
         let hub = self.hubs[h.0].id.to_string();
         self.log.push(

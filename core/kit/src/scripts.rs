@@ -21,6 +21,7 @@ lua!(LEASE_RELEASE, "lease_release.lua");
 lua!(ETA_KF_UPDATE, "eta_kf_update.lua");
 lua!(ETA_STICKY_PUT, "eta_sticky_put.lua");
 lua!(ETA_ACI_ADAPT, "eta_aci_adapt.lua");
+lua!(TRACKING_STATUS, "tracking_status.lua");
 
 /// Every script, with its file name, for preloading and diagnostics.
 pub fn all() -> Vec<(&'static str, &'static Script)> {
@@ -34,6 +35,7 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("eta_kf_update", &*ETA_KF_UPDATE),
         ("eta_sticky_put", &*ETA_STICKY_PUT),
         ("eta_aci_adapt", &*ETA_ACI_ADAPT),
+        ("tracking_status", &*TRACKING_STATUS),
     ]
 }
 

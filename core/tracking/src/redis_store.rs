@@ -1,0 +1,180 @@
+//! The Redis adapter of [`TrackingStore`] (09 "Events and Redis"). Per order, under the tag
+//! `{<order_id>}`: `seq` (INCR counter), `pos` (latest position), `trail` (zset by seq, newest
+//! 500) and `status`; events are published on `tracking:order:<order_id>`. A position is
+//! `INCR seq` then one MULTI/EXEC of SET, ZADD, trim, PEXPIREs and PUBLISH; a status change is
+//! one script (`lua/tracking_status.lua`) so a change after a terminal status is refused
+//! atomically.
+
+use qc_kit::redis_kit::{bounded, BackendError, KeyPrefix};
+use qc_kit::scripts::TRACKING_STATUS;
+use redis::aio::ConnectionManager;
+
+use crate::model::{OrderStatus, PositionEvent, StatusEvent};
+use crate::store::{StatusChange, TrackingStore, TRAIL_MAX};
+
+/// Retention (GC only): the latest position 2 h, trail, seq and status 24 h.
+pub const POS_TTL_MS: i64 = 7_200_000;
+pub const TRAIL_TTL_MS: i64 = 86_400_000;
+
+#[derive(Debug, Clone)]
+pub struct RedisTrackingStore {
+    conn: ConnectionManager,
+    prefix: KeyPrefix,
+    timeout_ms: u64,
+}
+
+fn unreadable(what: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Redis(format!("unreadable {what}: {e}").into())
+}
+
+impl RedisTrackingStore {
+    pub fn new(conn: ConnectionManager, prefix: KeyPrefix, timeout_ms: u64) -> Self {
+        Self {
+            conn,
+            prefix,
+            timeout_ms,
+        }
+    }
+
+    fn key(&self, order_id: &str, what: &str) -> String {
+        self.prefix.key(&format!("tracking:{{{order_id}}}:{what}"))
+    }
+
+    /// The pub/sub channel of an order's events (what SSE instances subscribe to).
+    pub fn channel(&self, order_id: &str) -> String {
+        self.prefix.key(&format!("tracking:order:{order_id}"))
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+impl TrackingStore for RedisTrackingStore {
+    async fn status(&self, order_id: &str) -> Result<Option<StatusEvent>, BackendError> {
+        let v: Option<String> = bounded(
+            self.timeout_ms,
+            redis::cmd("GET")
+                .arg(self.key(order_id, "status"))
+                .query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        v.map(|j| serde_json::from_str(&j).map_err(|e| unreadable("status", e)))
+            .transpose()
+    }
+
+    async fn append_position(
+        &self,
+        mut event: PositionEvent,
+    ) -> Result<PositionEvent, BackendError> {
+        let order_id = event.order_id.clone();
+        let (seq_key, pos, trail) = (
+            self.key(&order_id, "seq"),
+            self.key(&order_id, "pos"),
+            self.key(&order_id, "trail"),
+        );
+        let seq: i64 = bounded(
+            self.timeout_ms,
+            redis::cmd("INCR")
+                .arg(&seq_key)
+                .query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        event.seq = seq;
+        let json = serde_json::to_string(&event).expect("an event serialises");
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&pos)
+            .arg(&json)
+            .arg("PX")
+            .arg(POS_TTL_MS)
+            .ignore()
+            .cmd("ZADD")
+            .arg(&trail)
+            .arg(seq)
+            .arg(&json)
+            .ignore()
+            .cmd("ZREMRANGEBYRANK")
+            .arg(&trail)
+            .arg(0)
+            .arg(-(TRAIL_MAX as i64) - 1)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&trail)
+            .arg(TRAIL_TTL_MS)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&seq_key)
+            .arg(TRAIL_TTL_MS)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.channel(&order_id))
+            .arg(&json)
+            .ignore();
+        let () = bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await?;
+        Ok(event)
+    }
+
+    async fn set_status(
+        &self,
+        order_id: &str,
+        status: OrderStatus,
+        driver_id: Option<&str>,
+        timestamp: &str,
+    ) -> Result<StatusChange, BackendError> {
+        let mut inv = TRACKING_STATUS.prepare_invoke();
+        inv.key(self.key(order_id, "status"))
+            .key(self.key(order_id, "seq"))
+            .arg(order_id)
+            .arg(status.as_str())
+            .arg(driver_id.unwrap_or(""))
+            .arg(timestamp)
+            .arg(self.channel(order_id))
+            .arg(TRAIL_TTL_MS);
+        let (stored, json): (i64, String) =
+            bounded(self.timeout_ms, inv.invoke_async(&mut self.conn.clone())).await?;
+        let event: StatusEvent =
+            serde_json::from_str(&json).map_err(|e| unreadable("status", e))?;
+        Ok(if stored == 1 {
+            StatusChange::Done(event)
+        } else {
+            StatusChange::Closed(event)
+        })
+    }
+
+    async fn position(&self, order_id: &str) -> Result<Option<PositionEvent>, BackendError> {
+        let v: Option<String> = bounded(
+            self.timeout_ms,
+            redis::cmd("GET")
+                .arg(self.key(order_id, "pos"))
+                .query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        v.map(|j| serde_json::from_str(&j).map_err(|e| unreadable("position", e)))
+            .transpose()
+    }
+
+    async fn history(
+        &self,
+        order_id: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<PositionEvent>, BackendError> {
+        let v: Vec<String> = bounded(
+            self.timeout_ms,
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(self.key(order_id, "trail"))
+                .arg(format!("({after_seq}"))
+                .arg("+inf")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        v.iter()
+            .map(|j| serde_json::from_str(j).map_err(|e| unreadable("trail", e)))
+            .collect()
+    }
+}
