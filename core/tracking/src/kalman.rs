@@ -55,6 +55,10 @@ pub struct Filter {
     p: Matrix4<f64>,
     pub last_ts_ms: i64,
     bearing: f64,
+    /// Updates since the seed.
+    pub updates: u32,
+    /// The Mahalanobis distance of the fix that made this state (0 for a seed).
+    pub innovation: f64,
 }
 
 fn cos_lat(lat0: f64) -> f64 {
@@ -92,6 +96,8 @@ impl Filter {
             p: Matrix4::from_diagonal(&Vector4::new(s2, s2, 100.0, 100.0)),
             last_ts_ms: fix.timestamp_ms,
             bearing: fix.bearing.unwrap_or(0.0),
+            updates: 0,
+            innovation: 0.0,
         };
         let out = Output {
             lat: fix.lat,
@@ -136,12 +142,10 @@ impl Filter {
         let s = h * p * h.transpose() + r;
         let s_inv = s.try_inverse().ok_or(Reject::Outlier)?;
         let y = self.local(fix.lat, fix.lng) - h * x;
-        if params.gate_sigma > 0.0 {
-            let d2 = (y.transpose() * s_inv * y)[(0, 0)];
-            // A NaN distance (a degenerate fix) is refused too.
-            if d2.is_nan() || d2 > params.gate_sigma * params.gate_sigma {
-                return Err(Reject::Outlier);
-            }
+        let d2 = (y.transpose() * s_inv * y)[(0, 0)];
+        // A NaN distance (a degenerate fix) is refused too.
+        if d2.is_nan() || (params.gate_sigma > 0.0 && d2 > params.gate_sigma * params.gate_sigma) {
+            return Err(Reject::Outlier);
         }
         let k = p * h.transpose() * s_inv;
         let x = x + k * y;
@@ -151,6 +155,8 @@ impl Filter {
             x,
             p,
             last_ts_ms: fix.timestamp_ms,
+            updates: self.updates + 1,
+            innovation: d2.sqrt(),
             ..*self
         };
         if x[0].abs() > REANCHOR_M || x[1].abs() > REANCHOR_M {

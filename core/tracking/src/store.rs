@@ -3,7 +3,7 @@
 //! [`MemoryTrackingStore`] here, and the Redis one. Both keep `seq` strictly increasing per
 //! order and refuse any status change after a terminal one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Mutex;
 
@@ -29,6 +29,15 @@ pub trait TrackingStore: Send + Sync {
         &self,
         order_id: &str,
     ) -> impl Future<Output = Result<Option<StatusEvent>, BackendError>> + Send;
+    /// Whether the order's status is terminal (delivered or cancelled): every fix asks.
+    fn closed(&self, order_id: &str) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        async move {
+            Ok(self
+                .status(order_id)
+                .await?
+                .is_some_and(|s| s.status.is_terminal()))
+        }
+    }
     /// Stores `event` with the order's next `seq` (its own is ignored) as the latest position
     /// and in the trail (newest [`TRAIL_MAX`] kept), and publishes it; returns it with its seq.
     fn append_position(
@@ -61,7 +70,8 @@ pub trait TrackingStore: Send + Sync {
 struct OrderRec {
     seq: i64,
     position: Option<PositionEvent>,
-    trail: BTreeMap<i64, PositionEvent>,
+    /// Ascending seq (appended in seq order; the oldest dropped past [`TRAIL_MAX`]).
+    trail: VecDeque<PositionEvent>,
     status: Option<StatusEvent>,
 }
 
@@ -79,6 +89,9 @@ impl MemoryTrackingStore {
 
     fn with<T>(&self, order_id: &str, f: impl FnOnce(&mut OrderRec) -> T) -> T {
         let mut orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = orders.get_mut(order_id) {
+            return f(o);
+        }
         f(orders.entry(order_id.to_string()).or_default())
     }
 
@@ -102,9 +115,9 @@ impl TrackingStore for MemoryTrackingStore {
             o.seq += 1;
             event.seq = o.seq;
             o.position = Some(event.clone());
-            o.trail.insert(event.seq, event.clone());
+            o.trail.push_back(event.clone());
             while o.trail.len() > TRAIL_MAX {
-                o.trail.pop_first();
+                o.trail.pop_front();
             }
             event
         }))
@@ -147,11 +160,8 @@ impl TrackingStore for MemoryTrackingStore {
     ) -> Result<Vec<PositionEvent>, BackendError> {
         Ok(self.read(order_id, |o| {
             o.map(|o| {
-                o.trail
-                    .range(after_seq.saturating_add(1)..)
-                    .take(limit)
-                    .map(|(_, e)| e.clone())
-                    .collect()
+                let from = o.trail.partition_point(|e| e.seq <= after_seq);
+                o.trail.range(from..).take(limit).cloned().collect()
             })
             .unwrap_or_default()
         }))

@@ -14,6 +14,9 @@ use crate::validate::{check, DriverTrack, Limits};
 
 /// Drivers (and their filters) idle this long are forgotten (09: 10 min).
 pub const IDLE_EVICT_MS: i64 = 600_000;
+/// A refused fix replaces the last accepted one when it fits the track before that one within
+/// this Mahalanobis distance, and better than the last one did.
+const ROLLBACK_SIGMA: f64 = 3.0;
 /// How often ingest sweeps idle drivers.
 const SWEEP_EVERY_MS: i64 = 60_000;
 
@@ -39,7 +42,9 @@ pub enum StatusError {
 #[derive(Debug, Default)]
 struct DriverState {
     track: DriverTrack,
-    filters: HashMap<String, Filter>,
+    /// Per order: the filter, and the filter as it was before its last update (for the
+    /// one-step rollback).
+    filters: HashMap<String, (Filter, Option<Filter>)>,
     touched_ms: i64,
 }
 
@@ -92,12 +97,7 @@ impl<S: TrackingStore> Tracker<S> {
         fix: &Fix,
         now_ms: i64,
     ) -> Result<PositionEvent, IngestError> {
-        if self
-            .store
-            .status(order_id)
-            .await?
-            .is_some_and(|s| s.status.is_terminal())
-        {
+        if self.store.closed(order_id).await? {
             return Err(IngestError::Rejected(Reject::OrderClosed));
         }
         let (track, filter) = {
@@ -121,17 +121,33 @@ impl<S: TrackingStore> Tracker<S> {
             }
             Err(r) => return Err(IngestError::Rejected(r)),
         };
-        let (filter, out) = match filter {
-            Some(f) if !passed.recovery && !f.stale_for(fix, &self.kf) => {
+        // The filter after this fix, and the one before it (kept for a rollback).
+        let (filter, before, out) = match filter {
+            Some((f, prev)) if !passed.recovery && !f.stale_for(fix, &self.kf) => {
                 match f.step(fix, &self.kf) {
-                    Ok(stepped) => stepped,
-                    Err(r) => {
-                        self.count_jump(driver_id, now_ms);
-                        return Err(IngestError::Rejected(r));
-                    }
+                    Ok((next, out)) => (next, Some(f), out),
+                    // One-step rollback: a fix the filter refuses but the filter before its
+                    // last update takes means that last fix was the outlier (typically one
+                    // taken while the filter was young and its velocity unknown). The track
+                    // continues without it, so the good fixes after it are not refused.
+                    Err(r) => match prev.map(|p| (p, p.step(fix, &self.kf))) {
+                        Some((p, Ok((next, out))))
+                            if next.innovation <= ROLLBACK_SIGMA
+                                && next.innovation < f.innovation =>
+                        {
+                            (next, Some(p), out)
+                        }
+                        _ => {
+                            self.count_jump(driver_id, now_ms);
+                            return Err(IngestError::Rejected(r));
+                        }
+                    },
                 }
             }
-            _ => Filter::seed(fix, &self.kf),
+            _ => {
+                let (f, out) = Filter::seed(fix, &self.kf);
+                (f, None, out)
+            }
         };
         let event = PositionEvent {
             kind: "position".into(),
@@ -150,12 +166,21 @@ impl<S: TrackingStore> Tracker<S> {
         };
         let stored = self.store.append_position(event).await?;
         let mut st = self.state();
-        let d = st.drivers.entry(driver_id.to_string()).or_default();
+        if !st.drivers.contains_key(driver_id) {
+            st.drivers
+                .insert(driver_id.to_string(), DriverState::default());
+        }
+        let d = st.drivers.get_mut(driver_id).expect("inserted above");
         d.track = DriverTrack {
             last: Some((fix.timestamp_ms, fix.lat, fix.lng)),
             jumps: 0,
         };
-        d.filters.insert(order_id.to_string(), filter);
+        match d.filters.get_mut(order_id) {
+            Some(slot) => *slot = (filter, before),
+            None => {
+                d.filters.insert(order_id.to_string(), (filter, before));
+            }
+        }
         d.touched_ms = now_ms;
         Ok(stored)
     }
@@ -265,6 +290,22 @@ mod tests {
         }
         let e = block_on(t.ingest("d1", "o1", &fix(8, 200.0), T0 + 40_000)).unwrap();
         assert_eq!(e.seq, 7);
+    }
+
+    #[test]
+    fn an_outlier_taken_by_a_young_filter_is_rolled_back_by_the_next_good_fix() {
+        let t = tracker();
+        block_on(t.ingest("d1", "o1", &fix(0, 0.0), T0)).unwrap();
+        // The second fix is 150 m off: the seed knows no velocity yet, so the gate takes it.
+        let bad = block_on(t.ingest("d1", "o1", &fix(1, 150.0), T0 + 5_000)).unwrap();
+        assert!(bad.speed > 20.0, "{bad:?}");
+        // The next good fix does not fit that track, but fits the one before it: the track
+        // continues from there instead of refusing it.
+        let good = block_on(t.ingest("d1", "o1", &fix(2, 0.0), T0 + 10_000)).unwrap();
+        assert_eq!(good.seq, 3);
+        let truth = fix(2, 0.0);
+        let err = crate::validate::haversine_m(good.lat, good.lng, truth.lat, truth.lng);
+        assert!(err < 40.0, "{err} m from the true position");
     }
 
     #[test]
