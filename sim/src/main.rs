@@ -487,6 +487,18 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
         e.coverage_p95,
         e.revision_rate * 100.0
     );
+    let g = &s.gps;
+    if g.fixes_sent > 0 {
+        say!(
+            "  gps              {} fixes through Tracking, raw RMSE {:.1} m, filtered {:.1} m ({:.0}% lower), outliers rejected {:.1}%, good fixes refused {:.1} per 10k",
+            g.fixes_sent,
+            g.raw_rmse_m,
+            g.filtered_rmse_m,
+            g.filtered_improvement * 100.0,
+            g.outliers_rejected_share * 100.0,
+            g.good_rejected_per_10k
+        );
+    }
     for slo in &s.slo {
         say!(
             "  SLO {:<16} target {:<8} actual {:<8} {}",
