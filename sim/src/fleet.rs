@@ -21,7 +21,7 @@ use crate::backend::Exec;
 use crate::engine::SimTime;
 use crate::ids::{HubIx, OrderIx, RiderIx};
 use crate::log::kind;
-use crate::scenario::{ClockTime, Scenario, Staff};
+use crate::scenario::{hour_slots, ClockTime, Scenario, Staff};
 use crate::world::{Ev, OrderState, SimError, World, DAY_MS, DRAIN_LIMIT_MS, HOUR_MS};
 
 /// A straight trip between two points, used to place a rider riding back to the hub.
@@ -173,18 +173,13 @@ pub fn hourly_windows(
     horizon: SimTime,
 ) -> Vec<(SimTime, SimTime)> {
     let mut windows: Vec<(SimTime, SimTime)> = Vec::new();
-    let mut t = 0;
-    while t < horizon {
-        let day_ms = start_of_day_ms + t;
-        let next = t + (HOUR_MS - day_ms.rem_euclid(HOUR_MS));
-        let hour = (day_ms.rem_euclid(DAY_MS) / HOUR_MS) as usize;
+    for (hour, start, end) in hour_slots(start_of_day_ms, 0, horizon) {
         if k < staff.at(hour) {
             match windows.last_mut() {
-                Some(w) if w.1 == t => w.1 = next,
-                _ => windows.push((t, next)),
+                Some(w) if w.1 == start => w.1 = end,
+                _ => windows.push((start, end)),
             }
         }
-        t = next;
     }
     if let Some(w) = windows.last_mut().filter(|w| w.1 >= horizon) {
         w.1 = i64::MAX;

@@ -67,9 +67,10 @@ impl GpsTwin {
     }
 
     /// What the phone of `rider` reports at epoch `now_ms` when it truly is at `truth`: `None` when
-    /// the fix is lost; else the fix and whether it is a deliberate outlier.
-    fn phone(&mut self, rider: usize, truth: Point, now_ms: i64) -> Option<(Fix, bool)> {
+    /// the fix is lost (counted); else the fix and whether it is a deliberate outlier.
+    pub fn next_fix(&mut self, rider: usize, truth: Point, now_ms: i64) -> Option<(Fix, bool)> {
         if self.dropouts.random::<f64>() < self.cfg.dropout_rate {
+            self.info.dropped += 1;
             return None;
         }
         let n01 = Normal::new(0.0, 1.0).expect("unit normal");
@@ -83,11 +84,11 @@ impl GpsTwin {
             dn += self.cfg.outlier_m * angle.cos();
             de += self.cfg.outlier_m * angle.sin();
         }
-        let m_per_deg = 111_194.93;
+        let at = truth.offset_km(de / 1000.0, dn / 1000.0);
         Some((
             Fix {
-                lat: truth.lat + dn / m_per_deg,
-                lng: truth.lng + de / (m_per_deg * truth.lat.to_radians().cos().max(0.01)),
+                lat: at.lat,
+                lng: at.lng,
                 accuracy: self.cfg.sigma_m,
                 timestamp_ms: now_ms + self.skew_ms[rider],
                 speed: None,
@@ -145,17 +146,6 @@ impl GpsTwin {
             self.info.trip.push((t, round2(raw), round2(filtered)));
         }
         Ok(())
-    }
-
-    /// The phone of `rider` carrying `order` at the true position `truth`: a fix (or a dropout).
-    pub fn next_fix(&mut self, rider: usize, truth: Point, now_ms: i64) -> Option<(Fix, bool)> {
-        match self.phone(rider, truth, now_ms) {
-            None => {
-                self.info.dropped += 1;
-                None
-            }
-            some => some,
-        }
     }
 
     pub fn summarise(&self) -> GpsInfo {

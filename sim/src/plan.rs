@@ -26,9 +26,9 @@ use reports::plan::{HeldHub, HubStaffing, PlanSummary, Staffing as StaffingSumma
 use crate::fleet::riders_for;
 use crate::rng::Streams;
 use crate::run::{run, RunOptions};
-use crate::scenario::Scenario;
+use crate::scenario::{hour_slots, Scenario};
 use crate::summary::{round3, Dist, SloRow};
-use crate::world::{OrderState, DAY_MS, HOUR_MS};
+use crate::world::{OrderState, HOUR_MS};
 
 /// Confirmation rounds that may raise staffing before the planner gives up.
 const MAX_REPAIRS: u32 = 6;
@@ -304,37 +304,22 @@ fn kind_name(kind: Kind) -> &'static str {
 
 /// The local hours the demand covers, as windows of virtual time.
 fn slots(sc: &Scenario) -> Vec<Slot> {
-    let (sod, end) = (sc.start_of_day_ms(), sc.duration_ms());
-    let mut out = Vec::new();
-    let mut t = 0;
-    while t < end {
-        let day_ms = sod + t;
-        let next = (t + HOUR_MS - day_ms.rem_euclid(HOUR_MS)).min(end);
-        out.push(Slot {
-            hour: (day_ms.rem_euclid(DAY_MS) / HOUR_MS) as usize,
-            start: t,
-            end: next,
-        });
-        t = next;
-    }
-    out
+    hour_slots(sc.start_of_day_ms(), 0, sc.duration_ms())
+        .map(|(hour, start, end)| Slot { hour, start, end })
+        .collect()
 }
 
 /// Local hours after the demand until the last deadline, when the last orders are still being
 /// delivered (planned hours excluded).
 fn drain_hours(sc: &Scenario) -> Vec<usize> {
-    let (sod, end) = (sc.start_of_day_ms(), sc.duration_ms());
+    let end = sc.duration_ms();
     let last = end + (sc.dispatch.deadline_min * 60_000.0).round() as i64;
     let planned: Vec<usize> = slots(sc).iter().map(|s| s.hour).collect();
     let mut out = Vec::new();
-    let mut t = end;
-    while t < last {
-        let day_ms = sod + t;
-        let hour = (day_ms.rem_euclid(DAY_MS) / HOUR_MS) as usize;
+    for (hour, _, _) in hour_slots(sc.start_of_day_ms(), end, last) {
         if !planned.contains(&hour) && !out.contains(&hour) {
             out.push(hour);
         }
-        t += HOUR_MS - day_ms.rem_euclid(HOUR_MS);
     }
     out
 }

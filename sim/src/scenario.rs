@@ -168,6 +168,27 @@ pub struct Hub {
     pub riders_by_hour: Option<Vec<u32>>,
 }
 
+/// Virtual `[from, to)` of a run starting at `start_of_day_ms` (ms after midnight), cut at local
+/// hour boundaries: `(local hour 0..24, start, end)` per piece.
+pub fn hour_slots(
+    start_of_day_ms: i64,
+    from: i64,
+    to: i64,
+) -> impl Iterator<Item = (usize, i64, i64)> {
+    const HOUR: i64 = 3_600_000;
+    let mut t = from;
+    std::iter::from_fn(move || {
+        if t >= to {
+            return None;
+        }
+        let day_ms = start_of_day_ms + t;
+        let end = (t + HOUR - day_ms.rem_euclid(HOUR)).min(to);
+        let slot = ((day_ms.rem_euclid(24 * HOUR) / HOUR) as usize, t, end);
+        t = end;
+        Some(slot)
+    })
+}
+
 /// A hub's staffing of one kind: the same count all day, or one count per local hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Staff<'a> {
@@ -186,17 +207,9 @@ impl Staff<'_> {
 
     /// Person-time on duty over virtual `[from, to)` of a run starting at `start_of_day_ms`, ms.
     pub fn person_ms(&self, start_of_day_ms: i64, from: i64, to: i64) -> i64 {
-        const HOUR: i64 = 3_600_000;
-        let mut total = 0;
-        let mut t = from;
-        while t < to {
-            let day_ms = start_of_day_ms + t;
-            let next = (t + HOUR - day_ms.rem_euclid(HOUR)).min(to);
-            let hour = (day_ms.rem_euclid(24 * HOUR) / HOUR) as usize;
-            total += i64::from(self.at(hour)) * (next - t);
-            t = next;
-        }
-        total
+        hour_slots(start_of_day_ms, from, to)
+            .map(|(hour, a, b)| i64::from(self.at(hour)) * (b - a))
+            .sum()
     }
 
     /// The most on duty in any hour (the pool of people the hub needs).

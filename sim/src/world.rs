@@ -23,7 +23,7 @@ use crate::fleet::Fleet;
 use crate::ids::{HubIx, OrderIx, RiderIx};
 use crate::log::{kind, EventLog};
 use crate::rng::{Stream, Streams};
-use crate::scenario::{PickDistribution, Scenario};
+use crate::scenario::{hour_slots, PickDistribution, Scenario};
 
 /// Virtual epoch of the scenario's day: Monday 2026-01-05 00:00 UTC, in ms.
 pub const DAY_EPOCH_MS: i64 = 1_767_571_200_000;
@@ -384,8 +384,8 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         self.q.at(SAMPLE_INTERVAL_MS, Ev::Sample);
         let horizon = self.duration_ms + DRAIN_LIMIT_MS;
         if self.sc.hubs.iter().any(|h| h.pickers_by_hour.is_some()) {
-            let first = HOUR_MS - self.sc.start_of_day_ms().rem_euclid(HOUR_MS);
-            for t in (first..horizon).step_by(HOUR_MS as usize) {
+            // Every hour boundary after the start (the first hour's pickers are set at start).
+            for (_, t, _) in hour_slots(self.sc.start_of_day_ms(), 0, horizon).skip(1) {
                 self.q.at(t, Ev::StaffHour);
             }
         }

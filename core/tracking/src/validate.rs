@@ -5,16 +5,13 @@
 
 use crate::model::{Fix, Reject};
 
-/// Mean Earth radius (09: R = 6 371 000 m).
-pub const EARTH_RADIUS_M: f64 = 6_371_000.0;
+/// Earth radius in metres (09: R = 6 371 000 m, Geo's radius).
+pub const EARTH_RADIUS_M: f64 = qc_geo::EARTH_RADIUS_KM * 1000.0;
 
-/// Great-circle distance in metres.
+/// Great-circle distance in metres (Geo's haversine).
 pub fn haversine_m(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = p2 - p1;
-    let dl = (lng2 - lng1).to_radians();
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()
+    let p = |lat, lng| qc_geo::Point { lat, lng };
+    qc_geo::haversine_km(p(lat1, lng1), p(lat2, lng2)) * 1000.0
 }
 
 /// The limits, each an env variable of the service (README).
