@@ -6,6 +6,7 @@ pub mod eta;
 pub mod geo;
 pub mod inventory;
 pub mod platform;
+pub mod tracking;
 
 use std::sync::Arc;
 
@@ -41,6 +42,11 @@ pub async fn build_service(
         ServiceId::Eta => {
             let e = eta::EtaConfig::from_env(env).map_err(|e| e.to_string())?;
             let (_, svc) = eta::build(cfg, e, Arc::new(WallClock), shutdown).await?;
+            Ok(svc)
+        }
+        ServiceId::Tracking => {
+            let t = tracking::TrackingConfig::from_env(env).map_err(|e| e.to_string())?;
+            let (_, svc) = tracking::build(cfg, t, Arc::new(WallClock), shutdown).await?;
             Ok(svc)
         }
     }

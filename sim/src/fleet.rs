@@ -326,6 +326,7 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
     fn apply(&mut self, t: SimTime, notices: Vec<Notice>) -> Result<(), SimError> {
         let mut repooled = false;
         for n in notices {
+            self.track_status(&n)?;
             let order = n.order_id.as_deref().and_then(OrderIx::parse);
             let rider = n.driver_id.as_deref().and_then(RiderIx::parse);
             match (n.kind, order, rider) {
@@ -629,9 +630,9 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             return Ok(());
         }
         let out = dispatch!(self, "dispatch.accept", |d| d.accept(&aid, &did, now));
-        if self.accept_result(out)?.is_none() {
+        let Some(accepted) = self.accept_result(out)? else {
             return Ok(());
-        }
+        };
         self.mirror(t, r, DriverState::ToHub);
         self.fleet.riders[r.0].offer = None;
         // Dispatch knows no home hubs: a rider works from the hub of their last pickup.
@@ -652,25 +653,26 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         if let Some(g) = &self.gps {
             self.q.after(g.interval_ms(), Ev::GpsFix(r, o));
         }
-        self.track_status(o, r, qc_tracking::OrderStatus::DriverAssigned)
+        self.apply(t, accepted.notices)
     }
 
-    /// What Dispatch posts to Tracking when an order's rider changes state (06 §8), through the
-    /// tracking core; with GPS off there is no Tracking in the run.
-    fn track_status(
-        &mut self,
-        o: OrderIx,
-        r: RiderIx,
-        status: qc_tracking::OrderStatus,
-    ) -> Result<(), SimError> {
+    /// What Dispatch posts to Tracking for a notice (06 §8, [`Notice::tracking_status`]),
+    /// through the tracking core; with GPS off there is no Tracking in the run.
+    fn track_status(&mut self, n: &Notice) -> Result<(), SimError> {
         let now = self.now_ms();
-        let Some(g) = self.gps.as_mut() else {
+        let (Some(g), Some(oid)) = (self.gps.as_mut(), n.order_id.as_deref()) else {
             return Ok(());
         };
-        let (oid, rid) = (o.key(), r.key());
+        let Some(status) = n
+            .tracking_status()
+            .and_then(qc_tracking::OrderStatus::parse)
+        else {
+            return Ok(());
+        };
         let out = self.exec.run(
             "tracking.status",
-            g.tracker.set_status(&oid, status, Some(&rid), now),
+            g.tracker
+                .set_status(oid, status, n.driver_id.as_deref(), now),
         );
         match out {
             Ok(_) => Ok(()),
@@ -765,7 +767,6 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             end: t + ride,
         });
         self.q.after(ride + handover_ms, Ev::Delivered(r));
-        self.track_status(o, r, qc_tracking::OrderStatus::InTransit)?;
         Ok(())
     }
 
@@ -787,7 +788,6 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         order.rider = Some(r);
         self.in_flight -= 1;
         self.observe_eta(t, o)?;
-        self.track_status(o, r, qc_tracking::OrderStatus::Delivered)?;
         let h = self.orders[o.0].hub;
         let hub = self.hubs[h.0].id.to_string();
         self.log.push(

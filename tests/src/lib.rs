@@ -1,6 +1,8 @@
 //! Harness for end-to-end tests: a service on a real loopback socket over live Redis and
 //! Postgres, isolated by a fresh key prefix and schema, driven by a manual clock.
 
+pub mod tracking;
+
 use std::sync::Arc;
 
 use qc_kit::config::{EnvSource, StoreConfig};
@@ -154,9 +156,16 @@ pub fn code(body: &Value) -> &str {
 
 /// Every key under the prefix with its content, to assert that nothing changed.
 pub async fn redis_snapshot(t: &TestInventory) -> std::collections::BTreeMap<String, String> {
-    let mut conn = t.app.store.connection();
+    redis_snapshot_of(t.app.store.connection(), &t.prefix()).await
+}
+
+/// Every key under `prefix` with its content (any service's keys).
+pub async fn redis_snapshot_of(
+    mut conn: redis::aio::ConnectionManager,
+    prefix: &KeyPrefix,
+) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
-    for key in qc_kit::testing::keys_under(&mut conn, &t.prefix())
+    for key in qc_kit::testing::keys_under(&mut conn, prefix)
         .await
         .unwrap()
     {

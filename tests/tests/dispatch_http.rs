@@ -152,6 +152,7 @@ async fn the_api_runs_an_order_from_pool_to_door() {
         ("DISPATCH_MIN_ORDERS", "3"),
         ("GEO_URL", "http://127.0.0.1:9"),
         ("ETA_URL", ""),
+        ("TRACKING_URL", ""),
     ];
     let s = Svc::start(&store, "solo", &env, clock.clone(), false).await;
     dispatch::set_leader(&s.app, true);
@@ -413,7 +414,7 @@ async fn the_api_runs_an_order_from_pool_to_door() {
 async fn bad_input_gets_the_envelope_and_changes_nothing() {
     let store = isolated_store_config();
     let clock = Arc::new(ManualClock::new(T0_MS));
-    let s = Svc::start(&store, "solo", &[("ETA_URL", "")], clock, false).await;
+    let s = Svc::start(&store, "solo", &[("ETA_URL", ""), ("TRACKING_URL", "")], clock, false).await;
     idle_driver(&s, "d1", HUB.0, HUB.1).await;
     let good = order_body("o-1", HUB.0 + 0.01, HUB.1);
     let mut cases: Vec<(&str, Value, u16, &str)> = vec![];
@@ -591,6 +592,7 @@ async fn pickup_points_come_from_geo_and_trips_feed_eta() {
             ("GEO_URL", geo_url.as_str()),
             ("DISPATCH_MIN_ORDERS", "1"),
             ("ETA_URL", eta_url.as_str()),
+            ("TRACKING_URL", ""),
         ],
         clock.clone(),
         false,
@@ -803,6 +805,7 @@ async fn two_instances_on_one_queue_never_double_assign_or_lose_an_order() {
         ("DISPATCH_LEADER_LEASE_MS", "900"),
         ("GEO_URL", "http://127.0.0.1:9"),
         ("ETA_URL", ""),
+        ("TRACKING_URL", ""),
     ];
     let a = Svc::start(&store, "dispatch-a", &env, Arc::new(WallClock), true).await;
     let b = Svc::start(&store, "dispatch-b", &env, Arc::new(WallClock), true).await;

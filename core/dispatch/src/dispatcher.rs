@@ -93,6 +93,22 @@ pub struct Notice {
     pub reason: Option<String>,
 }
 
+impl Notice {
+    /// The order status Tracking shows for this notice (06 §8, 09 `POST /tracking/status`), in
+    /// Tracking's words: accept → `driver_assigned`, pickup → `in_transit`, COMPLETED →
+    /// `delivered`, order FAILED → `cancelled`. The service posts it; the twin sets it through
+    /// the tracking core.
+    pub fn tracking_status(&self) -> Option<&'static str> {
+        match self.kind {
+            "assignment.accepted" => Some("driver_assigned"),
+            "order.picked_up" => Some("in_transit"),
+            "order.delivered" => Some("delivered"),
+            "order.failed" => Some("cancelled"),
+            _ => None,
+        }
+    }
+}
+
 /// A committed result and what it announces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome<T> {

@@ -10,6 +10,7 @@ pub mod kalman;
 pub mod model;
 pub mod redis_store;
 pub mod store;
+pub mod token;
 pub mod tracker;
 pub mod validate;
 

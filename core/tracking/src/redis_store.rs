@@ -21,6 +21,7 @@ pub struct RedisTrackingStore {
     conn: ConnectionManager,
     prefix: KeyPrefix,
     timeout_ms: u64,
+    trail_max: usize,
 }
 
 fn unreadable(what: &str, e: impl std::fmt::Display) -> BackendError {
@@ -33,7 +34,14 @@ impl RedisTrackingStore {
             conn,
             prefix,
             timeout_ms,
+            trail_max: TRAIL_MAX,
         }
+    }
+
+    /// `TRACKING_TRAIL_MAX`: positions kept per order (default [`TRAIL_MAX`]).
+    pub fn with_trail_max(mut self, trail_max: usize) -> Self {
+        self.trail_max = trail_max.max(1);
+        self
     }
 
     fn key(&self, order_id: &str, what: &str) -> String {
@@ -98,7 +106,7 @@ impl TrackingStore for RedisTrackingStore {
             .cmd("ZREMRANGEBYRANK")
             .arg(&trail)
             .arg(0)
-            .arg(-(TRAIL_MAX as i64) - 1)
+            .arg(-(self.trail_max as i64) - 1)
             .ignore()
             .cmd("PEXPIRE")
             .arg(&trail)

@@ -7,6 +7,7 @@ mod eta_client;
 mod handlers;
 mod jobs;
 mod notify;
+pub mod tracking_client;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -45,6 +46,8 @@ pub struct DispatchConfig {
     pub geo_url: String,
     /// Where the ETA service is; empty turns the calls off.
     pub eta_url: Option<String>,
+    /// Where the Tracking service is; empty turns the status posts off.
+    pub tracking_url: Option<String>,
 }
 
 impl DispatchConfig {
@@ -74,6 +77,14 @@ impl DispatchConfig {
             leader_lease_ms: r.number("DISPATCH_LEADER_LEASE_MS", 10_000, 300, 600_000),
             geo_url: r.checked("GEO_URL", "http://127.0.0.1:8092", http_url),
             eta_url: Some(r.checked("ETA_URL", "http://127.0.0.1:8097", |v| {
+                if v.is_empty() {
+                    Ok(())
+                } else {
+                    http_url(v)
+                }
+            }))
+            .filter(|v| !v.is_empty()),
+            tracking_url: Some(r.checked("TRACKING_URL", "http://127.0.0.1:8099", |v| {
                 if v.is_empty() {
                     Ok(())
                 } else {
@@ -126,6 +137,7 @@ pub struct DispatchApp {
     pub internal_token: Option<String>,
     pub leader: LeaderState,
     pub timer: Mutex<BatchTimer>,
+    pub tracking: tracking_client::TrackingPoster,
 }
 
 impl std::fmt::Debug for DispatchApp {
@@ -228,6 +240,13 @@ pub async fn build(
         .timeout(Duration::from_secs(1))
         .build()
         .map_err(|e| format!("http client: {e}"))?;
+    let (tracking, tracking_worker) = tracking_client::start(
+        dcfg.tracking_url.clone(),
+        http.clone(),
+        cfg.internal_api_token.clone(),
+        ctx.clone(),
+        shutdown.clone(),
+    );
     let app = Arc::new(DispatchApp {
         dispatcher: Dispatcher::new(PgRepo::new(pool.clone()), dcfg.policy),
         pool,
@@ -243,12 +262,14 @@ pub async fn build(
         http,
         internal_token: cfg.internal_api_token.clone(),
         leader: LeaderState::default(),
+        tracking,
     });
-    let jobs = if spawn_jobs {
+    let mut jobs = if spawn_jobs {
         jobs::spawn_all(app.clone(), shutdown)
     } else {
         Vec::new()
     };
+    jobs.extend(tracking_worker);
     let router = assemble(ctx.clone(), routes(app.clone()));
     Ok((app, BuiltService { ctx, router, jobs }))
 }

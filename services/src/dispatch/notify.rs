@@ -1,5 +1,5 @@
-//! After a committed change: publish it on `dispatch.events` and, on accept, write the
-//! assignment hash Tracking reads (00, 06 §3). Postgres already holds the truth, so a Redis
+//! After a committed change: queue the order statuses Tracking shows (06 §8), publish the
+//! change on `dispatch.events` and, on accept, write the assignment hash Tracking reads (00, 06 §3). Postgres already holds the truth, so a Redis
 //! failure here is logged and counted and never fails the request.
 
 use serde_json::json;
@@ -15,6 +15,7 @@ pub async fn announce(app: &DispatchApp, notices: &[Notice]) {
     if notices.is_empty() {
         return;
     }
+    app.tracking.enqueue(notices);
     let mut pipe = redis::pipe();
     let channel = app.prefix.key("dispatch.events");
     for n in notices {

@@ -9,6 +9,7 @@ pub enum ServiceId {
     Geo,
     Dispatch,
     Eta,
+    Tracking,
 }
 
 impl ServiceId {
@@ -18,6 +19,7 @@ impl ServiceId {
         ServiceId::Geo,
         ServiceId::Dispatch,
         ServiceId::Eta,
+        ServiceId::Tracking,
     ];
 
     pub fn name(self) -> &'static str {
@@ -26,6 +28,7 @@ impl ServiceId {
             ServiceId::Geo => "geo",
             ServiceId::Dispatch => "dispatch",
             ServiceId::Eta => "eta",
+            ServiceId::Tracking => "tracking",
         }
     }
     pub fn default_port(self) -> u16 {
@@ -34,6 +37,7 @@ impl ServiceId {
             ServiceId::Geo => 8092,
             ServiceId::Dispatch => 8096,
             ServiceId::Eta => 8097,
+            ServiceId::Tracking => 8099,
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

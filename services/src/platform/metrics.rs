@@ -25,6 +25,7 @@ struct Inner {
     durations: BTreeMap<(String, String), Histogram>,
     counters: BTreeMap<(&'static str, String), f64>,
     gauges: BTreeMap<(&'static str, String), f64>,
+    histograms: BTreeMap<(&'static str, String), Histogram>,
     help: BTreeMap<&'static str, &'static str>,
 }
 
@@ -102,6 +103,23 @@ impl Metrics {
         m.gauges.insert((name, render_labels(&labels)), value);
     }
 
+    /// Adds an observation (seconds) to a histogram with [`DURATION_BUCKETS`].
+    pub fn observe(&self, name: &'static str, help: &'static str, labels: Labels, seconds: f64) {
+        let mut m = self.lock();
+        m.help.insert(name, help);
+        let h = m
+            .histograms
+            .entry((name, render_labels(&labels)))
+            .or_default();
+        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let m = self.lock();
@@ -159,6 +177,7 @@ impl Metrics {
         }
         render_family(&mut out, "counter", &m.counters, &m.help);
         render_family(&mut out, "gauge", &m.gauges, &m.help);
+        render_histograms(&mut out, &m.histograms, &m.help);
         out
     }
 }
@@ -181,6 +200,35 @@ fn render_family(
             last = name;
         }
         let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    }
+}
+
+fn render_histograms(
+    out: &mut String,
+    samples: &BTreeMap<(&'static str, String), Histogram>,
+    help: &BTreeMap<&'static str, &'static str>,
+) {
+    let mut last = "";
+    for ((name, labels), h) in samples {
+        if *name != last {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {}\n# TYPE {name} histogram",
+                help.get(name).unwrap_or(&"")
+            );
+            last = name;
+        }
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                h.buckets[i]
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
     }
 }
 
@@ -225,5 +273,15 @@ mod tests {
             text.contains("# TYPE lag gauge\nlag{hub_id=\"h\"} 3"),
             "{text}"
         );
+        m.observe("pub_seconds", "Publish.", vec![], 0.002);
+        m.observe("pub_seconds", "Publish.", vec![], 0.2);
+        let text = m.render();
+        assert!(text.contains("# TYPE pub_seconds histogram"), "{text}");
+        assert!(
+            text.contains("pub_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("pub_seconds_bucket{le=\"+Inf\"} 2"), "{text}");
+        assert!(text.contains("pub_seconds_count{} 2"), "{text}");
     }
 }
