@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-stores.sh
+scripts/ensure-chromium.sh
 
 # A clean build gains nothing from incremental state, which is a third of the target's size on disk.
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi

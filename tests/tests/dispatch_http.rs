@@ -414,7 +414,14 @@ async fn the_api_runs_an_order_from_pool_to_door() {
 async fn bad_input_gets_the_envelope_and_changes_nothing() {
     let store = isolated_store_config();
     let clock = Arc::new(ManualClock::new(T0_MS));
-    let s = Svc::start(&store, "solo", &[("ETA_URL", ""), ("TRACKING_URL", "")], clock, false).await;
+    let s = Svc::start(
+        &store,
+        "solo",
+        &[("ETA_URL", ""), ("TRACKING_URL", "")],
+        clock,
+        false,
+    )
+    .await;
     idle_driver(&s, "d1", HUB.0, HUB.1).await;
     let good = order_body("o-1", HUB.0 + 0.01, HUB.1);
     let mut cases: Vec<(&str, Value, u16, &str)> = vec![];
