@@ -22,6 +22,7 @@ lua!(ETA_KF_UPDATE, "eta_kf_update.lua");
 lua!(ETA_STICKY_PUT, "eta_sticky_put.lua");
 lua!(ETA_ACI_ADAPT, "eta_aci_adapt.lua");
 lua!(TRACKING_STATUS, "tracking_status.lua");
+lua!(TRACKING_POSITION, "tracking_position.lua");
 
 /// Every script, with its file name, for preloading and diagnostics.
 pub fn all() -> Vec<(&'static str, &'static Script)> {
@@ -36,6 +37,7 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("eta_sticky_put", &*ETA_STICKY_PUT),
         ("eta_aci_adapt", &*ETA_ACI_ADAPT),
         ("tracking_status", &*TRACKING_STATUS),
+        ("tracking_position", &*TRACKING_POSITION),
     ]
 }
 

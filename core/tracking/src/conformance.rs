@@ -57,7 +57,7 @@ where
 async fn seq_is_strictly_increasing_across_positions_and_statuses(s: impl TrackingStore) {
     let mut last = 0;
     for i in 0..5 {
-        let e = s.append_position(event("o1", i)).await.unwrap();
+        let e = s.append_position(event("o1", i)).await.unwrap().unwrap();
         assert!(e.seq > last, "{} after {last}", e.seq);
         last = e.seq;
         if i == 2 {
@@ -73,7 +73,14 @@ async fn seq_is_strictly_increasing_across_positions_and_statuses(s: impl Tracki
         }
     }
     // Another order has its own counter.
-    assert_eq!(s.append_position(event("o2", 0)).await.unwrap().seq, 1);
+    assert_eq!(
+        s.append_position(event("o2", 0))
+            .await
+            .unwrap()
+            .unwrap()
+            .seq,
+        1
+    );
     assert_eq!(s.position("o1").await.unwrap().unwrap().seq, last);
     assert_eq!(s.position("nope").await.unwrap(), None);
 }
@@ -154,7 +161,7 @@ async fn rejected_fixes_store_nothing(s: impl TrackingStore) {
 }
 
 async fn events_round_trip_unchanged(s: impl TrackingStore) {
-    let sent = s.append_position(event("o1", 7)).await.unwrap();
+    let sent = s.append_position(event("o1", 7)).await.unwrap().unwrap();
     assert_eq!(s.position("o1").await.unwrap(), Some(sent.clone()));
     assert_eq!(s.history("o1", 0, 1).await.unwrap(), vec![sent]);
     let StatusChange::Done(st) = s

@@ -1,12 +1,12 @@
 //! The Redis adapter of [`TrackingStore`] (09 "Events and Redis"). Per order, under the tag
 //! `{<order_id>}`: `seq` (INCR counter), `pos` (latest position), `trail` (zset by seq, newest
-//! 500) and `status`; events are published on `tracking:order:<order_id>`. A position is
-//! `INCR seq` then one MULTI/EXEC of SET, ZADD, trim, PEXPIREs and PUBLISH; a status change is
-//! one script (`lua/tracking_status.lua`) so a change after a terminal status is refused
-//! atomically.
+//! 500) and `status`; events are published on `tracking:order:<order_id>`. A position is one
+//! script (`lua/tracking_position.lua`: the closed check, INCR, SET, ZADD, trim, PEXPIREs and
+//! PUBLISH in one round trip), and so is a status change (`lua/tracking_status.lua`), so neither
+//! is taken after a terminal status.
 
 use qc_kit::redis_kit::{bounded, BackendError, KeyPrefix};
-use qc_kit::scripts::TRACKING_STATUS;
+use qc_kit::scripts::{TRACKING_POSITION, TRACKING_STATUS};
 use redis::aio::ConnectionManager;
 
 use crate::model::{OrderStatus, PositionEvent, StatusEvent};
@@ -74,54 +74,29 @@ impl TrackingStore for RedisTrackingStore {
     async fn append_position(
         &self,
         mut event: PositionEvent,
-    ) -> Result<PositionEvent, BackendError> {
+    ) -> Result<Option<PositionEvent>, BackendError> {
         let order_id = event.order_id.clone();
-        let (seq_key, pos, trail) = (
-            self.key(&order_id, "seq"),
-            self.key(&order_id, "pos"),
-            self.key(&order_id, "trail"),
-        );
-        let seq: i64 = bounded(
-            self.timeout_ms,
-            redis::cmd("INCR")
-                .arg(&seq_key)
-                .query_async(&mut self.conn.clone()),
-        )
-        .await?;
-        event.seq = seq;
         let json = serde_json::to_string(&event).expect("an event serialises");
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(&pos)
-            .arg(&json)
-            .arg("PX")
-            .arg(POS_TTL_MS)
-            .ignore()
-            .cmd("ZADD")
-            .arg(&trail)
-            .arg(seq)
-            .arg(&json)
-            .ignore()
-            .cmd("ZREMRANGEBYRANK")
-            .arg(&trail)
-            .arg(0)
-            .arg(-(self.trail_max as i64) - 1)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&trail)
-            .arg(TRAIL_TTL_MS)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&seq_key)
-            .arg(TRAIL_TTL_MS)
-            .ignore()
-            .cmd("PUBLISH")
+        // The script writes the seq it takes between the head and the rest of the event.
+        let rest = json
+            .strip_prefix(&format!("{{\"type\":\"position\",\"seq\":{}", event.seq))
+            .expect("a position event starts with its type and seq");
+        let mut inv = TRACKING_POSITION.prepare_invoke();
+        inv.key(self.key(&order_id, "status"))
+            .key(self.key(&order_id, "seq"))
+            .key(self.key(&order_id, "pos"))
+            .key(self.key(&order_id, "trail"))
+            .arg(rest)
             .arg(self.channel(&order_id))
-            .arg(&json)
-            .ignore();
-        let () = bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await?;
-        Ok(event)
+            .arg(POS_TTL_MS)
+            .arg(TRAIL_TTL_MS)
+            .arg(self.trail_max);
+        let seq: i64 = bounded(self.timeout_ms, inv.invoke_async(&mut self.conn.clone())).await?;
+        if seq == 0 {
+            return Ok(None);
+        }
+        event.seq = seq;
+        Ok(Some(event))
     }
 
     async fn set_status(

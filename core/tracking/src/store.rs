@@ -38,12 +38,13 @@ pub trait TrackingStore: Send + Sync {
                 .is_some_and(|s| s.status.is_terminal()))
         }
     }
-    /// Stores `event` with the order's next `seq` (its own is ignored) as the latest position
-    /// and in the trail (newest [`TRAIL_MAX`] kept), and publishes it; returns it with its seq.
+    /// Atomically: unless the order is terminal (then `None`, nothing written), stores `event`
+    /// with the order's next `seq` (its own is ignored) as the latest position and in the trail
+    /// (newest [`TRAIL_MAX`] kept), and publishes it; returns it with its seq.
     fn append_position(
         &self,
         event: PositionEvent,
-    ) -> impl Future<Output = Result<PositionEvent, BackendError>> + Send;
+    ) -> impl Future<Output = Result<Option<PositionEvent>, BackendError>> + Send;
     /// Atomically: unless the order is terminal, takes the next `seq`, stores and publishes the
     /// status.
     fn set_status(
@@ -109,9 +110,12 @@ impl TrackingStore for MemoryTrackingStore {
     async fn append_position(
         &self,
         mut event: PositionEvent,
-    ) -> Result<PositionEvent, BackendError> {
+    ) -> Result<Option<PositionEvent>, BackendError> {
         let order_id = event.order_id.clone();
         Ok(self.with(&order_id, |o| {
+            if o.status.as_ref().is_some_and(|s| s.status.is_terminal()) {
+                return None;
+            }
             o.seq += 1;
             event.seq = o.seq;
             o.position = Some(event.clone());
@@ -119,7 +123,7 @@ impl TrackingStore for MemoryTrackingStore {
             while o.trail.len() > TRAIL_MAX {
                 o.trail.pop_front();
             }
-            event
+            Some(event)
         }))
     }
 

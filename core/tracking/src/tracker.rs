@@ -97,9 +97,6 @@ impl<S: TrackingStore> Tracker<S> {
         fix: &Fix,
         now_ms: i64,
     ) -> Result<PositionEvent, IngestError> {
-        if self.store.closed(order_id).await? {
-            return Err(IngestError::Rejected(Reject::OrderClosed));
-        }
         let (track, filter) = {
             let mut st = self.state();
             if now_ms - st.last_sweep_ms >= SWEEP_EVERY_MS {
@@ -164,7 +161,10 @@ impl<S: TrackingStore> Tracker<S> {
             timestamp: rfc3339_ms(fix.timestamp_ms),
             received_at: rfc3339_ms(now_ms),
         };
-        let stored = self.store.append_position(event).await?;
+        // The store refuses a closed order atomically with the write (09's "order open" check).
+        let Some(stored) = self.store.append_position(event).await? else {
+            return Err(IngestError::Rejected(Reject::OrderClosed));
+        };
         let mut st = self.state();
         if !st.drivers.contains_key(driver_id) {
             st.drivers
