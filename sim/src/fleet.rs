@@ -506,6 +506,21 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
         }
     }
 
+    /// The rider's true speed (m/s) and bearing (degrees) while riding a leg; None standing.
+    fn rider_motion(&self, r: RiderIx, t: SimTime) -> Option<(f64, f64)> {
+        let tr = self.fleet.riders[r.0].trip?;
+        if !(tr.start..tr.end).contains(&t) {
+            return None;
+        }
+        let km = qc_geo::haversine_km(tr.from, tr.to);
+        let (dn, de) = (
+            tr.to.lat - tr.from.lat,
+            (tr.to.lng - tr.from.lng) * tr.from.lat.to_radians().cos(),
+        );
+        let bearing = de.atan2(dn).to_degrees().rem_euclid(360.0);
+        Some((km * 1e6 / (tr.end - tr.start) as f64, bearing))
+    }
+
     /// Virtual [start, end) of traffic event `i`.
     pub(crate) fn event_window(&self, i: usize) -> (SimTime, SimTime) {
         let ev = &self.sc.traffic.events[i];
@@ -697,12 +712,13 @@ impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X>
             return Ok(());
         }
         let truth = self.rider_pos(r, t);
+        let motion = self.rider_motion(r, t);
         let now = self.now_ms();
         let Some(g) = self.gps.as_mut() else {
             return Ok(());
         };
         self.q.after(g.interval_ms(), Ev::GpsFix(r, o));
-        let Some((fix, outlier)) = g.next_fix(r.0, truth, now) else {
+        let Some((fix, outlier)) = g.next_fix(r.0, truth, motion, now) else {
             return Ok(());
         };
         let (rid, oid) = (r.key(), o.key());

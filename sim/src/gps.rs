@@ -3,9 +3,14 @@
 //! skew, each from its own random stream. Every fix goes through the production
 //! [`qc_tracking::Tracker`] (validation, Kalman filter, innovation gate, store). The twin only
 //! measures: raw and filtered error against the true path, outliers caught, good fixes refused.
+//! Tracking's store is the memory adapter, or Redis in live mode.
 
 use qc_geo::Point;
-use qc_tracking::{haversine_m, Fix, IngestError, KfParams, Limits, MemoryTrackingStore, Tracker};
+use qc_kit::redis_kit::BackendError;
+use qc_tracking::{
+    haversine_m, Fix, IngestError, KfParams, Limits, MemoryTrackingStore, OrderStatus,
+    PositionEvent, RedisTrackingStore, StatusChange, StatusEvent, Tracker, TrackingStore,
+};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -14,14 +19,77 @@ pub use reports::summary::GpsInfo;
 use crate::rng::{Stream, Streams};
 use crate::scenario::Gps;
 
+/// Tracking's store in a run: the memory adapter, or Redis in live mode (so live runs measure
+/// the ingest path). Delegation only.
+pub enum TwinTrackingStore {
+    Memory(MemoryTrackingStore),
+    Redis(RedisTrackingStore),
+}
+
+impl TrackingStore for TwinTrackingStore {
+    async fn status(&self, order_id: &str) -> Result<Option<StatusEvent>, BackendError> {
+        match self {
+            Self::Memory(s) => s.status(order_id).await,
+            Self::Redis(s) => s.status(order_id).await,
+        }
+    }
+
+    async fn append_position(
+        &self,
+        event: PositionEvent,
+    ) -> Result<Option<PositionEvent>, BackendError> {
+        match self {
+            Self::Memory(s) => s.append_position(event).await,
+            Self::Redis(s) => s.append_position(event).await,
+        }
+    }
+
+    async fn set_status(
+        &self,
+        order_id: &str,
+        status: OrderStatus,
+        driver_id: Option<&str>,
+        timestamp: &str,
+    ) -> Result<StatusChange, BackendError> {
+        match self {
+            Self::Memory(s) => s.set_status(order_id, status, driver_id, timestamp).await,
+            Self::Redis(s) => s.set_status(order_id, status, driver_id, timestamp).await,
+        }
+    }
+
+    async fn position(&self, order_id: &str) -> Result<Option<PositionEvent>, BackendError> {
+        match self {
+            Self::Memory(s) => s.position(order_id).await,
+            Self::Redis(s) => s.position(order_id).await,
+        }
+    }
+
+    async fn history(
+        &self,
+        order_id: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<PositionEvent>, BackendError> {
+        match self {
+            Self::Memory(s) => s.history(order_id, after_seq, limit).await,
+            Self::Redis(s) => s.history(order_id, after_seq, limit).await,
+        }
+    }
+}
+
+/// A phone's Doppler speed and its bearing: 1-sigma errors.
+pub const SPEED_SIGMA: f64 = 0.5;
+pub const BEARING_SIGMA_DEG: f64 = 5.0;
+
 /// Fixes of one order kept for the report's error-over-a-trip chart.
 const TRIP_SAMPLE_MAX: usize = 400;
 
 /// The phones and the tracking service they talk to.
 pub struct GpsTwin {
     pub cfg: Gps,
-    pub tracker: Tracker<MemoryTrackingStore>,
+    pub tracker: Tracker<TwinTrackingStore>,
     noise: Stream,
+    velocity: Stream,
     outliers: Stream,
     dropouts: Stream,
     /// Each rider's constant clock offset, ms.
@@ -42,11 +110,12 @@ impl GpsTwin {
         Self {
             cfg: cfg.clone(),
             tracker: Tracker::new(
-                MemoryTrackingStore::new(),
+                TwinTrackingStore::Memory(MemoryTrackingStore::new()),
                 Limits::default(),
                 KfParams::default(),
             ),
             noise: streams.stream("gps-noise"),
+            velocity: streams.stream("gps-velocity"),
             outliers: streams.stream("gps-outliers"),
             dropouts: streams.stream("gps-dropouts"),
             skew_ms: (0..riders)
@@ -62,13 +131,31 @@ impl GpsTwin {
         }
     }
 
+    /// Live mode: Tracking's state in Redis (a fresh tracker, before any fix).
+    pub fn use_redis(&mut self, store: RedisTrackingStore) {
+        self.tracker = Tracker::new(
+            TwinTrackingStore::Redis(store),
+            Limits::default(),
+            KfParams::default(),
+        );
+    }
+
     pub fn interval_ms(&self) -> i64 {
         (self.cfg.interval_s * 1000.0).round() as i64
     }
 
     /// What the phone of `rider` reports at epoch `now_ms` when it truly is at `truth`: `None` when
     /// the fix is lost (counted); else the fix and whether it is a deliberate outlier.
-    pub fn next_fix(&mut self, rider: usize, truth: Point, now_ms: i64) -> Option<(Fix, bool)> {
+    /// `motion` is the rider's true speed (m/s) and bearing (degrees) when riding; the phone
+    /// reports both (Doppler), with noise of [`SPEED_SIGMA`] and [`BEARING_SIGMA_DEG`], and
+    /// speed 0 without a bearing when standing.
+    pub fn next_fix(
+        &mut self,
+        rider: usize,
+        truth: Point,
+        motion: Option<(f64, f64)>,
+        now_ms: i64,
+    ) -> Option<(Fix, bool)> {
         if self.dropouts.random::<f64>() < self.cfg.dropout_rate {
             self.info.dropped += 1;
             return None;
@@ -85,14 +172,21 @@ impl GpsTwin {
             de += self.cfg.outlier_m * angle.sin();
         }
         let at = truth.offset_km(de / 1000.0, dn / 1000.0);
+        let (speed, bearing) = match motion {
+            Some((v, b)) => (
+                (v + n01.sample(&mut self.velocity) * SPEED_SIGMA).max(0.0),
+                Some((b + n01.sample(&mut self.velocity) * BEARING_SIGMA_DEG).rem_euclid(360.0)),
+            ),
+            None => (0.0, None),
+        };
         Some((
             Fix {
                 lat: at.lat,
                 lng: at.lng,
                 accuracy: self.cfg.sigma_m,
                 timestamp_ms: now_ms + self.skew_ms[rider],
-                speed: None,
-                bearing: None,
+                speed: Some(speed),
+                bearing,
             },
             outlier,
         ))

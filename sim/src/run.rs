@@ -234,7 +234,7 @@ fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, Ru
     let prefix = KeyPrefix::new(cfg.key_prefix.clone());
     let keys = InventoryKeys::new(prefix.clone());
     let store = RedisStore::new(conn.clone(), prefix.clone(), HoldPolicy::default(), 5000);
-    let world = World::new(
+    let mut world = World::new(
         sc,
         &store,
         dispatcher_for(sc, PgRepo::new(pool.clone())),
@@ -242,6 +242,13 @@ fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, Ru
         Blocking::new(rt),
         seed,
     );
+    if let Some(g) = world.gps.as_mut() {
+        g.use_redis(qc_tracking::RedisTrackingStore::new(
+            conn.clone(),
+            prefix.clone(),
+            5000,
+        ));
+    }
     let result = drive(
         sc,
         seed,

@@ -402,6 +402,8 @@ fn memory_and_live_backends_agree_on_every_domain_outcome() {
         "dispatch.driver_state",
         "eta.calculate",
         "eta.observe",
+        "tracking.ingest",
+        "tracking.status",
     ] {
         assert!(
             live.summary.latency.contains_key(op),
@@ -410,6 +412,10 @@ fn memory_and_live_backends_agree_on_every_domain_outcome() {
         );
     }
     assert!(live.summary.orders.delivered > 100 && live.summary.eta.orders > 60);
+    assert!(
+        live.summary.gps.fixes_sent > 1000,
+        "GPS ran through Redis too"
+    );
     assert!(memory.summary.latency.is_empty());
     assert_eq!(live.summary.engine.backend, "live");
 }

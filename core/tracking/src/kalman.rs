@@ -19,6 +19,12 @@ pub struct KfParams {
     pub gate_sigma: f64,
     /// A gap longer than this between device timestamps re-seeds the filter.
     pub reset_gap_ms: i64,
+    /// `TRACKING_KF_DEVICE_SPEED_SIGMA` (m/s): a seed takes the device's reported speed and
+    /// bearing (phones measure speed by Doppler, to about a metre per second) as its velocity
+    /// with this uncertainty; 0 ignores them. Without them the seed's velocity is 0 ± 10 m/s
+    /// and the gate stays wide open for the next fixes, letting outliers in while the filter is
+    /// young.
+    pub device_speed_sigma: f64,
 }
 
 impl Default for KfParams {
@@ -28,9 +34,13 @@ impl Default for KfParams {
             min_sigma_m: 3.0,
             gate_sigma: 5.0,
             reset_gap_ms: 30_000,
+            device_speed_sigma: 2.0,
         }
     }
 }
+
+/// Below this reported speed (m/s) a device's bearing is not used to seed the velocity.
+const SEED_MIN_SPEED: f64 = 1.0;
 
 /// Re-anchor the tangent plane when the state is this far from its origin.
 const REANCHOR_M: f64 = 50_000.0;
@@ -87,13 +97,23 @@ impl Filter {
     }
 
     /// Seeds at `fix` (the first fix, after a gap, or a jump recovery): the output is the raw fix.
+    /// The velocity is the device's when it reports a speed and bearing while moving, else
+    /// 0 ± 10 m/s (a standing rider may set off at any moment, in any direction).
     pub fn seed(fix: &Fix, params: &KfParams) -> (Filter, Output) {
         let s2 = Self::sigma(fix, params).powi(2);
+        let sv = params.device_speed_sigma;
+        let (vn, ve, pv) = match (fix.speed, fix.bearing) {
+            (Some(v), Some(b)) if sv > 0.0 && v >= SEED_MIN_SPEED => {
+                let b = b.to_radians();
+                (v * b.cos(), v * b.sin(), sv * sv)
+            }
+            _ => (0.0, 0.0, 100.0),
+        };
         let f = Filter {
             lat0: fix.lat,
             lng0: fix.lng,
-            x: Vector4::zeros(),
-            p: Matrix4::from_diagonal(&Vector4::new(s2, s2, 100.0, 100.0)),
+            x: Vector4::new(0.0, 0.0, vn, ve),
+            p: Matrix4::from_diagonal(&Vector4::new(s2, s2, pv, pv)),
             last_ts_ms: fix.timestamp_ms,
             bearing: fix.bearing.unwrap_or(0.0),
             updates: 0,
@@ -206,6 +226,36 @@ mod tests {
             + (10.0 * i as f64) / (EARTH_RADIUS_M * (-6.2f64).to_radians().cos()) * 180.0
                 / std::f64::consts::PI;
         fix(-6.2, lng, i * 1000, 5.0)
+    }
+
+    #[test]
+    fn a_seed_with_the_devices_velocity_gates_an_outlier_at_the_second_fix() {
+        let kf = KfParams::default();
+        // 8 m/s east, fixes 5 s apart, 10 m accuracy; the second fix 200 m north of the truth.
+        let mut first = east(0);
+        first.accuracy = 10.0;
+        let mut second = east(4);
+        second.timestamp_ms = 5_000;
+        second.accuracy = 10.0;
+        second.lat += 200.0 / 111_195.0;
+        let blind = Filter::seed(&first, &kf).0;
+        assert!(blind.step(&second, &kf).is_ok(), "0 ± 10 m/s lets it in");
+        first.speed = Some(8.0);
+        first.bearing = Some(90.0);
+        let (seeded, out) = Filter::seed(&first, &kf);
+        assert_eq!(out.speed, 8.0);
+        assert_eq!(seeded.step(&second, &kf).unwrap_err(), Reject::Outlier);
+        // The true second fix passes.
+        let mut good = east(4);
+        good.timestamp_ms = 5_000;
+        good.accuracy = 10.0;
+        assert!(seeded.step(&good, &kf).is_ok());
+        // Off: the spec's seed.
+        let off = KfParams {
+            device_speed_sigma: 0.0,
+            ..kf
+        };
+        assert!(Filter::seed(&first, &off).0.step(&second, &off).is_ok());
     }
 
     #[test]

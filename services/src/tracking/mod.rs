@@ -131,6 +131,12 @@ impl TrackingConfig {
                 min_sigma_m: r.number("TRACKING_KF_MIN_SIGMA_M", k.min_sigma_m, 0.1, 1000.0),
                 gate_sigma: r.number("TRACKING_KF_GATE_SIGMA", k.gate_sigma, 0.0, 1000.0),
                 reset_gap_ms: r.number("TRACKING_KF_RESET_GAP_SECS", 30, 1, 86_400) * 1000,
+                device_speed_sigma: r.number(
+                    "TRACKING_KF_DEVICE_SPEED_SIGMA",
+                    k.device_speed_sigma,
+                    0.0,
+                    100.0,
+                ),
             },
             trail_max: r.number(
                 "TRACKING_TRAIL_MAX",
