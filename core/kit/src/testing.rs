@@ -4,7 +4,7 @@
 use redis::aio::ConnectionManager;
 
 use crate::config::{EnvSource, StoreConfig};
-use crate::redis_kit::connect;
+use crate::redis_kit::{connect, KeyPrefix};
 pub use crate::redis_kit::{delete_prefix, keys_under};
 
 /// Store settings from the environment (defaults: local Redis and Postgres) with a unique
@@ -27,6 +27,37 @@ pub async fn redis_for_test(cfg: &StoreConfig) -> ConnectionManager {
         .unwrap_or_else(|e| {
             panic!("{e}\nstart Redis with scripts/test.sh (it starts Redis and Postgres)")
         })
+}
+
+/// Fresh key prefixes on the test Redis, one per store a conformance suite makes, all deleted
+/// by [`Prefixes::cleanup`].
+#[derive(Debug, Default)]
+pub struct Prefixes {
+    made: std::sync::Mutex<Vec<(ConnectionManager, KeyPrefix)>>,
+}
+
+impl Prefixes {
+    /// A connection and a prefix no other test uses.
+    pub async fn fresh(&self) -> (ConnectionManager, KeyPrefix) {
+        let cfg = isolated_store_config();
+        let conn = redis_for_test(&cfg).await;
+        let prefix = KeyPrefix::new(cfg.key_prefix.clone());
+        self.made
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((conn.clone(), prefix.clone()));
+        (conn, prefix)
+    }
+
+    /// Deletes every key under every prefix handed out.
+    pub async fn cleanup(self) {
+        let made = self.made.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (mut conn, prefix) in made {
+            delete_prefix(&mut conn, &prefix)
+                .await
+                .expect("test keys deleted");
+        }
+    }
 }
 
 /// A loopback port that was free a moment ago (for a child process or server to bind).

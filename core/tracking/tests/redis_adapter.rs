@@ -1,27 +1,19 @@
 //! The Redis adapter against a live Redis: the shared conformance suite, a fresh prefix per
 //! check; and the events reach a pub/sub subscriber in order.
 
-use std::sync::Mutex;
-
 use qc_kit::redis_kit::KeyPrefix;
-use qc_kit::testing::{delete_prefix, isolated_store_config, redis_for_test};
+use qc_kit::testing::{delete_prefix, isolated_store_config, redis_for_test, Prefixes};
 use qc_tracking::{conformance, RedisTrackingStore};
 
 #[tokio::test]
 async fn redis_store_conforms() {
-    let made: Mutex<Vec<(redis::aio::ConnectionManager, KeyPrefix)>> = Mutex::new(Vec::new());
+    let prefixes = Prefixes::default();
     conformance::run_all(|| async {
-        let cfg = isolated_store_config();
-        let conn = redis_for_test(&cfg).await;
-        let prefix = KeyPrefix::new(cfg.key_prefix.clone());
-        made.lock().unwrap().push((conn.clone(), prefix.clone()));
+        let (conn, prefix) = prefixes.fresh().await;
         RedisTrackingStore::new(conn, prefix, 2000)
     })
     .await;
-    let all: Vec<_> = made.lock().unwrap().drain(..).collect();
-    for (mut conn, prefix) in all {
-        delete_prefix(&mut conn, &prefix).await.unwrap();
-    }
+    prefixes.cleanup().await;
 }
 
 /// Every stored event is published on the order's channel, in seq order: what SSE instances
