@@ -29,6 +29,16 @@ async fn cleanup(store: &StoreConfig) {
         .unwrap();
 }
 
+/// Tracking's keys and contents, without the sockets' leases (which follow connections, not data).
+async fn data_snapshot(
+    conn: &redis::aio::ConnectionManager,
+    prefix: &KeyPrefix,
+) -> std::collections::BTreeMap<String, String> {
+    let mut all = redis_snapshot_of(conn.clone(), prefix).await;
+    all.retain(|k, _| !k.ends_with(":conn"));
+    all
+}
+
 fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(T0_MS))
 }
@@ -258,6 +268,37 @@ async fn a_reconnect_closes_the_old_socket_with_4000_and_keeps_the_new_ones_trac
     cleanup(&store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_to_another_instance_closes_the_old_socket_at_its_next_ping() {
+    let store = isolated_store_config();
+    let clock = clock();
+    let env = [("TRACKING_WS_PING_SECS", "0.05")];
+    let a = TestTracking::start_with(&store, &env, clock.clone(), None).await;
+    let b = TestTracking::start_with(&store, &env, clock.clone(), None).await;
+    let mut old = a.ws("d-1", "o-1").await;
+    clock.set_ms(fix_ms(0));
+    assert_eq!(send(&mut old, fix(0).to_string()).await["status"], "ok");
+    let mut new = b.ws("d-1", "o-1").await;
+    assert_eq!(close_code(&mut old).await, Some(4000));
+    clock.set_ms(fix_ms(1));
+    let r = send(&mut new, fix(1).to_string()).await;
+    assert_eq!(
+        (r["status"].as_str(), r["seq"].as_i64()),
+        (Some("ok"), Some(2)),
+        "{r}"
+    );
+    // The old socket's cleanup left the new one's lease alone: it stays up across pings.
+    for _ in 0..5 {
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_secs(1), futures::StreamExt::next(&mut new)).await,
+            Ok(Some(Ok(Message::Ping(_))))
+        ));
+    }
+    a.stop().await;
+    b.stop().await;
+    cleanup(&store).await;
+}
+
 #[tokio::test]
 async fn bad_frames_are_answered_store_nothing_and_leave_the_socket_open() {
     let store = isolated_store_config();
@@ -265,7 +306,7 @@ async fn bad_frames_are_answered_store_nothing_and_leave_the_socket_open() {
     let t = TestTracking::start(&store, clock.clone()).await;
     ingest(&t, &clock, "d-1", "o-1", 3).await;
     let conn = redis_for_test(&store).await;
-    let before = redis_snapshot_of(conn.clone(), &t.prefix()).await;
+    let before = data_snapshot(&conn, &t.prefix()).await;
     assert!(before.len() >= 3, "{before:?}");
     let mut ws = t.ws("d-1", "o-1").await;
     clock.set_ms(fix_ms(3));
@@ -315,7 +356,7 @@ async fn bad_frames_are_answered_store_nothing_and_leave_the_socket_open() {
         (Some("invalid_message"), Value::Null)
     );
     assert_eq!(
-        redis_snapshot_of(conn.clone(), &t.prefix()).await,
+        data_snapshot(&conn, &t.prefix()).await,
         before,
         "no rejected frame changed Redis"
     );
@@ -326,7 +367,7 @@ async fn bad_frames_are_answered_store_nothing_and_leave_the_socket_open() {
         (Some("ok"), Some(4)),
         "{r}"
     );
-    let after_good = redis_snapshot_of(conn.clone(), &t.prefix()).await;
+    let after_good = data_snapshot(&conn, &t.prefix()).await;
 
     // Oversized (over 4096 bytes): 1009. A flood (over 20 frames in a second): 1008.
     let mut big = fix(4);
@@ -340,10 +381,7 @@ async fn bad_frames_are_answered_store_nothing_and_leave_the_socket_open() {
         }
     }
     assert_eq!(close_code(&mut flood).await, Some(1008));
-    assert_eq!(
-        redis_snapshot_of(conn.clone(), &t.prefix()).await,
-        after_good
-    );
+    assert_eq!(data_snapshot(&conn, &t.prefix()).await, after_good);
 
     // Handshakes without ids, with bad ids, or without an upgrade: 400 and nothing stored.
     let ws_base = t.base.replace("http://", "ws://");
@@ -394,7 +432,7 @@ async fn bad_frames_are_answered_store_nothing_and_leave_the_socket_open() {
     assert_eq!((s, code(&b)), (404, "NOT_FOUND"));
     let (s, b) = get(&t.base, "/tracking/history/o-unknown").await;
     assert_eq!((s, b["data"]["count"].as_i64()), (200, Some(0)));
-    assert_eq!(redis_snapshot_of(conn, &t.prefix()).await, after_good);
+    assert_eq!(data_snapshot(&conn, &t.prefix()).await, after_good);
     t.stop().await;
     cleanup(&store).await;
 }

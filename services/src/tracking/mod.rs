@@ -218,6 +218,7 @@ pub struct TrackingApp {
     pub sessions: AtomicU64,
     redis: ConnectionManager,
     prefix: KeyPrefix,
+    instance: String,
 }
 
 impl TrackingApp {
@@ -287,6 +288,74 @@ impl TrackingApp {
         }
     }
 
+    fn conn_key(&self, driver_id: &str) -> String {
+        self.prefix
+            .key(&format!("tracking:driver:{driver_id}:conn"))
+    }
+
+    /// The cross-instance owner of a driver's socket (09 "where the reference falls short" 11):
+    /// `tracking:driver:<id>:conn` holds the newest socket's `<instance>/<socket>` with a lease
+    /// of three ping intervals. Claiming overwrites (the newest socket wins); Redis trouble is
+    /// logged and never closes a socket.
+    async fn claim_socket(&self, driver_id: &str, socket: u64) {
+        let owner = format!("{}/{socket}", self.instance);
+        let mut c = self.redis.clone();
+        let r: Result<(), _> = qc_kit::redis_kit::bounded(
+            self.cfg.redis_timeout_ms,
+            redis::cmd("SET")
+                .arg(self.conn_key(driver_id))
+                .arg(owner)
+                .arg("PX")
+                .arg(self.cfg.ws_ping_ms * 3)
+                .query_async(&mut c),
+        )
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, driver_id, "socket lease not written");
+        }
+    }
+
+    /// At each ping: false when a newer socket of the driver (on any instance) owns the lease;
+    /// else the lease is renewed (or re-claimed if it lapsed).
+    async fn still_owner(&self, driver_id: &str, socket: u64) -> bool {
+        let owner = format!("{}/{socket}", self.instance);
+        let mut c = self.redis.clone();
+        let cur: Result<Option<String>, _> = qc_kit::redis_kit::bounded(
+            self.cfg.redis_timeout_ms,
+            redis::cmd("GET")
+                .arg(self.conn_key(driver_id))
+                .query_async(&mut c),
+        )
+        .await;
+        match cur {
+            Ok(Some(o)) if o != owner => false,
+            Ok(_) => {
+                self.claim_socket(driver_id, socket).await;
+                true
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// On close: the lease goes only if it is still this socket's.
+    async fn release_socket(&self, driver_id: &str, socket: u64) {
+        let owner = format!("{}/{socket}", self.instance);
+        let mut c = self.redis.clone();
+        let key = self.conn_key(driver_id);
+        let cur: Result<Option<String>, _> = qc_kit::redis_kit::bounded(
+            self.cfg.redis_timeout_ms,
+            redis::cmd("GET").arg(&key).query_async(&mut c),
+        )
+        .await;
+        if cur.ok().flatten().as_deref() == Some(owner.as_str()) {
+            let _: Result<(), _> = qc_kit::redis_kit::bounded(
+                self.cfg.redis_timeout_ms,
+                redis::cmd("DEL").arg(&key).query_async(&mut c),
+            )
+            .await;
+        }
+    }
+
     fn gauges(&self) {
         let m = &self.ctx.metrics;
         m.gauge(
@@ -351,6 +420,12 @@ pub async fn build(
         sessions: AtomicU64::new(0),
         redis: conn,
         prefix,
+        // Unique per process: two processes may share a host name.
+        instance: format!(
+            "{}-{}",
+            cfg.instance_id,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ),
     });
     let internal = internal_only(
         Router::new().route("/tracking/status/{order_id}", post(handlers::status)),

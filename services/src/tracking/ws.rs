@@ -2,8 +2,9 @@
 //! fix goes through the tracker (validate → filter → store → publish) before the next frame is
 //! read. Bad frames are answered and the socket stays open; floods (1008) and oversized frames
 //! (1009) close it. The server pings; a socket silent for the idle time is closed. One socket
-//! per driver on this instance: a newer one closes the older with 4000, and the older one's
-//! cleanup never touches the newer one's entry or the driver's filter.
+//! per driver: on this instance a newer one closes the older at once with 4000, and the older
+//! one's cleanup never touches the newer one's entry or the driver's filter; across instances
+//! the newer socket's Redis lease makes the older one close with 4000 at its next ping.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -130,6 +131,7 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
 
 async fn session(app: Arc<TrackingApp>, mut socket: WebSocket, driver: String, order: String) {
     let (conn_id, mut replaced) = app.sockets.register(&driver);
+    app.claim_socket(&driver, conn_id).await;
     app.sessions.fetch_add(1, Ordering::SeqCst);
     app.gauges();
     let cfg = &app.cfg;
@@ -154,6 +156,10 @@ async fn session(app: Arc<TrackingApp>, mut socket: WebSocket, driver: String, o
                 break;
             }
             _ = ping.tick() => {
+                if !app.still_owner(&driver, conn_id).await {
+                    close(&mut socket, CLOSE_REPLACED, "replaced by a newer connection").await;
+                    break;
+                }
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
@@ -186,6 +192,7 @@ async fn session(app: Arc<TrackingApp>, mut socket: WebSocket, driver: String, o
         }
     }
     app.sockets.release(&driver, conn_id);
+    app.release_socket(&driver, conn_id).await;
     app.sessions.fetch_sub(1, Ordering::SeqCst);
     app.sockets.closed.notify_waiters();
     app.gauges();
