@@ -614,49 +614,45 @@ fn an_overloaded_city_terminates_and_reports_the_loss() {
     assert!(out.engine.virtual_ms <= sc.duration_ms() + 3 * 3_600_000);
 }
 
-/// Issue #11's GPS check in the twin: σ = 10 m noise, 2% outliers of 200 m, every fix through
-/// the tracking core. The issue's targets: filtered RMSE ≥ 50% below raw (met); ≤ 1 good fix
-/// rejected per 10 000 (met for fixes refused as wrong; the no-movement `duplicate` filter adds
-/// ~2 per 10 000); ≥ 99% of outliers rejected (not met: an outlier that is the first fix of an
-/// order seeds its filter; see BENCHMARKS.md). The bounds guard today's figures.
+/// Issue #11's GPS check in the twin, on the city (20 hubs, 10,000 orders, ~1.1 M fixes):
+/// σ = 10 m noise, 2% outliers of 200 m, every fix through the tracking core. The issue's
+/// targets: filtered RMSE ≥ 50% below raw; ≥ 99% of outliers rejected; ≤ 1 good fix rejected as
+/// wrong per 10 000 (the no-movement `duplicate` filter, working as configured, refuses another
+/// ~2 per 10 000 standing fixes; reported apart).
 #[test]
 fn gps_fixes_through_tracking_cut_the_error_and_catch_outliers() {
-    let (mut sent, mut outliers, mut caught, mut good, mut good_refused) = (0, 0, 0, 0, 0);
-    for seed in [1, 2, 3, 4] {
-        let g = smoke_with_seed(seed).summary.gps;
-        println!(
-            "seed {seed}: {} fixes, raw RMSE {} m (noise only {} m), filtered {} m ({:.0}% lower); \
-             outliers rejected {}/{}; good fixes rejected {:?}",
-            g.fixes_sent,
-            g.raw_rmse_m,
-            g.raw_good_rmse_m,
-            g.filtered_rmse_m,
-            g.filtered_improvement * 100.0,
-            g.outliers_rejected,
-            g.outliers_sent,
-            g.good_rejected
-        );
-        assert!(g.filtered_improvement >= 0.5, "{g:?}");
-        assert!(g.filtered_rmse_m < g.raw_good_rmse_m, "{g:?}");
-        assert!(g.dropped > 0 && g.accepted < g.fixes_sent);
-        sent += g.fixes_sent;
-        outliers += g.outliers_sent;
-        caught += g.outliers_rejected;
-        good += g.fixes_sent - g.outliers_sent;
-        good_refused += g
-            .good_rejected
-            .iter()
-            .filter(|(reason, _)| reason.as_str() != "duplicate")
-            .map(|(_, n)| n)
-            .sum::<u64>();
-    }
-    let caught_share = caught as f64 / outliers as f64;
-    let refused_per_10k = good_refused as f64 * 10_000.0 / good as f64;
+    let out = run(&scenario("city.toml"), &RunOptions::default()).unwrap();
+    let g = out.summary.gps;
+    let good = g.fixes_sent - g.outliers_sent;
+    let wrong: u64 = g
+        .good_rejected
+        .iter()
+        .filter(|(reason, _)| reason.as_str() != "duplicate")
+        .map(|(_, n)| n)
+        .sum();
+    let wrong_per_10k = wrong as f64 * 10_000.0 / good as f64;
     println!(
-        "all: {sent} fixes; outliers rejected {:.2}%; good fixes refused as wrong {refused_per_10k:.1} per 10k",
-        caught_share * 100.0
+        "city: {} fixes, raw RMSE {} m (noise only {} m), filtered {} m ({:.1}% lower); outliers \
+         rejected {}/{} ({:.2}%); good fixes refused {:?}: as wrong {wrong_per_10k:.2} per 10k",
+        g.fixes_sent,
+        g.raw_rmse_m,
+        g.raw_good_rmse_m,
+        g.filtered_rmse_m,
+        g.filtered_improvement * 100.0,
+        g.outliers_rejected,
+        g.outliers_sent,
+        g.outliers_rejected_share * 100.0,
+        g.good_rejected
     );
-    assert!(sent > 20_000, "{sent} fixes");
-    assert!(caught_share >= 0.97, "{caught}/{outliers}");
-    assert!(refused_per_10k <= 3.0, "{good_refused}/{good}");
+    assert!(g.fixes_sent > 1_000_000, "{} fixes", g.fixes_sent);
+    assert!(g.dropped > 0 && g.accepted < g.fixes_sent);
+    assert!(g.filtered_improvement >= 0.5, "{g:?}");
+    assert!(g.filtered_rmse_m < g.raw_good_rmse_m, "{g:?}");
+    assert!(
+        g.outliers_rejected_share >= 0.99,
+        "{}/{}",
+        g.outliers_rejected,
+        g.outliers_sent
+    );
+    assert!(wrong_per_10k <= 1.0, "{wrong}/{good}");
 }

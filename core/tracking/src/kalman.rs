@@ -39,6 +39,9 @@ impl Default for KfParams {
     }
 }
 
+/// Innovations (Mahalanobis) above this are checked against the phone's Doppler speed.
+const DOPPLER_CHECK_SIGMA: f64 = 3.0;
+
 /// Below this reported speed (m/s) a device's bearing is not used to seed the velocity.
 const SEED_MIN_SPEED: f64 = 1.0;
 
@@ -67,7 +70,8 @@ pub struct Filter {
     bearing: f64,
     /// Updates since the seed.
     pub updates: u32,
-    /// The Mahalanobis distance of the fix that made this state (0 for a seed).
+    /// The Mahalanobis distance of the fix that made this state (0 for a seed; infinite for a
+    /// seed that replaced a seed it disagreed with).
     pub innovation: f64,
 }
 
@@ -107,6 +111,8 @@ impl Filter {
                 let b = b.to_radians();
                 (v * b.cos(), v * b.sin(), sv * sv)
             }
+            // Standing (too slow for a bearing): about still.
+            (Some(v), _) if sv > 0.0 && v < SEED_MIN_SPEED => (0.0, 0.0, sv * sv),
             _ => (0.0, 0.0, 100.0),
         };
         let f = Filter {
@@ -187,6 +193,23 @@ impl Filter {
         }
         let (lat, lng) = next.geo(next.x[0], next.x[1]);
         let speed = next.x[2].hypot(next.x[3]);
+        // Doppler consistency: a fix far from the prediction that would drag the filtered
+        // velocity far from the one the phone measured is an outlier (multipath moves a
+        // position, not the Doppler velocity). With a bearing (moving) the vectors are compared,
+        // else the speeds.
+        let sv = params.device_speed_sigma;
+        if let Some(v) = fix.speed.filter(|v| sv > 0.0 && v.is_finite()) {
+            let off = match fix.bearing.filter(|b| b.is_finite() && v >= SEED_MIN_SPEED) {
+                Some(b) => {
+                    let b = b.to_radians();
+                    (next.x[2] - v * b.cos()).hypot(next.x[3] - v * b.sin())
+                }
+                None => (speed - v).abs(),
+            };
+            if d2 > DOPPLER_CHECK_SIGMA * DOPPLER_CHECK_SIGMA && off > 3.0 * sv {
+                return Err(Reject::Outlier);
+            }
+        }
         next.bearing = if speed < 0.5 {
             fix.bearing.unwrap_or(self.bearing)
         } else {
@@ -226,6 +249,35 @@ mod tests {
             + (10.0 * i as f64) / (EARTH_RADIUS_M * (-6.2f64).to_radians().cos()) * 180.0
                 / std::f64::consts::PI;
         fix(-6.2, lng, i * 1000, 5.0)
+    }
+
+    #[test]
+    fn a_far_fix_that_would_contradict_the_phones_doppler_speed_is_an_outlier() {
+        let kf = KfParams::default();
+        // A steady 10 m/s east track, then a 10 s gap (a lost fix) widens the gate.
+        let mut f = Filter::seed(&east(0), &kf).0;
+        for i in 1..=10 {
+            let mut x = east(i * 5);
+            x.timestamp_ms = i * 5_000;
+            x.accuracy = 10.0;
+            f = f.step(&x, &kf).unwrap().0;
+        }
+        let mut far = east(60);
+        far.timestamp_ms = 60_000;
+        far.accuracy = 10.0;
+        far.lat += 120.0 / 111_195.0;
+        // Without a reported speed the widened gate takes it; with the phone saying 10 m/s, the
+        // pull it would give the speed contradicts the Doppler reading.
+        assert!(f.step(&far, &kf).is_ok());
+        far.speed = Some(10.0);
+        far.bearing = Some(90.0);
+        assert_eq!(f.step(&far, &kf).unwrap_err(), Reject::Outlier);
+        let mut good = east(60);
+        good.timestamp_ms = 60_000;
+        good.accuracy = 10.0;
+        good.speed = Some(10.0);
+        good.bearing = Some(90.0);
+        assert!(f.step(&good, &kf).is_ok());
     }
 
     #[test]

@@ -44,8 +44,18 @@ struct DriverState {
     track: DriverTrack,
     /// Per order: the filter, and the filter as it was before its last update (for the
     /// one-step rollback).
-    filters: HashMap<String, (Filter, Option<Filter>)>,
+    filters: HashMap<String, Track>,
     touched_ms: i64,
+}
+
+/// One order's filter state.
+#[derive(Debug, Clone, Copy)]
+struct Track {
+    filter: Filter,
+    /// The filter before its last update (the one-step rollback).
+    before: Option<Filter>,
+    /// The last fix the filter refused, while nothing has been accepted since (the pair rule).
+    refused: Option<Fix>,
 }
 
 #[derive(Debug, Default)]
@@ -80,12 +90,29 @@ impl<S: TrackingStore> Tracker<S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a jump or outlier toward the recovery rule (the only state a rejection changes).
-    fn count_jump(&self, driver_id: &str, now_ms: i64) {
+    /// Counts a jump or outlier toward the recovery rule and, for an outlier, remembers the fix
+    /// for the pair rule (the only state a rejection changes).
+    fn count_jump(&self, driver_id: &str, refused: Option<(&str, &Fix)>, now_ms: i64) {
         let mut st = self.state();
         let d = st.drivers.entry(driver_id.to_string()).or_default();
         d.track.jumps += 1;
         d.touched_ms = now_ms;
+        if let Some((order_id, fix)) = refused {
+            if let Some(t) = d.filters.get_mut(order_id) {
+                t.refused = Some(*fix);
+            }
+        }
+    }
+
+    /// A track seeded at the earlier refused fix `first`, stepped to `fix`, if they agree.
+    fn pair(&self, first: &Fix, fix: &Fix) -> Option<(Filter, crate::kalman::Output)> {
+        if fix.timestamp_ms - first.timestamp_ms > self.kf.reset_gap_ms {
+            return None;
+        }
+        let (seed, _) = Filter::seed(first, &self.kf);
+        seed.step(fix, &self.kf)
+            .ok()
+            .filter(|(next, _)| next.innovation <= ROLLBACK_SIGMA)
     }
 
     /// One fix of `driver_id` on `order_id` (the connection's ids, already checked against the
@@ -113,14 +140,18 @@ impl<S: TrackingStore> Tracker<S> {
         let passed = match check(&self.limits, &track, fix, now_ms) {
             Ok(p) => p,
             Err(Reject::Jump) => {
-                self.count_jump(driver_id, now_ms);
+                self.count_jump(driver_id, None, now_ms);
                 return Err(IngestError::Rejected(Reject::Jump));
             }
             Err(r) => return Err(IngestError::Rejected(r)),
         };
         // The filter after this fix, and the one before it (kept for a rollback).
         let (filter, before, out) = match filter {
-            Some((f, prev)) if !passed.recovery && !f.stale_for(fix, &self.kf) => {
+            Some(Track {
+                filter: f,
+                before: prev,
+                refused,
+            }) if !passed.recovery && !f.stale_for(fix, &self.kf) => {
                 match f.step(fix, &self.kf) {
                     Ok((next, out)) => (next, Some(f), out),
                     // One-step rollback: a fix the filter refuses but the filter before its
@@ -134,10 +165,27 @@ impl<S: TrackingStore> Tracker<S> {
                         {
                             (next, Some(p), out)
                         }
-                        _ => {
-                            self.count_jump(driver_id, now_ms);
-                            return Err(IngestError::Rejected(r));
-                        }
+                        // The pair rule: two refused fixes in a row that agree with each other
+                        // (a track seeded at the first takes the second closely) mean the
+                        // filter is wrong, not them: its seed was an outlier, or the rider set
+                        // off or turned harder than the model allows. Outliers scatter, so two
+                        // in a row almost never agree.
+                        _ => match refused.and_then(|q| self.pair(&q, fix)) {
+                            Some((next, out)) => (next, None, out),
+                            // A seed and the next fix disagree: one of them is an outlier and
+                            // two points cannot say which. Trust the newer (the position a
+                            // customer wants), keeping the seed for the rollback: if the newer
+                            // was the outlier, the fix after it rolls the track back.
+                            None if f.updates == 0 => {
+                                let (mut seed, out) = Filter::seed(fix, &self.kf);
+                                seed.innovation = f64::INFINITY;
+                                (seed, Some(f), out)
+                            }
+                            None => {
+                                self.count_jump(driver_id, Some((order_id, fix)), now_ms);
+                                return Err(IngestError::Rejected(r));
+                            }
+                        },
                     },
                 }
             }
@@ -175,10 +223,15 @@ impl<S: TrackingStore> Tracker<S> {
             last: Some((fix.timestamp_ms, fix.lat, fix.lng)),
             jumps: 0,
         };
+        let track = Track {
+            filter,
+            before,
+            refused: None,
+        };
         match d.filters.get_mut(order_id) {
-            Some(slot) => *slot = (filter, before),
+            Some(slot) => *slot = track,
             None => {
-                d.filters.insert(order_id.to_string(), (filter, before));
+                d.filters.insert(order_id.to_string(), track);
             }
         }
         d.touched_ms = now_ms;
@@ -273,23 +326,42 @@ mod tests {
     }
 
     #[test]
-    fn outliers_are_refused_until_the_track_uncertainty_admits_a_real_move() {
+    fn a_lone_outlier_is_refused_and_two_agreeing_fixes_move_the_track() {
         let t = tracker();
         for i in 0..6 {
             block_on(t.ingest("d1", "o1", &fix(i, 0.0), T0 + i * 5_000)).unwrap();
         }
-        // The rider turns into a parallel street 200 m off: a plausible speed, but far from
-        // the track for 8 m fixes 5 s apart. The gate widens as time passes without an
-        // accepted fix, so the third such fix is taken.
-        for i in 6..8 {
-            let r = block_on(t.ingest("d1", "o1", &fix(i, 200.0), T0 + i * 5_000));
+        // A lone fix 200 m off: a plausible speed, but far from the track for 8 m fixes.
+        let r = block_on(t.ingest("d1", "o1", &fix(6, 200.0), T0 + 30_000));
+        assert!(
+            matches!(r, Err(IngestError::Rejected(Reject::Outlier))),
+            "{r:?}"
+        );
+        // The track goes on; then the rider turns into a parallel street 200 m off: the first
+        // fix there is refused, the second agrees with it and moves the track (the pair rule).
+        block_on(t.ingest("d1", "o1", &fix(7, 0.0), T0 + 35_000)).unwrap();
+        let r = block_on(t.ingest("d1", "o1", &fix(8, 200.0), T0 + 40_000));
+        assert!(
+            matches!(r, Err(IngestError::Rejected(Reject::Outlier))),
+            "{r:?}"
+        );
+        let e = block_on(t.ingest("d1", "o1", &fix(9, 200.0), T0 + 45_000)).unwrap();
+        assert_eq!(e.seq, 8);
+        let truth = fix(9, 200.0);
+        let err = crate::validate::haversine_m(e.lat, e.lng, truth.lat, truth.lng);
+        assert!(err < 20.0, "{err} m from the new street");
+        // Two refused outliers in a row that scatter do not agree: both refused.
+        let mut a = fix(10, 200.0);
+        a.lng += 200.0 / 110_000.0;
+        let mut b = fix(11, 200.0);
+        b.lng -= 200.0 / 110_000.0;
+        for (x, now) in [(a, T0 + 50_000), (b, T0 + 55_000)] {
+            let r = block_on(t.ingest("d1", "o1", &x, now));
             assert!(
                 matches!(r, Err(IngestError::Rejected(Reject::Outlier))),
                 "{r:?}"
             );
         }
-        let e = block_on(t.ingest("d1", "o1", &fix(8, 200.0), T0 + 40_000)).unwrap();
-        assert_eq!(e.seq, 7);
     }
 
     #[test]
@@ -306,6 +378,32 @@ mod tests {
         let truth = fix(2, 0.0);
         let err = crate::validate::haversine_m(good.lat, good.lng, truth.lat, truth.lng);
         assert!(err < 40.0, "{err} m from the true position");
+    }
+
+    #[test]
+    fn a_seed_that_disagrees_with_the_next_fix_gives_way_and_is_kept_for_the_rollback() {
+        let moving = |i: i64, off: f64| Fix {
+            speed: Some(10.0),
+            bearing: Some(0.0),
+            ..fix(i, off)
+        };
+        // The seed is an outlier 200 m off; its phone velocity makes its gate tight, so the
+        // next (good) fix disagrees: the newer wins and the track goes on from it.
+        let t = tracker();
+        block_on(t.ingest("d1", "o1", &moving(0, 200.0), T0)).unwrap();
+        for i in 1..4 {
+            let e = block_on(t.ingest("d1", "o1", &moving(i, 0.0), T0 + i * 5_000));
+            assert!(e.is_ok(), "good fix {i} taken: {e:?}");
+        }
+        // The other way round: a good seed, then an outlier (taken: two points cannot tell),
+        // then the good fix rolls the track back to the seed's.
+        let t = tracker();
+        block_on(t.ingest("d1", "o1", &moving(0, 0.0), T0)).unwrap();
+        block_on(t.ingest("d1", "o1", &moving(1, 200.0), T0 + 5_000)).unwrap();
+        let e = block_on(t.ingest("d1", "o1", &moving(2, 0.0), T0 + 10_000)).unwrap();
+        let truth = fix(2, 0.0);
+        let err = crate::validate::haversine_m(e.lat, e.lng, truth.lat, truth.lng);
+        assert!(err < 20.0, "{err} m from the true position");
     }
 
     #[test]
