@@ -17,6 +17,18 @@ struct Histogram {
     sum: f64,
 }
 
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
 type Labels = Vec<(&'static str, String)>;
 
 #[derive(Debug, Default)]
@@ -75,17 +87,10 @@ impl Metrics {
         *m.requests
             .entry((method.to_string(), route.to_string(), status))
             .or_default() += 1;
-        let h = m
-            .durations
+        m.durations
             .entry((method.to_string(), route.to_string()))
-            .or_default();
-        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += seconds;
+            .or_default()
+            .observe(seconds);
     }
 
     /// Adds to a counter (`name` ends in `_total`).
@@ -107,17 +112,10 @@ impl Metrics {
     pub fn observe(&self, name: &'static str, help: &'static str, labels: Labels, seconds: f64) {
         let mut m = self.lock();
         m.help.insert(name, help);
-        let h = m
-            .histograms
+        m.histograms
             .entry((name, render_labels(&labels)))
-            .or_default();
-        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += seconds;
+            .or_default()
+            .observe(seconds);
     }
 
     /// The text exposition.
@@ -182,6 +180,24 @@ impl Metrics {
     }
 }
 
+/// `# HELP` and `# TYPE` of `name`, once per name (`last` is the previous sample's name).
+fn header<'a>(
+    out: &mut String,
+    name: &'a str,
+    kind: &str,
+    help: &BTreeMap<&'static str, &'static str>,
+    last: &mut &'a str,
+) {
+    if name != *last {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {}\n# TYPE {name} {kind}",
+            help.get(name).unwrap_or(&"")
+        );
+        *last = name;
+    }
+}
+
 /// One `# HELP`/`# TYPE` header per metric name, then its labelled samples.
 fn render_family(
     out: &mut String,
@@ -191,14 +207,7 @@ fn render_family(
 ) {
     let mut last = "";
     for ((name, labels), v) in samples {
-        if *name != last {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {}\n# TYPE {name} {kind}",
-                help.get(name).unwrap_or(&"")
-            );
-            last = name;
-        }
+        header(out, name, kind, help, &mut last);
         let _ = writeln!(out, "{name}{{{labels}}} {v}");
     }
 }
@@ -210,14 +219,7 @@ fn render_histograms(
 ) {
     let mut last = "";
     for ((name, labels), h) in samples {
-        if *name != last {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {}\n# TYPE {name} histogram",
-                help.get(name).unwrap_or(&"")
-            );
-            last = name;
-        }
+        header(out, name, "histogram", help, &mut last);
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
             let _ = writeln!(

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures::stream;
 use qc_tracking::store::TRAIL_MAX;
 use qc_tracking::token::Role;
-use qc_tracking::TrackingStore;
+use qc_tracking::{PositionEvent, TrackingStore};
 use serde_json::json;
 
 use super::fanout::{Event, Item, JoinError, Subscription};
@@ -52,6 +52,16 @@ fn frame(e: &Event) -> Bytes {
         "id: {}\nevent: {kind}\ndata: {}\n\n",
         e.seq, e.json
     ))
+}
+
+/// A stored position as a frame with its id.
+fn position_frame(p: &PositionEvent) -> Bytes {
+    frame(&Event {
+        seq: p.seq,
+        is_position: true,
+        terminal: false,
+        json: serde_json::to_string(p).expect("a position serialises"),
+    })
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
@@ -127,26 +137,14 @@ async fn open(
                 .map_err(unavailable)?;
             for p in trail {
                 last_sent = last_sent.max(p.seq);
-                let json = serde_json::to_string(&p).expect("a position serialises");
-                opening.push(frame(&Event {
-                    seq: p.seq,
-                    is_position: true,
-                    terminal: false,
-                    json,
-                }));
+                opening.push(position_frame(&p));
             }
             last_sent = last_sent.max(after);
         }
         None => {
             if let Some(p) = latest {
                 last_sent = last_sent.max(p.seq);
-                let json = serde_json::to_string(&p).expect("a position serialises");
-                opening.push(frame(&Event {
-                    seq: p.seq,
-                    is_position: true,
-                    terminal: false,
-                    json,
-                }));
+                opening.push(position_frame(&p));
             }
         }
     }
@@ -226,13 +224,7 @@ impl Live {
                     };
                     for p in trail {
                         self.last_sent = p.seq;
-                        let json = serde_json::to_string(&p).expect("a position serialises");
-                        self.pending.push_back(frame(&Event {
-                            seq: p.seq,
-                            is_position: true,
-                            terminal: false,
-                            json,
-                        }));
+                        self.pending.push_back(position_frame(&p));
                     }
                     if let Ok(Some(s)) = store.status(&self.order).await {
                         if s.status.is_terminal() {
