@@ -23,6 +23,8 @@ lua!(ETA_STICKY_PUT, "eta_sticky_put.lua");
 lua!(ETA_ACI_ADAPT, "eta_aci_adapt.lua");
 lua!(TRACKING_STATUS, "tracking_status.lua");
 lua!(TRACKING_POSITION, "tracking_position.lua");
+lua!(PROMO_RESERVE, "promo_reserve.lua");
+lua!(PROMO_RELEASE, "promo_release.lua");
 
 /// Every script, with its file name, for preloading and diagnostics.
 pub fn all() -> Vec<(&'static str, &'static Script)> {
@@ -38,6 +40,8 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("eta_aci_adapt", &*ETA_ACI_ADAPT),
         ("tracking_status", &*TRACKING_STATUS),
         ("tracking_position", &*TRACKING_POSITION),
+        ("promo_reserve", &*PROMO_RESERVE),
+        ("promo_release", &*PROMO_RELEASE),
     ]
 }
 
