@@ -8,7 +8,9 @@ use std::future::Future;
 
 use crate::resolve::Reason;
 use crate::rule::Limits;
-use crate::store::{CounterStore, Reservation, Reserved, DEVICE_WINDOW_MS};
+use crate::store::{
+    AddressBook, CounterStore, Reservation, Reserved, ADDRESSES_KEPT, DEVICE_WINDOW_MS,
+};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -202,6 +204,23 @@ async fn a_redemption_is_taken_once_and_released_once(s: impl CounterStore) {
     assert_eq!(s.reserve(&r).await.unwrap(), Reserved::Duplicate);
 }
 
+/// The address book keeps the newest [`ADDRESSES_KEPT`] per rule, newest first.
+pub async fn address_book_conforms(s: impl AddressBook) {
+    for i in 0..(ADDRESSES_KEPT + 5) {
+        s.record_address("r1", &format!("u{i}"), &format!("Jl. Melati {i}"))
+            .await
+            .unwrap();
+    }
+    s.record_address("r2", "x", "Jl. Mawar 1").await.unwrap();
+    let seen = s.recent_addresses("r1").await.unwrap();
+    assert_eq!(seen.len(), ADDRESSES_KEPT);
+    let last = ADDRESSES_KEPT + 4;
+    assert_eq!(seen[0], (format!("u{last}"), format!("Jl. Melati {last}")));
+    assert_eq!(seen[ADDRESSES_KEPT - 1].0, "u5");
+    assert_eq!(s.recent_addresses("r2").await.unwrap().len(), 1);
+    assert!(s.recent_addresses("none").await.unwrap().is_empty());
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -209,5 +228,8 @@ mod tests {
         futures::executor::block_on(super::run_all(|| async {
             crate::store::MemoryCounters::new()
         }));
+        futures::executor::block_on(super::address_book_conforms(
+            crate::store::MemoryCounters::new(),
+        ));
     }
 }

@@ -9,7 +9,10 @@ use redis::aio::ConnectionManager;
 use serde_json::json;
 
 use crate::resolve::Reason;
-use crate::store::{CounterStore, Reservation, Reserved, Usage, DEVICE_WINDOW_MS, MAX_PER_DEVICE};
+use crate::store::{
+    AddressBook, CounterStore, Reservation, Reserved, Usage, ADDRESSES_KEPT, DEVICE_WINDOW_MS,
+    MAX_PER_DEVICE,
+};
 
 /// Retention (GC only): a day's counter 2 days, a redemption record 7 days.
 pub const DAILY_TTL_MS: i64 = 172_800_000;
@@ -202,5 +205,47 @@ impl CounterStore for RedisCounters {
             device: if device.is_some() { device_uses } else { 0 },
             spent: n(3),
         })
+    }
+}
+
+/// `promo:{<rule_id>}:addr`: a list of `user_id\taddress`, newest first, trimmed to 500.
+impl AddressBook for RedisCounters {
+    async fn recent_addresses(&self, rule_id: &str) -> Result<Vec<(String, String)>, BackendError> {
+        let v: Vec<String> = bounded(
+            self.timeout_ms,
+            redis::cmd("LRANGE")
+                .arg(self.key(rule_id, "addr"))
+                .arg(0)
+                .arg(ADDRESSES_KEPT as i64 - 1)
+                .query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        Ok(v.into_iter()
+            .filter_map(|e| {
+                let (u, a) = e.split_once('\t')?;
+                Some((u.to_string(), a.to_string()))
+            })
+            .collect())
+    }
+
+    async fn record_address(
+        &self,
+        rule_id: &str,
+        user_id: &str,
+        address: &str,
+    ) -> Result<(), BackendError> {
+        let key = self.key(rule_id, "addr");
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("LPUSH")
+            .arg(&key)
+            .arg(format!("{user_id}\t{address}"))
+            .ignore()
+            .cmd("LTRIM")
+            .arg(&key)
+            .arg(0)
+            .arg(ADDRESSES_KEPT as i64 - 1)
+            .ignore();
+        bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await
     }
 }

@@ -101,6 +101,24 @@ pub trait CounterStore: Send + Sync {
     ) -> impl Future<Output = Result<Usage, BackendError>> + Send;
 }
 
+/// Addresses kept per rule for the address check (05 §6).
+pub const ADDRESSES_KEPT: usize = 500;
+
+/// The recent addresses of a rule's redemptions (the address check of per-user rules).
+pub trait AddressBook: Send + Sync {
+    /// The newest [`ADDRESSES_KEPT`] `(user_id, address)`, newest first.
+    fn recent_addresses(
+        &self,
+        rule_id: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, BackendError>> + Send;
+    fn record_address(
+        &self,
+        rule_id: &str,
+        user_id: &str,
+        address: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
 #[derive(Debug, Clone)]
 struct Redeemed {
     date: String,
@@ -119,6 +137,8 @@ struct RuleCounters {
     devices: HashMap<String, BTreeMap<String, i64>>,
     spent: i64,
     redeemed: HashMap<String, Redeemed>,
+    /// Newest first.
+    addresses: std::collections::VecDeque<(String, String)>,
 }
 
 impl RuleCounters {
@@ -240,5 +260,25 @@ impl CounterStore for MemoryCounters {
             device: device.map_or(0, |d| c.device_uses(d, now_ms)),
             spent: c.spent,
         }))
+    }
+}
+
+impl AddressBook for MemoryCounters {
+    async fn recent_addresses(&self, rule_id: &str) -> Result<Vec<(String, String)>, BackendError> {
+        Ok(self.with(rule_id, |c| c.addresses.iter().cloned().collect()))
+    }
+
+    async fn record_address(
+        &self,
+        rule_id: &str,
+        user_id: &str,
+        address: &str,
+    ) -> Result<(), BackendError> {
+        self.with(rule_id, |c| {
+            c.addresses
+                .push_front((user_id.to_string(), address.to_string()));
+            c.addresses.truncate(ADDRESSES_KEPT);
+        });
+        Ok(())
     }
 }
