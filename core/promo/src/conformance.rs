@@ -7,7 +7,8 @@
 use std::future::Future;
 
 use crate::resolve::Reason;
-use crate::rule::Limits;
+use crate::rule::{Limits, Status};
+use crate::rules::RuleRepo;
 use crate::store::{
     AddressBook, CounterStore, Reservation, Reserved, ADDRESSES_KEPT, DEVICE_WINDOW_MS,
 };
@@ -221,6 +222,77 @@ pub async fn address_book_conforms(s: impl AddressBook) {
     assert!(s.recent_addresses("none").await.unwrap().is_empty());
 }
 
+fn rule(id: &str, priority: i64, end_at: Option<&str>) -> crate::engine::Rule {
+    let body = serde_json::json!({"name": format!("rule {id}"), "priority": priority,
+        "conditions": {"type": "and", "conditions": [
+            {"type": "min_transaction", "min_amount": 50000},
+            {"type": "time_slot", "start": "22:00", "end": "02:00", "days": [5, 6]}]},
+        "effect": {"type": "percentage", "value": 12.5, "max_discount": 20000},
+        "limits": {"max_total": 100, "max_per_user": 1, "budget": 5000000},
+        "stackable": true, "exclusivity_group": "weekend", "max_stackable": 2,
+        "start_at": "2026-12-01T00:00:00Z", "end_at": end_at});
+    crate::engine::Rule {
+        id: id.into(),
+        body: crate::rule::RuleBody::parse(&body).unwrap(),
+        created_at_ms: T0,
+        updated_at_ms: T0,
+        version: 1,
+    }
+}
+
+/// Rules: stored and read back unchanged, listed by priority desc then id, replaced with a new
+/// version and an audit row, expired past `end_at` (terminal), ids unique.
+pub async fn rules_conform(repo: impl RuleRepo) {
+    let (a, b, c) = (
+        rule("r-a", 1, None),
+        rule("r-b", 5, Some("2027-01-01T00:00:00Z")),
+        rule("r-c", 5, None),
+    );
+    for r in [&a, &b, &c] {
+        repo.create(r).await.unwrap();
+    }
+    assert!(repo.create(&a).await.is_err(), "ids are unique");
+    assert_eq!(repo.get("r-a").await.unwrap().as_ref(), Some(&a));
+    assert_eq!(repo.get("nope").await.unwrap(), None);
+    let ids: Vec<String> = repo
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["r-b", "r-c", "r-a"]);
+    let mut body = a.body.clone();
+    body.priority = 9;
+    body.status = Status::Inactive;
+    let replaced = repo
+        .replace("r-a", &body, T0 + 1000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (replaced.version, replaced.updated_at_ms, &replaced.body),
+        (2, T0 + 1000, &body)
+    );
+    assert_eq!(replaced.created_at_ms, T0);
+    assert_eq!(repo.replace("nope", &body, T0).await.unwrap(), None);
+    let audit = repo.audit("r-a").await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .map(|x| (x.version, x.action.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "create"), (2, "replace")]
+    );
+    assert_eq!(audit[1].body["priority"], 9);
+    // 2027-01-01 has passed at T0 (2027-01-15).
+    assert_eq!(repo.expire_due(T0).await.unwrap(), 1);
+    assert_eq!(repo.expire_due(T0).await.unwrap(), 0, "terminal");
+    let expired = repo.get("r-b").await.unwrap().unwrap();
+    assert_eq!((expired.body.status, expired.version), (Status::Expired, 2));
+    assert_eq!(repo.audit("r-b").await.unwrap()[1].action, "expire");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -231,5 +303,6 @@ mod tests {
         futures::executor::block_on(super::address_book_conforms(
             crate::store::MemoryCounters::new(),
         ));
+        futures::executor::block_on(super::rules_conform(crate::rules::MemoryRules::new()));
     }
 }

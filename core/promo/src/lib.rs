@@ -17,6 +17,7 @@ pub mod fraud;
 pub mod redis_store;
 pub mod resolve;
 pub mod rule;
+pub mod rules;
 pub mod store;
 pub mod tree;
 
@@ -26,5 +27,6 @@ pub use engine::{apply, release, validate, Applied, EvalResult, PromoConfig, Rul
 pub use redis_store::RedisCounters;
 pub use resolve::{Candidate, Reason, Resolver};
 pub use rule::{Limits, RuleBody, RuleError, Status};
+pub use rules::{MemoryRules, PgRules, RuleRepo};
 pub use store::{AddressBook, CounterStore, MemoryCounters, Reservation, Reserved, Usage};
 pub use tree::{Condition, EvalContext, Minute, TreeError};

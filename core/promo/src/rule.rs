@@ -104,6 +104,12 @@ const FIELDS: [&str; 11] = [
     "status",
 ];
 
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(epoch_ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(epoch_ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 fn time(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, RuleError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -228,6 +234,17 @@ impl RuleBody {
         self.status == Status::Active
             && self.start_at_ms.is_none_or(|s| s <= now_ms)
             && self.end_at_ms.is_none_or(|e| now_ms <= e)
+    }
+
+    /// The body as clients send it (canonical JSON; `status` included).
+    pub fn to_json(&self) -> Value {
+        let time = |t: Option<i64>| t.map(rfc3339);
+        json!({"name": self.name, "conditions": self.conditions.to_json(),
+               "priority": self.priority, "effect": self.effect.to_json(),
+               "limits": self.limits_json(), "stackable": self.stackable,
+               "exclusivity_group": self.exclusivity_group, "max_stackable": self.max_stackable,
+               "start_at": time(self.start_at_ms), "end_at": time(self.end_at_ms),
+               "status": self.status.as_str()})
     }
 
     pub fn limits_json(&self) -> Value {
