@@ -71,9 +71,7 @@ impl MemoryRules {
         Self::default()
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, (BTreeMap<String, Rule>, BTreeMap<String, Vec<Audit>>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
