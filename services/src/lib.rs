@@ -6,6 +6,7 @@ pub mod eta;
 pub mod geo;
 pub mod inventory;
 pub mod platform;
+pub mod promo;
 pub mod tracking;
 
 use std::sync::Arc;
@@ -47,6 +48,11 @@ pub async fn build_service(
         ServiceId::Tracking => {
             let t = tracking::TrackingConfig::from_env(env).map_err(|e| e.to_string())?;
             let (_, svc) = tracking::build(cfg, t, Arc::new(WallClock), shutdown).await?;
+            Ok(svc)
+        }
+        ServiceId::Promo => {
+            let p = promo::PromoSettings::from_env(env, &cfg.env).map_err(|e| e.to_string())?;
+            let (_, svc) = promo::build(cfg, p, Arc::new(WallClock), shutdown).await?;
             Ok(svc)
         }
     }

@@ -10,6 +10,7 @@ pub enum ServiceId {
     Dispatch,
     Eta,
     Tracking,
+    Promo,
 }
 
 impl ServiceId {
@@ -20,6 +21,7 @@ impl ServiceId {
         ServiceId::Dispatch,
         ServiceId::Eta,
         ServiceId::Tracking,
+        ServiceId::Promo,
     ];
 
     pub fn name(self) -> &'static str {
@@ -29,6 +31,7 @@ impl ServiceId {
             ServiceId::Dispatch => "dispatch",
             ServiceId::Eta => "eta",
             ServiceId::Tracking => "tracking",
+            ServiceId::Promo => "promo",
         }
     }
     pub fn default_port(self) -> u16 {
@@ -38,6 +41,7 @@ impl ServiceId {
             ServiceId::Dispatch => 8096,
             ServiceId::Eta => 8097,
             ServiceId::Tracking => 8099,
+            ServiceId::Promo => 8095,
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
