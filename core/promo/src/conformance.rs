@@ -10,7 +10,7 @@ use crate::resolve::Reason;
 use crate::rule::{Limits, Status};
 use crate::rules::RuleRepo;
 use crate::store::{
-    AddressBook, CounterStore, Reservation, Reserved, ADDRESSES_KEPT, DEVICE_WINDOW_MS,
+    AddressBook, CounterStore, Reservation, Reserved, RingBook, ADDRESSES_KEPT, DEVICE_WINDOW_MS,
 };
 
 const T0: i64 = 1_800_000_000_000;
@@ -222,6 +222,34 @@ pub async fn address_book_conforms(s: impl AddressBook) {
     assert!(s.recent_addresses("none").await.unwrap().is_empty());
 }
 
+/// Rings: accounts linked through shared signals form one component, counted up to the cap;
+/// a signal seen again by the same account links nothing new.
+pub async fn rings_conform(s: impl RingBook) {
+    let sig = |x: &str| vec![x.to_string()];
+    assert_eq!(s.link("a1", &sig("dev:1"), 10).await.unwrap(), 1);
+    assert_eq!(s.link("a2", &sig("dev:1"), 10).await.unwrap(), 2);
+    assert_eq!(s.link("a3", &sig("addr:x"), 10).await.unwrap(), 1);
+    assert_eq!(
+        s.link("a3", &sig("dev:1"), 10).await.unwrap(),
+        3,
+        "joined through the phone"
+    );
+    assert_eq!(s.link("a4", &sig("addr:x"), 10).await.unwrap(), 4);
+    assert_eq!(
+        s.link("a4", &sig("addr:x"), 3).await.unwrap(),
+        3,
+        "counted up to the cap"
+    );
+    assert_eq!(s.link("b1", &[], 10).await.unwrap(), 1, "no signal, alone");
+    assert_eq!(
+        s.link("b2", &["dev:9".to_string(), "addr:y".to_string()], 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.link("a1", &[], 10).await.unwrap(), 4);
+}
+
 fn rule(id: &str, priority: i64, end_at: Option<&str>) -> crate::engine::Rule {
     let body = serde_json::json!({"name": format!("rule {id}"), "priority": priority,
         "conditions": {"type": "and", "conditions": [
@@ -304,5 +332,6 @@ mod tests {
             crate::store::MemoryCounters::new(),
         ));
         futures::executor::block_on(super::rules_conform(crate::rules::MemoryRules::new()));
+        futures::executor::block_on(super::rings_conform(crate::store::MemoryCounters::new()));
     }
 }

@@ -8,10 +8,10 @@ use qc_kit::redis_kit::BackendError;
 
 use crate::cart::Cart;
 use crate::effect::{Effect, Grant};
-use crate::fraud::{device_hash, same_address};
+use crate::fraud::{device_hash, normalise_address, same_address};
 use crate::resolve::{Candidate, Reason, Resolver};
 use crate::rule::RuleBody;
-use crate::store::{AddressBook, CounterStore, Reservation, Reserved};
+use crate::store::{AddressBook, CounterStore, Reservation, Reserved, RingBook};
 use crate::tree::{EvalContext, Minute};
 
 /// A stored rule.
@@ -24,6 +24,36 @@ pub struct Rule {
     pub version: i64,
 }
 
+/// What happens to a cart whose account is in a ring (`PROMO_RING_ACTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingAction {
+    /// Apply as usual; the answer carries the flag.
+    Flag,
+    /// No promo (`FRAUD_RING`).
+    Block,
+    /// No promo until reviewed (`REVIEW_REQUIRED`).
+    Review,
+}
+
+impl RingAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RingAction::Flag => "flag",
+            RingAction::Block => "block",
+            RingAction::Review => "review",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RingAction> {
+        match s {
+            "flag" => Some(RingAction::Flag),
+            "block" => Some(RingAction::Block),
+            "review" => Some(RingAction::Review),
+            _ => None,
+        }
+    }
+}
+
 /// What the engine needs besides rules and stores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromoConfig {
@@ -31,6 +61,18 @@ pub struct PromoConfig {
     pub utc_offset_min: i32,
     /// `PROMO_FP_SECRET`: the device HMAC key.
     pub fp_secret: Vec<u8>,
+    /// `PROMO_RING_MAX_ACCOUNTS`: a component of more accounts than this (linked by devices or
+    /// addresses) is a ring; 0 turns the check off.
+    pub ring_max_accounts: usize,
+    pub ring_action: RingAction,
+}
+
+/// A fraud signal raised on a cart, with what was done about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FraudFlag {
+    /// Accounts in the ring (counted up to one past the limit).
+    pub accounts: usize,
+    pub action: RingAction,
 }
 
 /// One rule's answer (05 §2 EvalResult).
@@ -55,6 +97,8 @@ pub struct Applied {
     pub final_amount: i64,
     pub total_cashback: i64,
     pub redemption_id: String,
+    /// Set when the account is in a ring.
+    pub fraud: Option<FraudFlag>,
 }
 
 /// Local minute of day, weekday (0 = Sunday) and `YYYYMMDD` of `now_ms` at `offset_min`.
@@ -159,7 +203,7 @@ pub async fn validate<S: CounterStore>(
 /// `/apply`: resolution with one atomic reservation per rule about to be applied. A retry
 /// with the same `redemption_id` finds its reservations taken (`Duplicate`) and does not count
 /// twice; the service keeps the first answer to return it (05 §2).
-pub async fn apply<S: CounterStore + AddressBook>(
+pub async fn apply<S: CounterStore + AddressBook + RingBook>(
     store: &S,
     rules: &[Rule],
     cart: &Cart,
@@ -172,7 +216,28 @@ pub async fn apply<S: CounterStore + AddressBook>(
         .device_id
         .as_deref()
         .map(|d| device_hash(&cfg.fp_secret, d));
+    let fraud = ring_check(store, cart, device.as_deref(), cfg).await;
+    let blocked = fraud.and_then(|f| match f.action {
+        RingAction::Flag => None,
+        RingAction::Block => Some(Reason::FraudRing),
+        RingAction::Review => Some(Reason::ReviewRequired),
+    });
     let matched = matching(rules, cart, cfg, now_ms);
+    if let Some(why) = blocked {
+        return Applied {
+            applied: Vec::new(),
+            rejected: matched
+                .iter()
+                .map(|r| result(r, Grant::default(), Some(why)))
+                .collect(),
+            subtotal: cart.subtotal,
+            total_discount: 0,
+            final_amount: cart.subtotal,
+            total_cashback: 0,
+            redemption_id: redemption_id.to_string(),
+            fraud,
+        };
+    }
     let candidates: Vec<Candidate> = matched
         .iter()
         .map(|r| Candidate {
@@ -226,7 +291,38 @@ pub async fn apply<S: CounterStore + AddressBook>(
         final_amount: res.final_amount(),
         total_cashback: res.total_cashback(),
         redemption_id: redemption_id.to_string(),
+        fraud,
     }
+}
+
+/// Links the account to its device and address and flags it when its ring is too big. A store
+/// failure raises no flag (the caps still hold).
+async fn ring_check<S: RingBook>(
+    store: &S,
+    cart: &Cart,
+    device: Option<&str>,
+    cfg: &PromoConfig,
+) -> Option<FraudFlag> {
+    if cfg.ring_max_accounts == 0 || cart.user_id.is_empty() {
+        return None;
+    }
+    let mut signals: Vec<String> = device.map(|d| format!("dev:{d}")).into_iter().collect();
+    if let Some(a) = cart
+        .address
+        .as_deref()
+        .map(normalise_address)
+        .filter(|a| !a.is_empty())
+    {
+        signals.push(format!("addr:{a}"));
+    }
+    let accounts = store
+        .link(&cart.user_id, &signals, cfg.ring_max_accounts + 1)
+        .await
+        .ok()?;
+    (accounts > cfg.ring_max_accounts).then_some(FraudFlag {
+        accounts,
+        action: cfg.ring_action,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -322,6 +418,8 @@ mod tests {
         PromoConfig {
             utc_offset_min: 420,
             fp_secret: b"test-secret".to_vec(),
+            ring_max_accounts: 3,
+            ring_action: RingAction::Block,
         }
     }
 
@@ -331,6 +429,79 @@ mod tests {
             c["address"] = json!(a);
         }
         Cart::parse(&c, Some(user)).unwrap()
+    }
+
+    #[test]
+    fn a_ring_of_accounts_sharing_phones_and_an_address_is_blocked_and_a_household_is_not() {
+        let store = MemoryCounters::new();
+        let rules = vec![rule(
+            "new",
+            json!({"name": "New user", "conditions": {"type": "first_n_order", "max_orders": 1},
+            "effect": {"type": "fixed", "value": 20000}, "limits": {"max_per_user": 1}}),
+        )];
+        let with = |user: &str, device: &str, address: &str| {
+            Cart::parse(
+                &json!({"cart_total": 50000, "device_id": device, "address": address}),
+                Some(user),
+            )
+            .unwrap()
+        };
+        // A household: two accounts, two phones, one address.
+        for (u, d) in [("h1", "hp-1"), ("h2", "hp-2")] {
+            let a = block_on(apply(
+                &store,
+                &rules,
+                &with(u, d, "Jl. Mawar 2"),
+                &format!("o-{u}"),
+                &cfg(),
+                NOW,
+            ));
+            assert_eq!(a.fraud, None, "{u}");
+        }
+        // A ring: four accounts over two phones and two addresses, all linked.
+        let ring = [
+            ("r1", "p-1", "Jl. Melati 7"),
+            ("r2", "p-1", "Jl. Kenanga 9"),
+            ("r3", "p-2", "Jl. Kenanga 9"),
+            ("r4", "p-2", "Jl Melati 7"),
+        ];
+        let mut last = None;
+        for (u, d, addr) in ring {
+            last = Some(block_on(apply(
+                &store,
+                &rules,
+                &with(u, d, addr),
+                &format!("o-{u}"),
+                &cfg(),
+                NOW,
+            )));
+        }
+        let last = last.unwrap();
+        assert_eq!(
+            last.fraud.map(|f| (f.accounts, f.action)),
+            Some((4, RingAction::Block))
+        );
+        assert_eq!(
+            (last.total_discount, last.rejected[0].reject_reason),
+            (0, Some(Reason::FraudRing))
+        );
+        // Flagging only: the promo applies and the answer says why it is flagged.
+        let flag = PromoConfig {
+            ring_action: RingAction::Flag,
+            ..cfg()
+        };
+        let a = block_on(apply(
+            &store,
+            &rules,
+            &with("r5", "p-2", "x"),
+            "o-r5",
+            &flag,
+            NOW,
+        ));
+        assert_eq!(
+            (a.total_discount, a.fraud.map(|f| f.action)),
+            (20_000, Some(RingAction::Flag))
+        );
     }
 
     #[test]

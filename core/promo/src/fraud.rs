@@ -120,6 +120,9 @@ impl Rings {
     /// account that used the same signal before.
     pub fn observe(&mut self, account: &str, signal: &str) {
         self.add(account);
+        if self.seen.get(signal).is_some_and(|first| first == account) {
+            return;
+        }
         match self.seen.get(signal).cloned() {
             Some(first) => self.union(account, &first),
             None => {

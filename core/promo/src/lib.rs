@@ -23,10 +23,14 @@ pub mod tree;
 
 pub use cart::{Cart, CartError};
 pub use effect::{Effect, Grant, MAX_MONEY};
-pub use engine::{apply, release, validate, Applied, EvalResult, PromoConfig, Rule};
+pub use engine::{
+    apply, release, validate, Applied, EvalResult, FraudFlag, PromoConfig, RingAction, Rule,
+};
 pub use redis_store::RedisCounters;
 pub use resolve::{Candidate, Reason, Resolver};
 pub use rule::{Limits, RuleBody, RuleError, Status};
 pub use rules::{MemoryRules, PgRules, RuleRepo};
-pub use store::{AddressBook, CounterStore, MemoryCounters, Reservation, Reserved, Usage};
+pub use store::{
+    AddressBook, CounterStore, MemoryCounters, Reservation, Reserved, RingBook, Usage,
+};
 pub use tree::{Condition, EvalContext, Minute, TreeError};

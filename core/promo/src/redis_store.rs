@@ -10,8 +10,8 @@ use serde_json::json;
 
 use crate::resolve::Reason;
 use crate::store::{
-    AddressBook, CounterStore, Reservation, Reserved, Usage, ADDRESSES_KEPT, DEVICE_WINDOW_MS,
-    MAX_PER_DEVICE,
+    AddressBook, CounterStore, Reservation, Reserved, RingBook, Usage, ADDRESSES_KEPT,
+    DEVICE_WINDOW_MS, MAX_PER_DEVICE,
 };
 
 /// Retention (GC only): a day's counter 2 days, a redemption record 7 days.
@@ -247,5 +247,61 @@ impl AddressBook for RedisCounters {
             .arg(ADDRESSES_KEPT as i64 - 1)
             .ignore();
         bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await
+    }
+}
+
+/// Rings as two families of sets: `promo:ring:sig:<signal>` (its accounts) and
+/// `promo:ring:acct:<account>` (its signals); a component is counted by a breadth-first walk
+/// that stops at `cap` accounts.
+impl RingBook for RedisCounters {
+    async fn link(
+        &self,
+        account: &str,
+        signals: &[String],
+        cap: usize,
+    ) -> Result<usize, BackendError> {
+        let sig = |s: &str| self.prefix.key(&format!("promo:ring:sig:{s}"));
+        let acct = |a: &str| self.prefix.key(&format!("promo:ring:acct:{a}"));
+        if !signals.is_empty() {
+            let mut pipe = redis::pipe();
+            for s in signals {
+                pipe.cmd("SADD").arg(sig(s)).arg(account).ignore();
+                pipe.cmd("SADD").arg(acct(account)).arg(s).ignore();
+            }
+            let () = bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await?;
+        }
+        let mut seen_accounts = std::collections::BTreeSet::from([account.to_string()]);
+        let mut seen_signals = std::collections::BTreeSet::new();
+        let mut frontier = vec![account.to_string()];
+        while let Some(a) = frontier.pop() {
+            if seen_accounts.len() >= cap {
+                break;
+            }
+            let sigs: Vec<String> = bounded(
+                self.timeout_ms,
+                redis::cmd("SMEMBERS")
+                    .arg(acct(&a))
+                    .query_async(&mut self.conn.clone()),
+            )
+            .await?;
+            for s in sigs {
+                if !seen_signals.insert(s.clone()) {
+                    continue;
+                }
+                let accts: Vec<String> = bounded(
+                    self.timeout_ms,
+                    redis::cmd("SMEMBERS")
+                        .arg(sig(&s))
+                        .query_async(&mut self.conn.clone()),
+                )
+                .await?;
+                for x in accts {
+                    if seen_accounts.insert(x.clone()) {
+                        frontier.push(x);
+                    }
+                }
+            }
+        }
+        Ok(seen_accounts.len().min(cap))
     }
 }

@@ -22,6 +22,8 @@ pub enum Reason {
     BudgetLimit,
     FraudAddress,
     FraudRing,
+    /// The ring rule's action is `review`: no promo until a person looks.
+    ReviewRequired,
     CounterUnavailable,
 }
 
@@ -39,6 +41,7 @@ impl Reason {
             Reason::BudgetLimit => "BUDGET_LIMIT",
             Reason::FraudAddress => "FRAUD_ADDRESS",
             Reason::FraudRing => "FRAUD_RING",
+            Reason::ReviewRequired => "REVIEW_REQUIRED",
             Reason::CounterUnavailable => "COUNTER_UNAVAILABLE",
         }
     }

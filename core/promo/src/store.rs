@@ -119,6 +119,19 @@ pub trait AddressBook: Send + Sync {
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
+/// Accounts linked by shared signals (device hashes, normalised addresses): the rings of 05's
+/// fraud signals. Shared by every rule.
+pub trait RingBook: Send + Sync {
+    /// Records that `account` used each of `signals`; returns how many accounts its component
+    /// holds, counting no further than `cap`.
+    fn link(
+        &self,
+        account: &str,
+        signals: &[String],
+        cap: usize,
+    ) -> impl Future<Output = Result<usize, BackendError>> + Send;
+}
+
 #[derive(Debug, Clone)]
 struct Redeemed {
     date: String,
@@ -155,6 +168,7 @@ impl RuleCounters {
 #[derive(Debug, Default)]
 pub struct MemoryCounters {
     rules: Mutex<HashMap<String, RuleCounters>>,
+    rings: Mutex<crate::fraud::Rings>,
 }
 
 impl MemoryCounters {
@@ -280,5 +294,20 @@ impl AddressBook for MemoryCounters {
             c.addresses.truncate(ADDRESSES_KEPT);
         });
         Ok(())
+    }
+}
+
+impl RingBook for MemoryCounters {
+    async fn link(
+        &self,
+        account: &str,
+        signals: &[String],
+        cap: usize,
+    ) -> Result<usize, BackendError> {
+        let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        for s in signals {
+            rings.observe(account, s);
+        }
+        Ok(rings.component_size(account).min(cap))
     }
 }

@@ -21,6 +21,8 @@ async fn redis_counters_conform() {
     .await;
     let (conn, prefix) = prefixes.fresh().await;
     conformance::address_book_conforms(RedisCounters::new(conn, prefix, 2000)).await;
+    let (conn, prefix) = prefixes.fresh().await;
+    conformance::rings_conform(RedisCounters::new(conn, prefix, 2000)).await;
     prefixes.cleanup().await;
 }
 

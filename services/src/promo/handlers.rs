@@ -74,7 +74,11 @@ fn result_json(r: &EvalResult) -> Value {
 }
 
 fn applied_json(a: &Applied) -> Value {
-    json!({"applied_rules": a.applied.iter().map(result_json).collect::<Vec<_>>(),
+    let fraud = a.fraud.map(|f| {
+        json!({"signal": "ring", "accounts": f.accounts, "action": f.action.as_str(),
+               "reason": "the account shares devices or addresses with too many others"})
+    });
+    json!({"fraud": fraud,"applied_rules": a.applied.iter().map(result_json).collect::<Vec<_>>(),
            "rejected_rules": a.rejected.iter().map(result_json).collect::<Vec<_>>(),
            "subtotal": a.subtotal, "total_discount": a.total_discount,
            "final_amount": a.final_amount, "total_cashback": a.total_cashback,

@@ -38,6 +38,8 @@ pub struct PromoSettings {
     pub reload_ms: u64,
     pub expire_ms: u64,
     pub redis_timeout_ms: u64,
+    pub ring_max_accounts: usize,
+    pub ring_action: qc_promo::RingAction,
 }
 
 impl PromoSettings {
@@ -58,6 +60,13 @@ impl PromoSettings {
             reload_ms: r.number("PROMO_RELOAD_MS", 5000, 50, 600_000),
             expire_ms: r.number("PROMO_EXPIRE_SWEEP_MS", 60_000, 50, 3_600_000),
             redis_timeout_ms: r.number("PROMO_REDIS_TIMEOUT_MS", 500, 10, 60_000),
+            ring_max_accounts: r.number("PROMO_RING_MAX_ACCOUNTS", 3, 0, 1000),
+            ring_action: qc_promo::RingAction::parse(&r.choice(
+                "PROMO_RING_ACTION",
+                "flag",
+                &["flag", "block", "review"],
+            ))
+            .unwrap_or(qc_promo::RingAction::Flag),
         }
     }
 
@@ -178,6 +187,8 @@ pub async fn build(
         engine: PromoConfig {
             utc_offset_min: settings.utc_offset_min,
             fp_secret: settings.fp_secret.as_bytes().to_vec(),
+            ring_max_accounts: settings.ring_max_accounts,
+            ring_action: settings.ring_action,
         },
         settings,
         clock,
