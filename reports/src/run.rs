@@ -19,6 +19,7 @@ pub fn build_html(events: &DataFrame, s: &Summary) -> Result<String, ReportError
         ("Riders and dispatch", riders(events, s, offset)?),
         ("ETA accuracy", eta(s)?),
         ("GPS tracking", gps(s)?),
+        ("Promotions", promo(s)),
         ("Hubs", hubs(s)),
         ("Inventory", inventory(s)?),
         ("Invariants", invariants(s)),
@@ -352,6 +353,77 @@ fn eta(s: &Summary) -> Result<String, ReportError> {
            the hub's historical mean.</p>"
         + &figure(calibration)
         + &figure(error_svg))
+}
+
+fn promo(s: &Summary) -> String {
+    let p = &s.promo;
+    if p.orders_tried == 0 {
+        return "<p class=\"note\">No promotions in this run (<code>promo.enabled = false</code>).</p>"
+            .into();
+    }
+    let overall = table(
+        &[
+            "orders that tried",
+            "discounted",
+            "flagged (ring)",
+            "rules applied",
+            "given back",
+            "discount granted",
+            "per discounted order",
+            "overspend",
+        ],
+        vec![vec![
+            c(p.orders_tried),
+            c(p.orders_discounted),
+            c(p.orders_flagged),
+            c(p.redemptions),
+            c(p.releases),
+            format!("Rp {}", c(p.discount_total)),
+            format!("Rp {}", c(p.discount_per_order)),
+            format!("Rp {}", c(p.overspend)),
+        ]],
+    );
+    let rules = table(
+        &["rule", "redemptions held", "spent", "budget"],
+        p.rules
+            .iter()
+            .map(|r| {
+                vec![
+                    esc(&r.rule),
+                    c(r.redemptions),
+                    format!("Rp {}", c(r.spent)),
+                    if r.budget > 0 {
+                        format!("Rp {}", c(r.budget))
+                    } else {
+                        "—".into()
+                    },
+                ]
+            })
+            .collect(),
+    );
+    let fraud = table(
+        &[
+            "rings",
+            "shopping",
+            "detectable (> limit accounts)",
+            "caught",
+            "honest shoppers",
+            "honest flagged",
+        ],
+        vec![vec![
+            c(p.rings),
+            c(p.rings_active),
+            c(p.rings_detectable),
+            format!("{} ({:.0}%)", p.rings_caught, p.rings_caught_share * 100.0),
+            c(p.honest_shoppers),
+            format!(
+                "{} ({:.2}%)",
+                p.honest_flagged,
+                p.honest_flagged_share * 100.0
+            ),
+        ]],
+    );
+    format!("{overall}{rules}{fraud}")
 }
 
 fn gps(s: &Summary) -> Result<String, ReportError> {

@@ -21,6 +21,8 @@ pub struct Summary {
     /// GPS through Tracking (issue #11); all zero with GPS off.
     #[serde(default)]
     pub gps: GpsInfo,
+    #[serde(default)]
+    pub promo: PromoInfo,
     pub slo: Vec<SloRow>,
     pub invariants: Invariants,
     /// Store-operation latency (live backend only; empty in memory).
@@ -293,6 +295,47 @@ pub struct LatencySummary {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+}
+
+/// The `promo` section of `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromoInfo {
+    /// Orders that tried the promos, got a discount, were flagged as a ring's.
+    pub orders_tried: u64,
+    pub orders_discounted: u64,
+    pub orders_flagged: u64,
+    /// Rules applied (an order may get several), and given back by releases.
+    pub redemptions: u64,
+    pub releases: u64,
+    /// Rupiah granted at checkout (before releases), and per discounted order.
+    pub discount_total: i64,
+    pub discount_per_order: f64,
+    /// Per rule, from the counters at the end: redemptions held, money spent vs budget.
+    pub rules: Vec<PromoRuleInfo>,
+    /// Σ max(0, spent − budget): must be 0.
+    pub overspend: i64,
+    /// Rings in the scenario; those that shopped; those with more accounts shopping than
+    /// `ring_max_accounts` (only these can be told from a household); of these, those with an
+    /// account flagged.
+    pub rings: u64,
+    pub rings_active: u64,
+    pub rings_detectable: u64,
+    pub rings_caught: u64,
+    pub rings_caught_share: f64,
+    /// Honest accounts that tried promos, and those flagged.
+    pub honest_shoppers: u64,
+    pub honest_flagged: u64,
+    pub honest_flagged_share: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromoRuleInfo {
+    pub rule: String,
+    pub redemptions: i64,
+    pub spent: i64,
+    /// 0 = no budget.
+    pub budget: i64,
+    pub overspend: i64,
 }
 
 /// The `gps` section of `summary.json`.

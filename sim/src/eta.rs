@@ -84,7 +84,7 @@ impl<E> EtaTwin<E> {
 }
 
 /// The twin's virtual day starts at local midnight of the epoch: local hour = UTC hour.
-const SIM_UTC_OFFSET_MIN: i32 = 0;
+pub(crate) const SIM_UTC_OFFSET_MIN: i32 = 0;
 
 impl<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'_, S, R, E, X> {
     /// The request Dispatch (or Checkout) would send for order `o` at `stage`, with the hub's

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod log;
 pub mod plan;
 pub mod pool;
+pub mod promo;
 pub mod rng;
 pub mod run;
 pub mod scenario;

@@ -619,6 +619,13 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
             .as_ref()
             .map(crate::gps::GpsTwin::summarise)
             .unwrap_or_default(),
+        promo: {
+            let now = world.now_ms();
+            match world.promo.as_ref() {
+                Some(p) => p.summarise(&mut world.exec, now),
+                None => Default::default(),
+            }
+        },
         hubs,
         skus: sku_rows(&world.orders, &sku_names, 50),
         slo,

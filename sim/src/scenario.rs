@@ -35,6 +35,65 @@ pub struct Scenario {
     pub eta: Eta,
     #[serde(default)]
     pub gps: Gps,
+    #[serde(default)]
+    pub promo: Promo,
+}
+
+/// Promotions in the twin (issue #12): shoppers use the rules' codes, every order through the
+/// promo core's `apply` at checkout and `release` when it does not go through; fraud rings of
+/// accounts sharing phones and addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Promo {
+    pub enabled: bool,
+    /// Share of honest shoppers' orders that try the promos.
+    pub share: f64,
+    /// Share of honest shoppers living two to an address (a household is no ring).
+    pub household_share: f64,
+    /// `PROMO_RING_MAX_ACCOUNTS` and `PROMO_RING_ACTION` (flag, block, review).
+    pub ring_max_accounts: usize,
+    pub ring_action: String,
+    /// Rule bodies as the API takes them; empty = the built-in set (`sim::promo::default_rules`).
+    pub rules: Vec<toml::Value>,
+    pub rings: PromoRings,
+}
+
+impl Default for Promo {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            share: 0.3,
+            household_share: 0.1,
+            ring_max_accounts: 3,
+            ring_action: "block".into(),
+            rules: Vec::new(),
+            rings: PromoRings::default(),
+        }
+    }
+}
+
+/// Fraud rings: `count` rings of `accounts` accounts sharing `devices` phones and `addresses`
+/// addresses; `order_share` of all orders are theirs (always with a promo).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromoRings {
+    pub count: u32,
+    pub accounts: u32,
+    pub devices: u32,
+    pub addresses: u32,
+    pub order_share: f64,
+}
+
+impl Default for PromoRings {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            accounts: 6,
+            devices: 2,
+            addresses: 2,
+            order_share: 0.05,
+        }
+    }
 }
 
 /// The riders' phones (09 in the twin): while a rider carries an order, a fix every
@@ -1163,6 +1222,33 @@ impl Scenario {
         ] {
             if !(v >= 0.0 && v <= hi) {
                 err(key, format!("must be within [0, {hi}]"));
+            }
+        }
+        let pr = &self.promo;
+        for (key, v) in [
+            ("promo.share", pr.share),
+            ("promo.household_share", pr.household_share),
+            ("promo.rings.order_share", pr.rings.order_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                err(key, "must be within [0, 1]".into());
+            }
+        }
+        if qc_promo::RingAction::parse(&pr.ring_action).is_none() {
+            err("promo.ring_action", "must be flag, block or review".into());
+        }
+        if pr.rings.count > 0
+            && (pr.rings.accounts == 0 || pr.rings.devices == 0 || pr.rings.addresses == 0)
+        {
+            err(
+                "promo.rings",
+                "accounts, devices and addresses must be at least 1".into(),
+            );
+        }
+        for (i, r) in pr.rules.iter().enumerate() {
+            let json = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+            if let Err(e) = qc_promo::RuleBody::parse(&json) {
+                err(&format!("promo.rules[{i}]"), e.to_string());
             }
         }
         if !(0.0..=1.0).contains(&self.slo.max_lost_rate) {

@@ -232,6 +232,8 @@ pub struct World<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> {
     pub eta: EtaTwin<E>,
     /// The riders' phones and Tracking (`gps`); none with GPS or dispatch off.
     pub gps: Option<crate::gps::GpsTwin>,
+    /// The shoppers' promos and the promo core (`promo`); none unless `promo.enabled`.
+    pub promo: Option<crate::promo::PromoTwin>,
 }
 
 fn zipf_cdf(n: u32, s: f64) -> Vec<f64> {
@@ -292,6 +294,10 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             },
             fleet,
             gps,
+            promo: sc
+                .promo
+                .enabled
+                .then(|| crate::promo::PromoTwin::new(&sc.promo, &streams, 0)),
             last_pick_done: 0,
             hubs,
             geo_hubs: sc
@@ -628,8 +634,23 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 order.rid = Some(rid);
                 let expiry = expires_at_ms - self.epoch_ms;
                 self.last_hold_expiry = self.last_hold_expiry.max(expiry);
+                if let Some(p) = self.promo.as_mut() {
+                    let c = &self.sc.catalog;
+                    let subtotal = order
+                        .lines
+                        .iter()
+                        .map(|(s, q)| {
+                            crate::promo::PromoTwin::price(*s, c.price_min, c.price_max)
+                                * i64::from(*q)
+                        })
+                        .sum();
+                    p.at_checkout(&mut self.exec, id as usize, user, subtotal, now);
+                }
                 if self.rng.checkout.random::<f64>() < self.sc.demand.abandonment_rate {
                     order.state = OrderState::Abandoned;
+                    if let Some(p) = self.promo.as_mut() {
+                        p.release(&mut self.exec, id as usize, now);
+                    }
                     self.log
                         .push(t, kind::ABANDONED, Some(id), hub_id.as_str(), "", 0, 0);
                     self.reap_after(expiry);
@@ -704,6 +725,9 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 _ => {}
             }
             self.orders[o].state = OrderState::PaymentFailed;
+            if let Some(p) = self.promo.as_mut() {
+                p.release(&mut self.exec, o, now);
+            }
             self.in_flight -= 1;
             self.log
                 .push(t, kind::PAYMENT_FAILED, id, hub_id.as_str(), "", 0, 0);
@@ -742,6 +766,9 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                     self.expired_lazily += 1;
                 }
                 self.orders[o].state = OrderState::HoldExpired;
+                if let Some(p) = self.promo.as_mut() {
+                    p.release(&mut self.exec, o, now);
+                }
                 self.in_flight -= 1;
                 self.log.push(
                     t,

@@ -656,3 +656,56 @@ fn gps_fixes_through_tracking_cut_the_error_and_catch_outliers() {
     );
     assert!(wrong_per_10k <= 1.0, "{wrong}/{good}");
 }
+
+/// Issue #12 in the twin: every order through the promo core (apply at checkout, release when
+/// it does not go through), with fraud rings. Budgets are never overspent (the new-user offer's
+/// runs out, exactly); rings are caught once more of their accounts shop than the limit, and
+/// honest households are not flagged.
+#[test]
+fn promos_in_the_twin_never_overspend_and_catch_rings_not_households() {
+    let sc = Scenario::load(
+        &scenario_path("lunch-peak.toml"),
+        &[
+            "promo.enabled=true".into(),
+            "promo.rings.count=10".into(),
+            "gps.enabled=false".into(),
+        ],
+    )
+    .unwrap();
+    let p = run(&sc, &RunOptions::default()).unwrap().summary.promo;
+    println!(
+        "promo: {} orders tried, {} discounted (Rp {} each), {} rules applied, {} given back; \
+         rings {} shopping, {} detectable, {} caught ({:.0}%); honest {} of {} flagged; overspend Rp {}",
+        p.orders_tried,
+        p.orders_discounted,
+        p.discount_per_order,
+        p.redemptions,
+        p.releases,
+        p.rings_active,
+        p.rings_detectable,
+        p.rings_caught,
+        p.rings_caught_share * 100.0,
+        p.honest_flagged,
+        p.honest_shoppers,
+        p.overspend
+    );
+    for r in &p.rules {
+        println!(
+            "  {}: {} held, spent {} of {}",
+            r.rule, r.redemptions, r.spent, r.budget
+        );
+        assert!(r.budget == 0 || r.spent <= r.budget, "{r:?}");
+    }
+    assert_eq!(p.overspend, 0);
+    assert!(
+        p.rules.iter().any(|r| r.budget > 0 && r.spent == r.budget),
+        "a budget ran out, so the bound was tested"
+    );
+    assert!(
+        p.releases > 0,
+        "abandoned and failed orders gave quota back"
+    );
+    assert!(p.rings_detectable >= 5, "{p:?}");
+    assert!(p.rings_caught_share >= 0.9, "{p:?}");
+    assert!(p.honest_flagged_share <= 0.02, "{p:?}");
+}

@@ -1,0 +1,287 @@
+//! Promotions in the twin (issue #12): a share of honest shoppers' orders and every fraud-ring
+//! order try the rules' promos; each goes through the production `qc_promo::apply` when the
+//! cart is held (as Checkout does before charging) and through `qc_promo::release` when the
+//! order does not go through (abandoned, payment failed, hold expired). The twin only decides
+//! who shops with which phone and address, and measures: redemptions, budget spent vs budget,
+//! discount per order, rings caught and honest shoppers flagged.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use qc_promo::{Cart, CounterStore, MemoryCounters, PromoConfig, RingAction, Rule, RuleBody};
+use rand::Rng;
+use serde_json::json;
+
+pub use reports::summary::PromoInfo;
+
+use crate::rng::{fnv, Stream, Streams, FNV_OFFSET};
+use crate::scenario::Promo;
+
+/// The built-in rules when a scenario names none: a new-user offer with a per-user cap and a
+/// money budget, a lunch-time percentage with a total cap, and free delivery above a minimum,
+/// the first two in one exclusivity group.
+pub fn default_rules() -> Vec<serde_json::Value> {
+    vec![
+        json!({"name": "New user 20k", "priority": 10, "exclusivity_group": "welcome",
+               "conditions": {"type": "first_n_order", "max_orders": 1},
+               "effect": {"type": "fixed", "value": 20000},
+               "limits": {"max_per_user": 1, "budget": 4000000}}),
+        json!({"name": "Lunch 10%", "priority": 5, "exclusivity_group": "welcome",
+               "conditions": {"type": "and", "conditions": [
+                   {"type": "time_slot", "start": "11:00", "end": "14:00"},
+                   {"type": "min_transaction", "min_amount": 50000}]},
+               "effect": {"type": "percentage", "value": 10, "max_discount": 15000},
+               "limits": {"max_total": 300, "budget": 3000000}}),
+        json!({"name": "Free delivery", "priority": 1, "stackable": true,
+               "conditions": {"type": "min_transaction", "min_amount": 75000},
+               "effect": {"type": "free_shipping", "value": 10000},
+               "limits": {"budget": 2000000}}),
+    ]
+}
+
+/// Who placed an order, as promo sees them.
+#[derive(Debug, Clone)]
+struct Shopper {
+    user: String,
+    device: String,
+    address: String,
+    /// The ring, for a ring account.
+    ring: Option<usize>,
+}
+
+/// The shoppers' promo side and the promo core they talk to.
+pub struct PromoTwin {
+    cfg: Promo,
+    counters: MemoryCounters,
+    rules: Vec<Rule>,
+    engine: PromoConfig,
+    choose: Stream,
+    /// Orders that applied (by order index): the redemption id and who.
+    applied: BTreeMap<usize, Shopper>,
+    /// Orders each account has placed with a promo try (`user_order_count`; the twin does not
+    /// track the rest of a shopper's history).
+    orders_completed: BTreeMap<String, i64>,
+    info: PromoInfo,
+    /// Each ring's accounts that tried a promo.
+    rings_active: BTreeMap<usize, BTreeSet<String>>,
+    rings_flagged: BTreeSet<usize>,
+    honest_applied: BTreeSet<String>,
+    honest_flagged: BTreeSet<String>,
+}
+
+fn rule_id(i: usize) -> String {
+    format!("promo-{i}")
+}
+
+impl PromoTwin {
+    pub fn new(cfg: &Promo, streams: &Streams, start_ms: i64) -> Self {
+        let bodies: Vec<serde_json::Value> = if cfg.rules.is_empty() {
+            default_rules()
+        } else {
+            cfg.rules
+                .iter()
+                .map(|r| serde_json::to_value(r).expect("a TOML table is JSON"))
+                .collect()
+        };
+        let rules = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Rule {
+                id: rule_id(i),
+                body: RuleBody::parse(b).expect("validated with the scenario"),
+                created_at_ms: start_ms,
+                updated_at_ms: start_ms,
+                version: 1,
+            })
+            .collect();
+        Self {
+            cfg: cfg.clone(),
+            counters: MemoryCounters::new(),
+            rules,
+            engine: PromoConfig {
+                // The twin's clock is the city's local time (as ETA's is).
+                utc_offset_min: crate::eta::SIM_UTC_OFFSET_MIN,
+                fp_secret: b"twin-device-secret".to_vec(),
+                ring_max_accounts: cfg.ring_max_accounts,
+                ring_action: RingAction::parse(&cfg.ring_action).expect("validated"),
+            },
+            choose: streams.stream("promo-shoppers"),
+            applied: BTreeMap::new(),
+            orders_completed: BTreeMap::new(),
+            info: PromoInfo::default(),
+            rings_active: BTreeMap::new(),
+            rings_flagged: BTreeSet::new(),
+            honest_applied: BTreeSet::new(),
+            honest_flagged: BTreeSet::new(),
+        }
+    }
+
+    /// A SKU's shelf price: fixed per SKU, within the catalog's range, a multiple of 500.
+    pub fn price(sku: usize, min: i64, max: i64) -> i64 {
+        let span = (max - min).max(0) as u64 / 500 + 1;
+        min + (fnv(FNV_OFFSET, &(sku as u64).to_le_bytes()) % span) as i64 * 500
+    }
+
+    /// Who shops: a ring account (`order_share` of orders when rings exist), else honest
+    /// shopper `user` (living at a shared address with `user ^ 1` for `household_share`).
+    fn shopper(&mut self, user: u32) -> Option<Shopper> {
+        let r = &self.cfg.rings;
+        if r.count > 0 && self.choose.random::<f64>() < r.order_share {
+            let ring = self.choose.random_range(0..r.count) as usize;
+            let acc = self.choose.random_range(0..r.accounts);
+            return Some(Shopper {
+                user: format!("ring{ring}-a{acc}"),
+                device: format!("ring{ring}-phone{}", acc % r.devices),
+                // Phones and addresses interleave, so one ring is one component.
+                address: format!("Jl. Ring {ring} Blok {}", (acc / r.devices) % r.addresses),
+                ring: Some(ring),
+            });
+        }
+        if self.choose.random::<f64>() >= self.cfg.share {
+            return None;
+        }
+        let household = self.choose.random::<f64>() < self.cfg.household_share;
+        let home = if household { user & !1 } else { user };
+        Some(Shopper {
+            user: format!("u{user}"),
+            device: format!("phone-u{user}"),
+            address: format!("Jl. Melati {home}"),
+            ring: None,
+        })
+    }
+
+    /// At checkout: the promo for order `order` of honest shopper `user`, `subtotal` rupiah.
+    /// Returns the discount.
+    pub fn at_checkout<X: crate::backend::Exec>(
+        &mut self,
+        exec: &mut X,
+        order: usize,
+        user: u32,
+        subtotal: i64,
+        now_ms: i64,
+    ) -> i64 {
+        let Some(who) = self.shopper(user) else {
+            return 0;
+        };
+        let done = self.orders_completed.get(&who.user).copied().unwrap_or(0);
+        let Ok(cart) = Cart::parse(
+            &json!({"cart_total": subtotal, "area": "Jakarta", "shipping_fee": 10000,
+                    "user_order_count": done, "device_id": who.device, "address": who.address}),
+            Some(&who.user),
+        ) else {
+            return 0;
+        };
+        let out = exec.run(
+            "promo.apply",
+            qc_promo::apply(
+                &self.counters,
+                &self.rules,
+                &cart,
+                &format!("o{order}"),
+                &self.engine,
+                now_ms,
+            ),
+        );
+        self.info.orders_tried += 1;
+        match who.ring {
+            Some(r) => {
+                self.rings_active
+                    .entry(r)
+                    .or_default()
+                    .insert(who.user.clone());
+                if out.fraud.is_some() {
+                    self.rings_flagged.insert(r);
+                }
+            }
+            None => {
+                self.honest_applied.insert(who.user.clone());
+                if out.fraud.is_some() {
+                    self.honest_flagged.insert(who.user.clone());
+                }
+            }
+        }
+        if out.fraud.is_some() {
+            self.info.orders_flagged += 1;
+        }
+        if !out.applied.is_empty() {
+            self.info.redemptions += out.applied.len() as u64;
+            self.info.orders_discounted += 1;
+            self.info.discount_total += out.total_discount;
+        }
+        *self.orders_completed.entry(who.user.clone()).or_default() += 1;
+        self.applied.insert(order, who);
+        out.total_discount
+    }
+
+    /// The order did not go through: its promo quota comes back.
+    pub fn release<X: crate::backend::Exec>(&mut self, exec: &mut X, order: usize, now_ms: i64) {
+        let Some(who) = self.applied.remove(&order) else {
+            return;
+        };
+        let ids: Vec<String> = self.rules.iter().map(|r| r.id.clone()).collect();
+        let n = exec
+            .run(
+                "promo.release",
+                qc_promo::release(&self.counters, &ids, &format!("o{order}"), now_ms),
+            )
+            .unwrap_or(0);
+        self.info.releases += n as u64;
+        if let Some(c) = self.orders_completed.get_mut(&who.user) {
+            *c -= 1;
+        }
+    }
+
+    pub fn summarise<X: crate::backend::Exec>(&self, exec: &mut X, now_ms: i64) -> PromoInfo {
+        let mut info = self.info.clone();
+        for r in &self.rules {
+            let usage = exec
+                .run(
+                    "promo.usage",
+                    self.counters.usage(&r.id, "-", "-", None, now_ms),
+                )
+                .unwrap_or_default();
+            let budget = r.body.limits.budget;
+            info.rules.push(reports::summary::PromoRuleInfo {
+                rule: r.body.name.clone(),
+                redemptions: usage.total,
+                spent: usage.spent,
+                budget,
+                overspend: if budget > 0 {
+                    (usage.spent - budget).max(0)
+                } else {
+                    0
+                },
+            });
+        }
+        info.overspend = info.rules.iter().map(|r| r.overspend).sum();
+        info.discount_per_order = if info.orders_discounted > 0 {
+            (info.discount_total as f64 / info.orders_discounted as f64).round()
+        } else {
+            0.0
+        };
+        info.rings = self.cfg.rings.count as u64;
+        info.rings_active = self.rings_active.len() as u64;
+        // A ring can be told from a household only once more of its accounts than the limit
+        // have shopped: those are the ones to catch.
+        let detectable: BTreeSet<usize> = self
+            .rings_active
+            .iter()
+            .filter(|(_, accounts)| accounts.len() > self.cfg.ring_max_accounts)
+            .map(|(r, _)| *r)
+            .collect();
+        info.rings_detectable = detectable.len() as u64;
+        info.rings_caught = self.rings_flagged.intersection(&detectable).count() as u64;
+        info.rings_caught_share = ratio(info.rings_caught, info.rings_detectable);
+        info.honest_shoppers = self.honest_applied.len() as u64;
+        info.honest_flagged = self.honest_flagged.len() as u64;
+        info.honest_flagged_share = ratio(info.honest_flagged, info.honest_shoppers);
+        info
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        (a as f64 / b as f64 * 10_000.0).round() / 10_000.0
+    }
+}
