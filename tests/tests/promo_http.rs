@@ -27,11 +27,15 @@ struct Promo {
 
 impl Promo {
     async fn start() -> Self {
-        let store = isolated_store_config();
+        Self::start_on(isolated_store_config(), &[]).await
+    }
+
+    async fn start_on(store: StoreConfig, env: &[(&str, &str)]) -> Self {
         let mut cfg = PlatformConfig::from_env(&EnvSource::from_pairs([])).unwrap();
         cfg.store = store.clone();
         let shutdown = Shutdown::new();
-        let settings = PromoSettings::from_env(&EnvSource::from_pairs([]), "test").unwrap();
+        let settings =
+            PromoSettings::from_env(&EnvSource::from_pairs(env.iter().copied()), "test").unwrap();
         let (app, svc) = promo::build(
             &cfg,
             settings,
@@ -434,4 +438,89 @@ async fn rules_are_versioned_and_bad_input_stores_nothing() {
         0
     );
     p.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_lost_with_redis_are_rebuilt_from_postgres() {
+    let p = Promo::start().await;
+    let rule = p
+        .rule(json!({"name": "Once", "conditions": {"type": "min_transaction", "min_amount": 0},
+            "effect": {"type": "fixed", "value": 3000}, "limits": {"max_per_user": 1, "budget": 100000}}))
+        .await;
+    for u in ["u1", "u2", "u3"] {
+        let (_, a) = p
+            .post("/apply", apply_body(u, &format!("o-{u}"), 20_000))
+            .await;
+        assert_eq!(a["data"]["total_discount"], 3000);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count(&p.app, "SELECT count(*) FROM promo_redemptions").await < 3 {
+        assert!(std::time::Instant::now() < deadline, "rows written");
+        tokio::task::yield_now().await;
+    }
+    // Redis restarts empty: every counter of the rule is gone.
+    let mut conn = redis_for_test(&p.store).await;
+    let prefix = KeyPrefix::new(p.store.key_prefix.clone());
+    for k in qc_kit::testing::keys_under(&mut conn, &prefix)
+        .await
+        .unwrap()
+    {
+        if k.contains(&format!("promo:{{{rule}}}:")) {
+            let _: i64 = redis::cmd("DEL")
+                .arg(&k)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    let (_, u) = p.get(&format!("/admin/rules/{rule}/usage")).await;
+    assert_eq!(u["data"]["total"], 0);
+    assert_eq!(promo::rebuild_counters(&p.app).await.unwrap(), 1);
+    let (_, u) = p.get(&format!("/admin/rules/{rule}/usage")).await;
+    assert_eq!(
+        (u["data"]["total"].as_i64(), u["data"]["spent"].as_i64()),
+        (Some(3), Some(9000))
+    );
+    let (_, again) = p
+        .post("/apply", apply_body("u1", "o-u1-again", 20_000))
+        .await;
+    assert_eq!(
+        again["data"]["rejected_rules"][0]["reject_reason"], "USER_LIMIT",
+        "the lifetime cap survived"
+    );
+    assert_eq!(
+        promo::rebuild_counters(&p.app).await.unwrap(),
+        0,
+        "present keys are left alone"
+    );
+    p.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_written_on_one_instance_reaches_another_by_notify() {
+    let a = Promo::start().await;
+    // B reloads only on NOTIFY (its timer is a minute).
+    let b = Promo::start_on(a.store.clone(), &[("PROMO_RELOAD_MS", "60000")]).await;
+    let cart = json!({"user_id": "u1", "cart": {"cart_total": 20000}});
+    let (_, v) = b.post("/validate", cart.clone()).await;
+    assert_eq!(v["data"]["total_rules"], 0);
+    a.rule(
+        json!({"name": "New", "conditions": {"type": "min_transaction", "min_amount": 0},
+        "effect": {"type": "fixed", "value": 1000}}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, v) = b.post("/validate", cart.clone()).await;
+        if v["data"]["total_rules"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never heard of the rule"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    b.shutdown.trigger();
+    a.finish().await;
 }

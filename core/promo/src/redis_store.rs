@@ -85,6 +85,38 @@ impl RedisCounters {
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
     }
+
+    /// After a Redis loss: restores a rule's counters from its held redemptions (Postgres's
+    /// record), only where the key is missing (`SET NX`): the total, the money spent and each
+    /// user's lifetime count. Returns whether the total was missing (and so restored).
+    pub async fn rebuild(
+        &self,
+        rule_id: &str,
+        total: i64,
+        spent: i64,
+        users: &[(String, i64)],
+    ) -> Result<bool, BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(rule_id, "total"))
+            .arg(total)
+            .arg("NX")
+            .cmd("SET")
+            .arg(self.key(rule_id, "spent"))
+            .arg(spent)
+            .arg("NX")
+            .ignore();
+        for (user, n) in users {
+            pipe.cmd("SET")
+                .arg(self.key(rule_id, &format!("user:{user}")))
+                .arg(*n)
+                .arg("NX")
+                .ignore();
+        }
+        let (restored,): (Option<String>,) =
+            bounded(self.timeout_ms, pipe.query_async(&mut self.conn.clone())).await?;
+        Ok(restored.is_some())
+    }
 }
 
 fn reason(code: &str) -> Reason {

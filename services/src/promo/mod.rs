@@ -204,6 +204,7 @@ pub async fn build(
     let jobs = vec![
         tokio::spawn(reload_loop(app.clone(), shutdown.clone())),
         tokio::spawn(expire_loop(app.clone(), shutdown.clone())),
+        tokio::spawn(rebuild_loop(app.clone(), shutdown.clone())),
         tokio::spawn(write_rows(pool.clone(), rows_rx, ctx.clone(), shutdown)),
     ];
     let api = routes(app.clone());
@@ -270,6 +271,59 @@ async fn reload_loop(app: Arc<PromoApp>, shutdown: Shutdown) {
         }
         if let Err(e) = app.reload().await {
             tracing::warn!(error = %e, "promo rules not reloaded");
+        }
+    }
+}
+
+/// Restores missing counters from Postgres's redemptions (05 §9): every rule whose total key is
+/// gone (Redis restarted without persistence) gets its total, money spent and per-user counts
+/// back from the held redemptions. Rows are written a moment after an apply, so a loss within
+/// that moment can undercount by the rows still queued. Returns the rules restored.
+pub async fn rebuild_counters(app: &PromoApp) -> Result<usize, String> {
+    let mut restored = 0;
+    for rule in app.rules_snapshot().iter() {
+        let (total, spent): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), COALESCE(sum(discount_amount + cashback_amount), 0)::bigint
+             FROM promo_redemptions WHERE rule_id = $1 AND status = 'reserved'",
+        )
+        .bind(&rule.id)
+        .fetch_one(&app.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        let users: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT user_id, count(*) FROM promo_redemptions
+             WHERE rule_id = $1 AND status = 'reserved' GROUP BY user_id",
+        )
+        .bind(&rule.id)
+        .fetch_all(&app.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        if app
+            .counters
+            .rebuild(&rule.id, total, spent, &users)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            restored += 1;
+        }
+    }
+    Ok(restored)
+}
+
+/// At start and hourly.
+async fn rebuild_loop(app: Arc<PromoApp>, shutdown: Shutdown) {
+    loop {
+        match rebuild_counters(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                rules = n,
+                "promo counters missing in Redis restored from Postgres"
+            ),
+            Err(e) => tracing::warn!(error = %e, "promo counter rebuild failed"),
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
 }
