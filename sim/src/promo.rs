@@ -3,11 +3,17 @@
 //! cart is held (as Checkout does before charging) and through `qc_promo::release` when the
 //! order does not go through (abandoned, payment failed, hold expired). The twin only decides
 //! who shops with which phone and address, and measures: redemptions, budget spent vs budget,
-//! discount per order, rings caught and honest shoppers flagged.
+//! discount per order, rings caught and honest shoppers flagged. The counters are the memory
+//! adapter, or Redis (the real scripts) in live mode.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use qc_promo::{Cart, CounterStore, MemoryCounters, PromoConfig, RingAction, Rule, RuleBody};
+use qc_kit::redis_kit::BackendError;
+use qc_promo::store::{AddressBook, RingBook};
+use qc_promo::{
+    Cart, CounterStore, MemoryCounters, PromoConfig, RedisCounters, Reservation, Reserved,
+    RingAction, Rule, RuleBody, Usage,
+};
 use rand::Rng;
 use serde_json::json;
 
@@ -38,6 +44,72 @@ pub fn default_rules() -> Vec<serde_json::Value> {
     ]
 }
 
+/// Promo's counters in a run: the memory adapter, or Redis in live mode. Delegation only.
+pub enum TwinCounters {
+    Memory(MemoryCounters),
+    Redis(RedisCounters),
+}
+
+impl CounterStore for TwinCounters {
+    async fn reserve(&self, r: &Reservation) -> Result<Reserved, BackendError> {
+        match self {
+            Self::Memory(s) => s.reserve(r).await,
+            Self::Redis(s) => s.reserve(r).await,
+        }
+    }
+
+    async fn release(&self, rule: &str, id: &str, now_ms: i64) -> Result<bool, BackendError> {
+        match self {
+            Self::Memory(s) => s.release(rule, id, now_ms).await,
+            Self::Redis(s) => s.release(rule, id, now_ms).await,
+        }
+    }
+
+    async fn usage(
+        &self,
+        rule: &str,
+        user: &str,
+        date: &str,
+        device: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Usage, BackendError> {
+        match self {
+            Self::Memory(s) => s.usage(rule, user, date, device, now_ms).await,
+            Self::Redis(s) => s.usage(rule, user, date, device, now_ms).await,
+        }
+    }
+}
+
+impl AddressBook for TwinCounters {
+    async fn recent_addresses(&self, rule: &str) -> Result<Vec<(String, String)>, BackendError> {
+        match self {
+            Self::Memory(s) => s.recent_addresses(rule).await,
+            Self::Redis(s) => s.recent_addresses(rule).await,
+        }
+    }
+
+    async fn record_address(&self, rule: &str, user: &str, a: &str) -> Result<(), BackendError> {
+        match self {
+            Self::Memory(s) => s.record_address(rule, user, a).await,
+            Self::Redis(s) => s.record_address(rule, user, a).await,
+        }
+    }
+}
+
+impl RingBook for TwinCounters {
+    async fn link(
+        &self,
+        account: &str,
+        signals: &[String],
+        cap: usize,
+    ) -> Result<usize, BackendError> {
+        match self {
+            Self::Memory(s) => s.link(account, signals, cap).await,
+            Self::Redis(s) => s.link(account, signals, cap).await,
+        }
+    }
+}
+
 /// Who placed an order, as promo sees them.
 #[derive(Debug, Clone)]
 struct Shopper {
@@ -51,7 +123,7 @@ struct Shopper {
 /// The shoppers' promo side and the promo core they talk to.
 pub struct PromoTwin {
     cfg: Promo,
-    counters: MemoryCounters,
+    counters: TwinCounters,
     rules: Vec<Rule>,
     engine: PromoConfig,
     choose: Stream,
@@ -95,7 +167,7 @@ impl PromoTwin {
             .collect();
         Self {
             cfg: cfg.clone(),
-            counters: MemoryCounters::new(),
+            counters: TwinCounters::Memory(MemoryCounters::new()),
             rules,
             engine: PromoConfig {
                 // The twin's clock is the city's local time (as ETA's is).
@@ -113,6 +185,11 @@ impl PromoTwin {
             honest_applied: BTreeSet::new(),
             honest_flagged: BTreeSet::new(),
         }
+    }
+
+    /// Live mode: the counters in Redis (before any order).
+    pub fn use_redis(&mut self, counters: RedisCounters) {
+        self.counters = TwinCounters::Redis(counters);
     }
 
     /// A SKU's shelf price: fixed per SKU, within the catalog's range, a multiple of 500.

@@ -249,6 +249,13 @@ fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, Ru
             5000,
         ));
     }
+    if let Some(p) = world.promo.as_mut() {
+        p.use_redis(qc_promo::RedisCounters::new(
+            conn.clone(),
+            prefix.clone(),
+            5000,
+        ));
+    }
     let result = drive(
         sc,
         seed,

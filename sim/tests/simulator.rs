@@ -369,6 +369,8 @@ fn memory_and_live_backends_agree_on_every_domain_outcome() {
         &[
             "scenario.duration=\"2h\"".into(),
             "demand.orders_per_hour=120".into(),
+            "promo.enabled=true".into(),
+            "promo.rings.count=3".into(),
         ],
     )
     .unwrap();
@@ -404,6 +406,8 @@ fn memory_and_live_backends_agree_on_every_domain_outcome() {
         "eta.observe",
         "tracking.ingest",
         "tracking.status",
+        "promo.apply",
+        "promo.release",
     ] {
         assert!(
             live.summary.latency.contains_key(op),
