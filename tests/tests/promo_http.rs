@@ -11,7 +11,7 @@ use qc_kit::ManualClock;
 use qc_services::platform::config::PlatformConfig;
 use qc_services::platform::shutdown::Shutdown;
 use qc_services::promo::{self, PromoApp, PromoSettings};
-use qc_tests::{code, redis_snapshot_of, serve_loopback, split};
+use qc_tests::{code, redis_snapshot_of, serve_loopback, split, Api};
 use serde_json::{json, Value};
 
 /// 2026-12-01T08:00:00Z: 15:00 on a Tuesday in Jakarta.
@@ -19,8 +19,7 @@ const NOW: i64 = 1_796_112_000_000;
 
 struct Promo {
     app: Arc<PromoApp>,
-    base: String,
-    http: reqwest::Client,
+    api: Api,
     shutdown: Shutdown,
     store: StoreConfig,
 }
@@ -47,49 +46,22 @@ impl Promo {
         let (base, _) = serve_loopback(svc, &shutdown).await;
         Self {
             app,
-            base,
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap(),
+            api: Api::new(base),
             shutdown,
             store,
         }
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        split(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.api.post(path, body).await
     }
 
     async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        split(
-            self.http
-                .put(format!("{}{path}", self.base))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.api.put(path, body).await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        split(
-            self.http
-                .get(format!("{}{path}", self.base))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.api.get(path).await
     }
 
     async fn rule(&self, body: Value) -> String {
@@ -120,6 +92,26 @@ async fn count(app: &PromoApp, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// 1,000 applies at once (user and order `<tag><i>`, Rp 50,000 each); their discounts.
+async fn concurrent_applies(p: &Arc<Promo>, path: &'static str, tag: &'static str) -> Vec<i64> {
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                let id = format!("{tag}{i}");
+                let (s, b) = p.post(path, apply_body(&id, &id, 50_000)).await;
+                assert_eq!(s, 200, "{b}");
+                b["data"]["total_discount"].as_i64().unwrap()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_applies_take_exactly_the_cap_or_stay_within_the_budget() {
     let p = Arc::new(Promo::start().await);
@@ -127,27 +119,11 @@ async fn a_thousand_concurrent_applies_take_exactly_the_cap_or_stay_within_the_b
         .rule(json!({"name": "First 100", "conditions": {"type": "min_transaction", "min_amount": 10000},
             "effect": {"type": "fixed", "value": 5000}, "limits": {"max_total": 100}}))
         .await;
-    let tasks: Vec<_> = (0..1000)
-        .map(|i| {
-            let p = p.clone();
-            tokio::spawn(async move {
-                let (s, b) = p
-                    .post(
-                        "/api/v1/promo/apply",
-                        apply_body(&format!("u{i}"), &format!("o{i}"), 50_000),
-                    )
-                    .await;
-                assert_eq!(s, 200, "{b}");
-                b["data"]["total_discount"].as_i64().unwrap()
-            })
-        })
-        .collect();
-    let mut granted = 0;
-    for t in tasks {
-        if t.await.unwrap() > 0 {
-            granted += 1;
-        }
-    }
+    let granted = concurrent_applies(&p, "/api/v1/promo/apply", "u")
+        .await
+        .iter()
+        .filter(|d| **d > 0)
+        .count();
     assert_eq!(granted, 100, "exactly the cap");
     let (_, u) = p
         .get(&format!("/api/v1/promo/admin/rules/{capped}/usage"))
@@ -169,25 +145,7 @@ async fn a_thousand_concurrent_applies_take_exactly_the_cap_or_stay_within_the_b
             "effect": {"type": "fixed", "value": 7000}, "limits": {"budget": 300000}}),
         )
         .await;
-    let tasks: Vec<_> = (0..1000)
-        .map(|i| {
-            let p = p.clone();
-            tokio::spawn(async move {
-                let (s, b) = p
-                    .post(
-                        "/apply",
-                        apply_body(&format!("b{i}"), &format!("b{i}"), 50_000),
-                    )
-                    .await;
-                assert_eq!(s, 200, "{b}");
-                b["data"]["total_discount"].as_i64().unwrap()
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
+    let total: i64 = concurrent_applies(&p, "/apply", "b").await.iter().sum();
     assert!(total <= 300_000, "granted {total} of a 300,000 budget");
     assert_eq!(total, 42 * 7_000, "as many as fit");
     let (_, u) = p.get(&format!("/admin/rules/{budget}/usage")).await;
@@ -413,8 +371,9 @@ async fn rules_are_versioned_and_bad_input_stores_nothing() {
         assert_eq!((s, code(&b)), (400, "INVALID_ARGUMENT"), "{path} {body}");
     }
     let (s, b) = split(
-        p.http
-            .post(format!("{}/apply", p.base))
+        p.api
+            .http
+            .post(format!("{}/apply", p.api.base))
             .header("content-type", "application/json")
             .body("{not json")
             .send()

@@ -17,7 +17,7 @@ use qc_services::platform::shutdown::Shutdown;
 use qc_tests::tracking::{
     close_code, connect, fix, fix_ms, refused_status, reply, send, Sse, TestTracking,
 };
-use qc_tests::{code, redis_snapshot_of, serve_loopback, split, T0_MS};
+use qc_tests::{code, redis_snapshot_of, serve_loopback, Api, T0_MS};
 use qc_tracking::token::{sign, Role};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -53,19 +53,11 @@ async fn ingest(t: &TestTracking, clock: &ManualClock, driver: &str, order: &str
 }
 
 async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    split(
-        reqwest::Client::new()
-            .post(format!("{base}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    Api::new(base).post(path, body).await
 }
 
 async fn get(base: &str, path: &str) -> (u16, Value) {
-    split(reqwest::get(format!("{base}{path}")).await.unwrap()).await
+    Api::new(base).get(path).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
