@@ -20,6 +20,13 @@ pub fn device_hash(secret: &[u8], device_id: &str) -> String {
     hex::encode(m.finalize().into_bytes())
 }
 
+/// A phone number for the logs (05 §6: hashed and logged only, no threshold): the keyed hash
+/// of its digits, so "+62 812-3456" and "0812 3456" style variants of one number match.
+pub fn phone_hash(secret: &[u8], phone: &str) -> String {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    device_hash(secret, &digits)[..16].to_string()
+}
+
 /// NFKC, lower case, every run of non-alphanumerics → one space, trimmed.
 pub fn normalise_address(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -165,6 +172,15 @@ mod tests {
         assert_eq!(jaccard("a", "a"), 0.0, "a single letter has no bigram");
         // NFKC: full-width digits are digits.
         assert_eq!(n("Ｊｌ. Sudirman Ｎｏ. ５"), "jl sudirman no 5");
+    }
+
+    #[test]
+    fn phones_hash_by_their_digits() {
+        assert_eq!(
+            phone_hash(b"k", "+62 812-3456"),
+            phone_hash(b"k", "62812 3456")
+        );
+        assert_ne!(phone_hash(b"k", "0812"), phone_hash(b"k", "0813"));
     }
 
     #[test]
