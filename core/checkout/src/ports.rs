@@ -1,0 +1,319 @@
+//! The saga's ports (04): the catalog's prices, promos, the payment gateway and the order
+//! repository (order, saga log, `dispatch_queue` row and outbox events written together).
+//! Inventory is the inventory core's own port (`qc_inventory::StockStore`). Memory adapters
+//! here; the gateway simulator follows 04 ("`tok_decline` → declined, `tok_timeout` → every
+//! attempt times out, else success, `txn_<order_id>`").
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+
+use qc_kit::redis_kit::BackendError;
+use serde_json::Value;
+
+/// Prices from the server (04 "Prices from the server, not the client").
+pub trait Catalog: Send + Sync {
+    /// The unit price of `sku` at `hub`, rupiah; None if the catalog does not sell it.
+    fn price(
+        &self,
+        hub: &str,
+        sku: &str,
+    ) -> impl Future<Output = Result<Option<i64>, BackendError>> + Send;
+}
+
+/// A configured price list (one price per SKU, every hub): what the service uses until the
+/// Catalog service fills this port.
+#[derive(Debug, Clone, Default)]
+pub struct PriceList(pub BTreeMap<String, i64>);
+
+impl Catalog for PriceList {
+    async fn price(&self, _hub: &str, sku: &str) -> Result<Option<i64>, BackendError> {
+        Ok(self.0.get(sku).copied())
+    }
+}
+
+/// What Promo answered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PromoAnswer {
+    pub discount: i64,
+    pub applied: Vec<String>,
+}
+
+/// The cart Promo sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromoCall {
+    pub user_id: String,
+    pub order_id: String,
+    pub subtotal: i64,
+    /// (sku, name, unit price, quantity)
+    pub items: Vec<(String, String, i64, u32)>,
+    pub area: Option<String>,
+}
+
+pub trait Promos: Send + Sync {
+    /// Promo's `apply` with the order id as the key; Err = unreachable (the saga goes on with no
+    /// discount and releases at once).
+    fn apply(&self, call: &PromoCall) -> impl Future<Output = Result<PromoAnswer, String>> + Send;
+    fn release(&self, order_id: &str) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// No promotions (discount 0).
+#[derive(Debug, Clone, Default)]
+pub struct NoPromos;
+
+impl Promos for NoPromos {
+    async fn apply(&self, _call: &PromoCall) -> Result<PromoAnswer, String> {
+        Ok(PromoAnswer::default())
+    }
+    async fn release(&self, _order_id: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayError {
+    #[error("declined")]
+    Declined,
+    #[error("gateway timed out")]
+    Timeout,
+}
+
+pub trait PaymentGateway: Send + Sync {
+    /// Charges `amount`; the same `key` never charges twice. Returns the transaction id.
+    fn charge(
+        &self,
+        order_id: &str,
+        amount: i64,
+        currency: &str,
+        card_token: Option<&str>,
+        key: &str,
+    ) -> impl Future<Output = Result<String, PayError>> + Send;
+    fn refund(
+        &self,
+        transaction_id: &str,
+        amount: i64,
+        key: &str,
+    ) -> impl Future<Output = Result<(), PayError>> + Send;
+}
+
+/// 04's gateway simulator, keeping its ledger (charges and refunds by key).
+#[derive(Debug, Default)]
+pub struct SimulatedGateway {
+    pub charges: Mutex<BTreeMap<String, (String, i64)>>,
+    pub refunds: Mutex<BTreeMap<String, (String, i64)>>,
+}
+
+impl PaymentGateway for SimulatedGateway {
+    async fn charge(
+        &self,
+        order_id: &str,
+        amount: i64,
+        _currency: &str,
+        card_token: Option<&str>,
+        key: &str,
+    ) -> Result<String, PayError> {
+        let token = card_token.unwrap_or("");
+        if token.starts_with("tok_decline") {
+            return Err(PayError::Declined);
+        }
+        if token.starts_with("tok_timeout") {
+            return Err(PayError::Timeout);
+        }
+        let mut c = self.charges.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = c
+            .entry(key.to_string())
+            .or_insert_with(|| (format!("txn_{order_id}"), amount));
+        Ok(txn.0.clone())
+    }
+
+    async fn refund(&self, transaction_id: &str, amount: i64, key: &str) -> Result<(), PayError> {
+        self.refunds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_insert_with(|| (transaction_id.to_string(), amount));
+        Ok(())
+    }
+}
+
+/// 04's state machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Cancelled,
+    Failed,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// An order as the repository holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRecord {
+    pub order_id: String,
+    pub user_id: String,
+    pub idempotency_key: String,
+    pub hub_id: String,
+    pub status: OrderStatus,
+    pub payment_status: String,
+    /// (sku, name, quantity, unit price)
+    pub items: Vec<(String, Option<String>, u32, i64)>,
+    pub subtotal: i64,
+    pub discount: i64,
+    pub total: i64,
+    pub reservation_id: Option<String>,
+    pub transaction_id: Option<String>,
+    pub applied_promos: Vec<String>,
+    pub failed_step: Option<String>,
+    pub created_at_ms: i64,
+    /// (step, action, ok, at)
+    pub timeline: Vec<(String, String, bool, i64)>,
+}
+
+/// The event rows written with a confirmation (and the `dispatch_queue` payload).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmation {
+    pub dispatch_payload: Value,
+    pub priority: u8,
+    /// (event type, payload)
+    pub events: Vec<(String, Value)>,
+}
+
+pub trait OrderRepo: Send + Sync {
+    /// Stores a new pending order; if `(user_id, idempotency_key)` exists, returns that order
+    /// instead (the durable idempotency guard).
+    fn create(
+        &self,
+        order: &OrderRecord,
+    ) -> impl Future<Output = Result<Option<OrderRecord>, BackendError>> + Send;
+    fn get(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Option<OrderRecord>, BackendError>> + Send;
+    /// Appends to the saga log.
+    fn step(
+        &self,
+        order_id: &str,
+        step: &str,
+        action: &str,
+        ok: bool,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Writes the mutable fields of `order` (status, payment, promo, ids).
+    fn update(&self, order: &OrderRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// In one transaction: the order confirmed, its `dispatch_queue` row and its outbox events.
+    fn confirm(
+        &self,
+        order: &OrderRecord,
+        c: &Confirmation,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    orders: HashMap<String, OrderRecord>,
+    by_key: HashMap<(String, String), String>,
+    /// order id → (payload, priority)
+    dispatch_queue: BTreeMap<String, (Value, u8)>,
+    /// (order id, event type, payload)
+    outbox: Vec<(String, String, Value)>,
+}
+
+/// In-process order repository (the twin's, and the tests').
+#[derive(Debug, Default)]
+pub struct MemoryOrders {
+    book: Mutex<Book>,
+}
+
+impl MemoryOrders {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `dispatch_queue` rows, by order id.
+    pub fn dispatch_queue(&self) -> BTreeMap<String, (Value, u8)> {
+        self.lock().dispatch_queue.clone()
+    }
+
+    /// The outbox events in order.
+    pub fn outbox(&self) -> Vec<(String, String, Value)> {
+        self.lock().outbox.clone()
+    }
+}
+
+impl OrderRepo for MemoryOrders {
+    async fn create(&self, order: &OrderRecord) -> Result<Option<OrderRecord>, BackendError> {
+        let mut b = self.lock();
+        let key = (order.user_id.clone(), order.idempotency_key.clone());
+        if let Some(existing) = b.by_key.get(&key).and_then(|id| b.orders.get(id)) {
+            return Ok(Some(existing.clone()));
+        }
+        b.by_key.insert(key, order.order_id.clone());
+        b.orders.insert(order.order_id.clone(), order.clone());
+        Ok(None)
+    }
+
+    async fn get(&self, order_id: &str) -> Result<Option<OrderRecord>, BackendError> {
+        Ok(self.lock().orders.get(order_id).cloned())
+    }
+
+    async fn step(
+        &self,
+        order_id: &str,
+        step: &str,
+        action: &str,
+        ok: bool,
+        at_ms: i64,
+    ) -> Result<(), BackendError> {
+        if let Some(o) = self.lock().orders.get_mut(order_id) {
+            o.timeline
+                .push((step.to_string(), action.to_string(), ok, at_ms));
+        }
+        Ok(())
+    }
+
+    async fn update(&self, order: &OrderRecord) -> Result<(), BackendError> {
+        if let Some(o) = self.lock().orders.get_mut(&order.order_id) {
+            let timeline = std::mem::take(&mut o.timeline);
+            *o = order.clone();
+            o.timeline = timeline;
+        }
+        Ok(())
+    }
+
+    async fn confirm(
+        &self,
+        order: &OrderRecord,
+        c: &Confirmation,
+        _at_ms: i64,
+    ) -> Result<(), BackendError> {
+        let mut b = self.lock();
+        if let Some(o) = b.orders.get_mut(&order.order_id) {
+            let timeline = std::mem::take(&mut o.timeline);
+            *o = order.clone();
+            o.timeline = timeline;
+        }
+        b.dispatch_queue
+            .entry(order.order_id.clone())
+            .or_insert((c.dispatch_payload.clone(), c.priority));
+        for (t, p) in &c.events {
+            b.outbox
+                .push((order.order_id.clone(), t.clone(), p.clone()));
+        }
+        Ok(())
+    }
+}

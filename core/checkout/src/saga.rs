@@ -1,0 +1,488 @@
+//! The checkout saga (04 "Saga"), the application layer the service and the twin both run:
+//! price from the catalog → reserve stock (the inventory core) → create the order → apply
+//! promos → charge → confirm (the hold, then one write of the order, its `dispatch_queue` row
+//! and its outbox events). A failure compensates the executed steps in reverse, each up to three
+//! times; all compensated → `cancelled`, else `failed`. Every step is logged on the order.
+
+use qc_inventory::{
+    Action, CartId, HubId, IdempotencyKey, InventoryError, Item, ReservationId, ReserveCommand,
+    ReserveOutcome, Sku, StockStore, TransitionOutcome, UserId,
+};
+use serde_json::json;
+
+use crate::ports::{
+    Catalog, Confirmation, OrderRecord, OrderRepo, OrderStatus, PayError, PaymentGateway,
+    PromoCall, Promos,
+};
+use crate::request::CheckoutRequest;
+
+/// Attempts per compensation, and per charge when the gateway times out.
+const ATTEMPTS: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Price,
+    ReserveInventory,
+    CreateOrder,
+    ApplyPromo,
+    ChargePayment,
+    ConfirmOrder,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Price => "price",
+            Step::ReserveInventory => "reserve_inventory",
+            Step::CreateOrder => "create_order",
+            Step::ApplyPromo => "apply_promo",
+            Step::ChargePayment => "charge_payment",
+            Step::ConfirmOrder => "confirm_order",
+        }
+    }
+}
+
+/// Why a checkout did not confirm (the service maps each to 04's status and code).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// 409 `INSUFFICIENT_STOCK` / `SKU_NOT_FOUND` (Inventory's refusal, passed through).
+    Stock(InventoryError),
+    /// 409 `SKU_NOT_FOUND`: the catalog does not sell it.
+    UnknownSku(String),
+    /// 402 `PAYMENT_FAILED`.
+    Declined,
+    /// 503 `PAYMENT_UNAVAILABLE`.
+    GatewayTimeout,
+    /// 409 `RESERVATION_EXPIRED` (after one re-reservation).
+    ReservationExpired,
+    /// 503 `UNAVAILABLE`.
+    Unavailable(String),
+    /// The key already made an order: answer from it (the durable idempotency guard).
+    Existing(Box<OrderRecord>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SagaError {
+    pub failure: Failure,
+    pub step: Step,
+    pub order_id: String,
+    /// Every executed step was compensated (the order is `cancelled`, not `failed`).
+    pub compensated: bool,
+}
+
+/// The saga over its ports.
+#[derive(Debug)]
+pub struct Checkout<I, P, G, R, C> {
+    pub inventory: I,
+    pub promos: P,
+    pub gateway: G,
+    pub orders: R,
+    pub catalog: C,
+    /// `CHECKOUT_RESERVATION_TTL_SECS`.
+    pub hold_ttl_s: u32,
+}
+
+/// What has been done so far (for the compensations).
+#[derive(Debug, Default)]
+struct Done {
+    reservation: Option<ReservationId>,
+    order: bool,
+    promo: bool,
+    charge: Option<(String, i64)>,
+}
+
+fn inv_invalid(e: InventoryError) -> Failure {
+    Failure::Unavailable(e.to_string())
+}
+
+impl<I, P, G, R, C> Checkout<I, P, G, R, C>
+where
+    I: StockStore,
+    P: Promos,
+    G: PaymentGateway,
+    R: OrderRepo,
+    C: Catalog,
+{
+    /// Runs the saga for `req` under the client's `key`, as order `order_id` (a UUID the caller
+    /// generated first), at `now_ms`. Ok: the confirmed order.
+    pub async fn run(
+        &self,
+        req: &CheckoutRequest,
+        key: &str,
+        order_id: &str,
+        now_ms: i64,
+    ) -> Result<OrderRecord, SagaError> {
+        let fail = |step, failure, compensated| SagaError {
+            failure,
+            step,
+            order_id: order_id.to_string(),
+            compensated,
+        };
+        // Prices from the catalog, before anything is held.
+        let mut items = Vec::with_capacity(req.lines.len());
+        for l in &req.lines {
+            match self.catalog.price(&req.hub_id, &l.sku).await {
+                Ok(Some(p)) => items.push((l.sku.clone(), l.name.clone(), l.quantity, p)),
+                Ok(None) => {
+                    return Err(fail(Step::Price, Failure::UnknownSku(l.sku.clone()), true))
+                }
+                Err(e) => return Err(fail(Step::Price, Failure::Unavailable(e.to_string()), true)),
+            }
+        }
+        let subtotal: i64 = items.iter().map(|(_, _, q, p)| i64::from(*q) * p).sum();
+        let hub = HubId::parse(&req.hub_id).map_err(|e| fail(Step::Price, inv_invalid(e), true))?;
+        let mut done = Done::default();
+
+        // 1. reserve_inventory
+        let rid = match self.reserve(req, order_id, order_id, now_ms).await {
+            Ok(rid) => rid,
+            Err(f) => return Err(fail(Step::ReserveInventory, f, true)),
+        };
+        done.reservation = Some(rid.clone());
+
+        // 2. create_order
+        let mut order = OrderRecord {
+            order_id: order_id.to_string(),
+            user_id: req.user_id.clone(),
+            idempotency_key: key.to_string(),
+            hub_id: req.hub_id.clone(),
+            status: OrderStatus::Pending,
+            payment_status: "none".into(),
+            items: items.clone(),
+            subtotal,
+            discount: 0,
+            total: subtotal,
+            reservation_id: Some(rid.to_string()),
+            transaction_id: None,
+            applied_promos: Vec::new(),
+            failed_step: None,
+            created_at_ms: now_ms,
+            timeline: Vec::new(),
+        };
+        match self.orders.create(&order).await {
+            Ok(None) => done.order = true,
+            Ok(Some(existing)) => {
+                let ok = self
+                    .compensate(&hub, &mut order, &done, Step::CreateOrder, now_ms)
+                    .await;
+                return Err(fail(
+                    Step::CreateOrder,
+                    Failure::Existing(Box::new(existing)),
+                    ok,
+                ));
+            }
+            Err(e) => {
+                let ok = self
+                    .compensate(&hub, &mut order, &done, Step::CreateOrder, now_ms)
+                    .await;
+                return Err(fail(
+                    Step::CreateOrder,
+                    Failure::Unavailable(e.to_string()),
+                    ok,
+                ));
+            }
+        }
+        self.log(order_id, Step::ReserveInventory, "execute", true, now_ms)
+            .await;
+        self.log(order_id, Step::CreateOrder, "execute", true, now_ms)
+            .await;
+
+        // 3. apply_promo: unreachable → no discount, and the release goes out at once.
+        let call = PromoCall {
+            user_id: req.user_id.clone(),
+            order_id: order_id.to_string(),
+            subtotal,
+            items: items
+                .iter()
+                .map(|(s, n, q, p)| (s.clone(), n.clone().unwrap_or_default(), *p, *q))
+                .collect(),
+            area: req.area.clone(),
+        };
+        match self.promos.apply(&call).await {
+            Ok(a) => {
+                order.discount = a.discount.clamp(0, subtotal);
+                order.applied_promos = a.applied;
+                done.promo = !order.applied_promos.is_empty();
+                self.log(order_id, Step::ApplyPromo, "execute", true, now_ms)
+                    .await;
+            }
+            Err(_) => {
+                let _ = self.promos.release(order_id).await;
+                self.log(order_id, Step::ApplyPromo, "execute", false, now_ms)
+                    .await;
+            }
+        }
+        order.total = subtotal - order.discount;
+
+        // 4. charge_payment (skipped for a free order).
+        if order.total > 0 {
+            let mut outcome = Err(PayError::Timeout);
+            for _ in 0..ATTEMPTS {
+                outcome = self
+                    .gateway
+                    .charge(
+                        order_id,
+                        order.total,
+                        &req.currency,
+                        req.card_token.as_deref(),
+                        order_id,
+                    )
+                    .await;
+                if outcome != Err(PayError::Timeout) {
+                    break;
+                }
+            }
+            match outcome {
+                Ok(txn) => {
+                    order.transaction_id = Some(txn.clone());
+                    order.payment_status = "charged".into();
+                    done.charge = Some((txn, order.total));
+                    self.log(order_id, Step::ChargePayment, "execute", true, now_ms)
+                        .await;
+                }
+                Err(e) => {
+                    self.log(order_id, Step::ChargePayment, "execute", false, now_ms)
+                        .await;
+                    if e == PayError::Declined {
+                        order.payment_status = "declined".into();
+                    }
+                    let ok = self
+                        .compensate(&hub, &mut order, &done, Step::ChargePayment, now_ms)
+                        .await;
+                    let f = match e {
+                        PayError::Declined => Failure::Declined,
+                        PayError::Timeout => Failure::GatewayTimeout,
+                    };
+                    return Err(fail(Step::ChargePayment, f, ok));
+                }
+            }
+        }
+
+        // 5. confirm_order: the hold (re-reserved once if it lapsed), then one write.
+        let confirmed = match self.confirm_hold(req, &hub, &rid, order_id, now_ms).await {
+            Ok(Some(new_rid)) => {
+                done.reservation = Some(new_rid.clone());
+                order.reservation_id = Some(new_rid.to_string());
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(f) => Err(f),
+        };
+        if let Err(f) = confirmed {
+            self.log(order_id, Step::ConfirmOrder, "execute", false, now_ms)
+                .await;
+            let ok = self
+                .compensate(&hub, &mut order, &done, Step::ConfirmOrder, now_ms)
+                .await;
+            return Err(fail(Step::ConfirmOrder, f, ok));
+        }
+        order.status = OrderStatus::Confirmed;
+        let c = Confirmation {
+            dispatch_payload: json!({"customer_id": req.user_id,
+                "items": items.iter().map(|(s, n, q, _)| json!({"product_id": s, "name": n.clone().unwrap_or_default(), "quantity": q})).collect::<Vec<_>>(),
+                "delivery_location": {"lat": req.lat, "lng": req.lng}, "total": order.total}),
+            priority: req.priority,
+            events: vec![
+                (
+                    "order.confirmed".into(),
+                    json!({"order_id": order_id, "user_id": req.user_id, "hub_id": req.hub_id, "total": order.total}),
+                ),
+                (
+                    "payment.charged".into(),
+                    json!({"order_id": order_id, "amount": order.total, "transaction_id": order.transaction_id}),
+                ),
+            ],
+        };
+        // The hold is confirmed and the money taken: this write is retried, and recovery rolls
+        // forward if it never lands (04).
+        let mut written = Err(String::new());
+        for _ in 0..ATTEMPTS {
+            written = self
+                .orders
+                .confirm(&order, &c, now_ms)
+                .await
+                .map_err(|e| e.to_string());
+            if written.is_ok() {
+                break;
+            }
+        }
+        if let Err(e) = written {
+            return Err(fail(Step::ConfirmOrder, Failure::Unavailable(e), false));
+        }
+        self.log(order_id, Step::ConfirmOrder, "execute", true, now_ms)
+            .await;
+        Ok(order)
+    }
+
+    async fn log(&self, order_id: &str, step: Step, action: &str, ok: bool, now_ms: i64) {
+        // The saga log is best effort beside the order's own status.
+        let _ = self
+            .orders
+            .step(order_id, step.as_str(), action, ok, now_ms)
+            .await;
+    }
+
+    async fn reserve(
+        &self,
+        req: &CheckoutRequest,
+        order_id: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<ReservationId, Failure> {
+        let items = req
+            .lines
+            .iter()
+            .map(|l| {
+                Ok(Item {
+                    sku: Sku::parse(&l.sku)?,
+                    quantity: l.quantity,
+                })
+            })
+            .collect::<Result<Vec<_>, InventoryError>>()
+            .map_err(inv_invalid)?;
+        let rid = ReservationId::parse(order_id)
+            .ok()
+            .filter(|_| key == order_id)
+            .unwrap_or_else(|| {
+                ReservationId::from_uuid(uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    key.as_bytes(),
+                ))
+            });
+        let cmd = ReserveCommand {
+            reservation_id: rid.clone(),
+            hub_id: HubId::parse(&req.hub_id).map_err(inv_invalid)?,
+            cart_id: CartId::parse(order_id).map_err(inv_invalid)?,
+            user_id: UserId::parse(&req.user_id).map_err(inv_invalid)?,
+            items,
+            ttl_s: self.hold_ttl_s,
+            idempotency_key: Some(IdempotencyKey::parse(key).map_err(inv_invalid)?),
+        };
+        match self.inventory.reserve(now_ms, &cmd).await {
+            Ok(ReserveOutcome::Reserved { .. }) => Ok(rid),
+            Ok(ReserveOutcome::Replay { reservation_id }) => Ok(reservation_id),
+            Err(
+                e @ (InventoryError::InsufficientStock { .. } | InventoryError::SkuNotFound { .. }),
+            ) => Err(Failure::Stock(e)),
+            Err(e) => Err(Failure::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Confirms the hold; if it lapsed, reserves again once (key `<order_id>:retry`) and
+    /// confirms that. Ok(Some(id)) when a new hold was taken.
+    async fn confirm_hold(
+        &self,
+        req: &CheckoutRequest,
+        hub: &HubId,
+        rid: &ReservationId,
+        order_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<ReservationId>, Failure> {
+        let confirm = |r: ReservationId| async move {
+            self.inventory
+                .transition(now_ms, hub, &r, Action::Confirm)
+                .await
+                .map_err(|e| Failure::Unavailable(e.to_string()))
+        };
+        match confirm(rid.clone()).await? {
+            TransitionOutcome::Done | TransitionOutcome::Already(_) => return Ok(None),
+            TransitionOutcome::Expired | TransitionOutcome::NotFound => {}
+            other => return Err(Failure::Unavailable(format!("confirm answered {other:?}"))),
+        }
+        let retry = self
+            .reserve(req, order_id, &format!("{order_id}:retry"), now_ms)
+            .await
+            .map_err(|f| match f {
+                Failure::Stock(_) => Failure::ReservationExpired,
+                other => other,
+            })?;
+        match confirm(retry.clone()).await? {
+            TransitionOutcome::Done | TransitionOutcome::Already(_) => Ok(Some(retry)),
+            _ => Err(Failure::ReservationExpired),
+        }
+    }
+
+    /// Undoes the executed steps in reverse (each up to three times); true if all succeeded.
+    async fn compensate(
+        &self,
+        hub: &HubId,
+        order: &mut OrderRecord,
+        done: &Done,
+        failed: Step,
+        now_ms: i64,
+    ) -> bool {
+        order.failed_step = Some(failed.as_str().to_string());
+        let mut all_ok = true;
+        if let Some((txn, amount)) = &done.charge {
+            let key = format!("refund:{}", order.order_id);
+            let mut ok = false;
+            for _ in 0..ATTEMPTS {
+                if self.gateway.refund(txn, *amount, &key).await.is_ok() {
+                    ok = true;
+                    break;
+                }
+            }
+            if ok {
+                order.payment_status = "refunded".into();
+            }
+            all_ok &= ok;
+            self.log(
+                &order.order_id,
+                Step::ChargePayment,
+                "compensate",
+                ok,
+                now_ms,
+            )
+            .await;
+        }
+        if done.promo {
+            let mut ok = false;
+            for _ in 0..ATTEMPTS {
+                if self.promos.release(&order.order_id).await.is_ok() {
+                    ok = true;
+                    break;
+                }
+            }
+            all_ok &= ok;
+            self.log(&order.order_id, Step::ApplyPromo, "compensate", ok, now_ms)
+                .await;
+        }
+        if let Some(rid) = &done.reservation {
+            let mut ok = false;
+            for _ in 0..ATTEMPTS {
+                match self
+                    .inventory
+                    .transition(now_ms, hub, rid, Action::Release)
+                    .await
+                {
+                    // Released now, already released or expired, or never held: nothing held.
+                    Ok(_) => {
+                        ok = true;
+                        break;
+                    }
+                    Err(_) => continue,
+                }
+            }
+            all_ok &= ok;
+            if done.order {
+                self.log(
+                    &order.order_id,
+                    Step::ReserveInventory,
+                    "compensate",
+                    ok,
+                    now_ms,
+                )
+                .await;
+            }
+        }
+        if done.order {
+            order.status = if all_ok {
+                OrderStatus::Cancelled
+            } else {
+                OrderStatus::Failed
+            };
+            let _ = self.orders.update(order).await;
+        }
+        all_ok
+    }
+}

@@ -1,0 +1,260 @@
+//! The checkout saga over the inventory core's memory store, the gateway simulator and the
+//! memory order repository: the happy path writes the order, its dispatch row and its events
+//! together; every failure compensates in reverse and leaves nothing held or charged.
+
+use std::collections::BTreeMap;
+
+use futures::executor::block_on;
+use qc_checkout::ports::Confirmation;
+use qc_checkout::{
+    Checkout, CheckoutRequest, Failure, MemoryOrders, NoPromos, OrderRecord, OrderRepo,
+    OrderStatus, PriceList, PromoAnswer, PromoCall, Promos, SimulatedGateway, Step,
+};
+use qc_inventory::store::HoldPolicy;
+use qc_inventory::{HubId, MemoryStore, SetStockCommand, Sku, StockSetReason, StockStore};
+use serde_json::json;
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn order_id(i: u32) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+fn shop<P: Promos>(
+    promos: P,
+) -> Checkout<MemoryStore, P, SimulatedGateway, MemoryOrders, PriceList> {
+    let inventory = MemoryStore::new(HoldPolicy::default());
+    for (sku, q) in [("milk", 10), ("bread", 5)] {
+        block_on(inventory.set_stock(
+            NOW,
+            &SetStockCommand {
+                hub_id: HubId::parse("h1").unwrap(),
+                sku: Sku::parse(sku).unwrap(),
+                on_hand: q,
+                buckets: 1,
+                reason: StockSetReason::AdminSet,
+                actor: "test".into(),
+            },
+        ))
+        .unwrap();
+    }
+    Checkout {
+        inventory,
+        promos,
+        gateway: SimulatedGateway::default(),
+        orders: MemoryOrders::new(),
+        catalog: PriceList(BTreeMap::from([
+            ("milk".into(), 18_500),
+            ("bread".into(), 15_000),
+        ])),
+        hold_ttl_s: 900,
+    }
+}
+
+fn request(token: &str, milk: u32) -> CheckoutRequest {
+    CheckoutRequest::parse(&json!({"user_id": "u1", "hub_id": "h1",
+        "items": [{"sku": "milk", "quantity": milk, "unit_price": 1}, {"sku": "bread", "quantity": 1}],
+        "payment": {"method": "card", "card_token": token},
+        "delivery_location": {"lat": -6.2, "lng": 106.8}}))
+    .unwrap()
+}
+
+fn available<P: Promos>(
+    c: &Checkout<MemoryStore, P, SimulatedGateway, MemoryOrders, PriceList>,
+    sku: &str,
+) -> (i64, i64) {
+    let s = block_on(
+        c.inventory
+            .stock(&HubId::parse("h1").unwrap(), &Sku::parse(sku).unwrap()),
+    )
+    .unwrap();
+    (s.available, s.reserved)
+}
+
+#[test]
+fn a_checkout_confirms_with_server_prices_and_writes_order_dispatch_row_and_events_together() {
+    let c = shop(NoPromos);
+    let o = block_on(c.run(&request("tok_ok", 2), "key-1", &order_id(1), NOW)).unwrap();
+    assert_eq!(
+        (o.status, o.subtotal, o.total),
+        (OrderStatus::Confirmed, 52_000, 52_000),
+        "the client's unit_price 1 is ignored"
+    );
+    assert_eq!(
+        o.transaction_id.as_deref(),
+        Some(format!("txn_{}", order_id(1)).as_str())
+    );
+    assert_eq!(available(&c, "milk"), (8, 0), "the hold was confirmed");
+    let q = c.orders.dispatch_queue();
+    assert_eq!(q[&order_id(1)].0["total"], 52_000);
+    let events: Vec<String> = c.orders.outbox().into_iter().map(|e| e.1).collect();
+    assert_eq!(events, ["order.confirmed", "payment.charged"]);
+    let stored = block_on(c.orders.get(&order_id(1))).unwrap().unwrap();
+    let steps: Vec<&str> = stored.timeline.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "reserve_inventory",
+            "create_order",
+            "apply_promo",
+            "charge_payment",
+            "confirm_order"
+        ]
+    );
+}
+
+#[test]
+fn a_decline_compensates_in_reverse_and_leaves_nothing_held_or_charged() {
+    let c = shop(NoPromos);
+    let e = block_on(c.run(&request("tok_decline", 2), "key-1", &order_id(1), NOW)).unwrap_err();
+    assert_eq!(
+        (e.failure.clone(), e.step, e.compensated),
+        (Failure::Declined, Step::ChargePayment, true)
+    );
+    assert_eq!(available(&c, "milk"), (10, 0), "the hold was released");
+    assert!(c.gateway.charges.lock().unwrap().is_empty());
+    let o = block_on(c.orders.get(&order_id(1))).unwrap().unwrap();
+    assert_eq!(
+        (
+            o.status,
+            o.payment_status.as_str(),
+            o.failed_step.as_deref()
+        ),
+        (OrderStatus::Cancelled, "declined", Some("charge_payment"))
+    );
+    assert!(c.orders.dispatch_queue().is_empty() && c.orders.outbox().is_empty());
+    let timeout =
+        block_on(c.run(&request("tok_timeout", 1), "key-2", &order_id(2), NOW)).unwrap_err();
+    assert_eq!(timeout.failure, Failure::GatewayTimeout);
+    assert_eq!(available(&c, "milk"), (10, 0));
+}
+
+#[test]
+fn out_of_stock_and_unknown_skus_stop_before_anything_is_written() {
+    let c = shop(NoPromos);
+    let e = block_on(c.run(&request("tok_ok", 11), "key-1", &order_id(1), NOW)).unwrap_err();
+    assert!(matches!(e.failure, Failure::Stock(_)), "{e:?}");
+    assert_eq!(block_on(c.orders.get(&order_id(1))).unwrap(), None);
+    let mut r = request("tok_ok", 1);
+    r.lines[1].sku = "caviar".into();
+    let e = block_on(c.run(&r, "key-2", &order_id(2), NOW)).unwrap_err();
+    assert_eq!(
+        (e.failure, e.step),
+        (Failure::UnknownSku("caviar".into()), Step::Price)
+    );
+    assert_eq!(available(&c, "milk"), (10, 0));
+}
+
+#[test]
+fn the_same_key_makes_one_order_and_holds_stock_once() {
+    let c = shop(NoPromos);
+    let first = block_on(c.run(&request("tok_ok", 2), "key-1", &order_id(1), NOW)).unwrap();
+    // A retry that lost its idempotency record runs again under a new order id.
+    let e = block_on(c.run(&request("tok_ok", 2), "key-1", &order_id(2), NOW)).unwrap_err();
+    match e.failure {
+        Failure::Existing(o) => assert_eq!(o.order_id, first.order_id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        available(&c, "milk"),
+        (8, 0),
+        "the second hold was released"
+    );
+    assert_eq!(c.gateway.charges.lock().unwrap().len(), 1);
+}
+
+/// A promo service that answers with a fixed discount, or is down; it counts releases.
+#[derive(Default)]
+struct FakePromos {
+    down: bool,
+    releases: std::sync::Mutex<Vec<String>>,
+}
+
+impl Promos for FakePromos {
+    async fn apply(&self, call: &PromoCall) -> Result<PromoAnswer, String> {
+        if self.down {
+            return Err("unreachable".into());
+        }
+        Ok(PromoAnswer {
+            discount: call.subtotal + 1_000,
+            applied: vec!["r1".into()],
+        })
+    }
+    async fn release(&self, order_id: &str) -> Result<(), String> {
+        self.releases.lock().unwrap().push(order_id.to_string());
+        Ok(())
+    }
+}
+
+#[test]
+fn promos_discount_within_the_subtotal_are_released_on_failure_and_skipped_when_down() {
+    // A discount above the subtotal is clamped: a free order is not charged.
+    let c = shop(FakePromos::default());
+    let o = block_on(c.run(&request("tok_ok", 1), "key-1", &order_id(1), NOW)).unwrap();
+    assert_eq!((o.discount, o.total, o.transaction_id), (33_500, 0, None));
+    assert!(c.gateway.charges.lock().unwrap().is_empty());
+    // Down: no discount, and the release goes out at once.
+    let c = shop(FakePromos {
+        down: true,
+        ..FakePromos::default()
+    });
+    let o = block_on(c.run(&request("tok_ok", 1), "key-1", &order_id(1), NOW)).unwrap();
+    assert_eq!(o.discount, 0);
+    assert_eq!(*c.promos.releases.lock().unwrap(), [order_id(1)]);
+}
+
+/// A repository whose confirmation write fails: the saga reports it, and (the money being
+/// taken and the hold confirmed) leaves the pending order for recovery to roll forward.
+struct BrokenConfirm(MemoryOrders);
+
+impl OrderRepo for BrokenConfirm {
+    async fn create(
+        &self,
+        o: &OrderRecord,
+    ) -> Result<Option<OrderRecord>, qc_kit::redis_kit::BackendError> {
+        self.0.create(o).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<OrderRecord>, qc_kit::redis_kit::BackendError> {
+        self.0.get(id).await
+    }
+    async fn step(
+        &self,
+        id: &str,
+        s: &str,
+        a: &str,
+        ok: bool,
+        at: i64,
+    ) -> Result<(), qc_kit::redis_kit::BackendError> {
+        self.0.step(id, s, a, ok, at).await
+    }
+    async fn update(&self, o: &OrderRecord) -> Result<(), qc_kit::redis_kit::BackendError> {
+        self.0.update(o).await
+    }
+    async fn confirm(
+        &self,
+        _o: &OrderRecord,
+        _c: &Confirmation,
+        _at: i64,
+    ) -> Result<(), qc_kit::redis_kit::BackendError> {
+        Err(qc_kit::redis_kit::BackendError::Postgres(
+            "down".to_string().into(),
+        ))
+    }
+}
+
+#[test]
+fn a_lost_confirmation_write_leaves_a_pending_order_for_recovery() {
+    let base = shop(NoPromos);
+    let c = Checkout {
+        inventory: base.inventory,
+        promos: NoPromos,
+        gateway: base.gateway,
+        orders: BrokenConfirm(MemoryOrders::new()),
+        catalog: base.catalog,
+        hold_ttl_s: 900,
+    };
+    let e = block_on(c.run(&request("tok_ok", 1), "key-1", &order_id(1), NOW)).unwrap_err();
+    assert_eq!((e.step, e.compensated), (Step::ConfirmOrder, false));
+    let o = block_on(c.orders.get(&order_id(1))).unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Pending, "recovery rolls it forward");
+}
