@@ -2,13 +2,18 @@
 //! ([`request`]), the saga as the application layer ([`saga`]: price from the catalog → reserve
 //! through the inventory core → create the order → apply promos → charge → confirm the hold
 //! and write the order, its `dispatch_queue` row and outbox events together; compensations in
-//! reverse) over its ports ([`ports`]) with memory adapters and 04's gateway simulator. The
-//! Postgres repository, the outbox relay, webhooks, idempotency leases and the service come next.
+//! reverse) over its ports ([`ports`]) with memory adapters and 04's gateway simulator, and the
+//! Postgres order repository ([`pg`]; one conformance suite). The outbox relay, webhooks,
+//! idempotency leases, the service and the twin come next.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod pg;
 pub mod ports;
 pub mod request;
 pub mod saga;
 
+pub use pg::PgOrders;
 pub use ports::{
     Catalog, MemoryOrders, NoPromos, OrderRecord, OrderRepo, OrderStatus, PaymentGateway,
     PriceList, PromoAnswer, PromoCall, Promos, SimulatedGateway,

@@ -173,6 +173,9 @@ pub struct OrderRecord {
     pub reservation_id: Option<String>,
     pub transaction_id: Option<String>,
     pub applied_promos: Vec<String>,
+    pub lat: f64,
+    pub lng: f64,
+    pub priority: u8,
     pub failed_step: Option<String>,
     pub created_at_ms: i64,
     /// (step, action, ok, at)
@@ -210,6 +213,16 @@ pub trait OrderRepo: Send + Sync {
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Writes the mutable fields of `order` (status, payment, promo, ids).
     fn update(&self, order: &OrderRecord) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// The order's `dispatch_queue` payload and priority, if it has a row.
+    fn queued(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Option<(Value, u8)>, BackendError>> + Send;
+    /// The order's outbox event types, in the order written.
+    fn events(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
     /// In one transaction: the order confirmed, its `dispatch_queue` row and its outbox events.
     fn confirm(
         &self,
@@ -295,6 +308,20 @@ impl OrderRepo for MemoryOrders {
         Ok(())
     }
 
+    async fn queued(&self, order_id: &str) -> Result<Option<(Value, u8)>, BackendError> {
+        Ok(self.lock().dispatch_queue.get(order_id).cloned())
+    }
+
+    async fn events(&self, order_id: &str) -> Result<Vec<String>, BackendError> {
+        Ok(self
+            .lock()
+            .outbox
+            .iter()
+            .filter(|e| e.0 == order_id)
+            .map(|e| e.1.clone())
+            .collect())
+    }
+
     async fn confirm(
         &self,
         order: &OrderRecord,
@@ -307,12 +334,16 @@ impl OrderRepo for MemoryOrders {
             *o = order.clone();
             o.timeline = timeline;
         }
-        b.dispatch_queue
-            .entry(order.order_id.clone())
-            .or_insert((c.dispatch_payload.clone(), c.priority));
-        for (t, p) in &c.events {
-            b.outbox
-                .push((order.order_id.clone(), t.clone(), p.clone()));
+        // Once per order, as the Postgres adapter's deterministic event ids make it.
+        if !b.dispatch_queue.contains_key(&order.order_id) {
+            b.dispatch_queue.insert(
+                order.order_id.clone(),
+                (c.dispatch_payload.clone(), c.priority),
+            );
+            for (t, p) in &c.events {
+                b.outbox
+                    .push((order.order_id.clone(), t.clone(), p.clone()));
+            }
         }
         Ok(())
     }

@@ -230,6 +230,15 @@ impl OrderRepo for BrokenConfirm {
     async fn update(&self, o: &OrderRecord) -> Result<(), qc_kit::redis_kit::BackendError> {
         self.0.update(o).await
     }
+    async fn queued(
+        &self,
+        id: &str,
+    ) -> Result<Option<(serde_json::Value, u8)>, qc_kit::redis_kit::BackendError> {
+        self.0.queued(id).await
+    }
+    async fn events(&self, id: &str) -> Result<Vec<String>, qc_kit::redis_kit::BackendError> {
+        self.0.events(id).await
+    }
     async fn confirm(
         &self,
         _o: &OrderRecord,

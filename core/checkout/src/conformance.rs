@@ -1,0 +1,121 @@
+//! The conformance suite every [`OrderRepo`] passes (memory in unit tests, Postgres in
+//! `tests/pg_orders.rs`): one order per `(user, key)`, round trips, the saga log, and a
+//! confirmation that writes the dispatch row and the events once.
+
+use serde_json::json;
+
+use crate::ports::{Confirmation, OrderRecord, OrderRepo, OrderStatus};
+
+const T0: i64 = 1_800_000_000_000;
+
+fn order(id: &str, key: &str) -> OrderRecord {
+    OrderRecord {
+        order_id: id.into(),
+        user_id: "u1".into(),
+        idempotency_key: key.into(),
+        hub_id: "h1".into(),
+        status: OrderStatus::Pending,
+        payment_status: "none".into(),
+        items: vec![
+            ("milk".into(), Some("Milk".into()), 2, 18_500),
+            ("bread".into(), None, 1, 15_000),
+        ],
+        subtotal: 52_000,
+        discount: 0,
+        total: 52_000,
+        reservation_id: Some("5f0c8a4e-1b7e-4d1a-9a63-2f8f1c3b4d5e".into()),
+        transaction_id: None,
+        applied_promos: Vec::new(),
+        lat: -6.2,
+        lng: 106.8,
+        priority: 2,
+        failed_step: None,
+        created_at_ms: T0,
+        timeline: Vec::new(),
+    }
+}
+
+pub async fn orders_conform(repo: impl OrderRepo) {
+    let a = order("00000000-0000-4000-8000-000000000001", "key-1");
+    assert_eq!(repo.create(&a).await.unwrap(), None);
+    assert_eq!(repo.get(&a.order_id).await.unwrap().as_ref(), Some(&a));
+    // The same (user, key) under another order id: the existing order comes back.
+    let b = order("00000000-0000-4000-8000-000000000002", "key-1");
+    let existing = repo.create(&b).await.unwrap().expect("the key is taken");
+    assert_eq!(existing.order_id, a.order_id);
+    assert_eq!(repo.get(&b.order_id).await.unwrap(), None);
+    assert_eq!(repo.get("not-a-uuid").await.unwrap(), None);
+
+    repo.step(&a.order_id, "reserve_inventory", "execute", true, T0)
+        .await
+        .unwrap();
+    repo.step(&a.order_id, "charge_payment", "execute", false, T0 + 1)
+        .await
+        .unwrap();
+    let mut cancelled = a.clone();
+    cancelled.status = OrderStatus::Cancelled;
+    cancelled.payment_status = "declined".into();
+    cancelled.failed_step = Some("charge_payment".into());
+    repo.update(&cancelled).await.unwrap();
+    let got = repo.get(&a.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.failed_step.as_deref()),
+        (OrderStatus::Cancelled, Some("charge_payment"))
+    );
+    assert_eq!(
+        got.timeline
+            .iter()
+            .map(|t| (t.0.as_str(), t.2))
+            .collect::<Vec<_>>(),
+        [("reserve_inventory", true), ("charge_payment", false)]
+    );
+
+    let c = order("00000000-0000-4000-8000-000000000003", "key-3");
+    repo.create(&c).await.unwrap();
+    let mut confirmed = c.clone();
+    confirmed.status = OrderStatus::Confirmed;
+    confirmed.payment_status = "charged".into();
+    confirmed.transaction_id = Some("txn_3".into());
+    confirmed.applied_promos = vec!["r1".into()];
+    let conf = Confirmation {
+        dispatch_payload: json!({"customer_id": "u1", "total": 52000}),
+        priority: 2,
+        events: vec![
+            ("order.confirmed".into(), json!({"order_id": c.order_id})),
+            ("payment.charged".into(), json!({"amount": 52000})),
+        ],
+    };
+    repo.confirm(&confirmed, &conf, T0 + 5).await.unwrap();
+    // A retried confirmation writes nothing twice.
+    repo.confirm(&confirmed, &conf, T0 + 6).await.unwrap();
+    let got = repo.get(&c.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.status,
+            got.transaction_id.as_deref(),
+            got.applied_promos.clone()
+        ),
+        (
+            OrderStatus::Confirmed,
+            Some("txn_3"),
+            vec!["r1".to_string()]
+        )
+    );
+    assert_eq!(
+        repo.queued(&c.order_id).await.unwrap(),
+        Some((json!({"customer_id": "u1", "total": 52000}), 2))
+    );
+    assert_eq!(
+        repo.events(&c.order_id).await.unwrap(),
+        ["order.confirmed", "payment.charged"]
+    );
+    assert_eq!(repo.queued(&a.order_id).await.unwrap(), None);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_memory_repository_conforms() {
+        futures::executor::block_on(super::orders_conform(crate::ports::MemoryOrders::new()));
+    }
+}

@@ -1,0 +1,313 @@
+//! The Postgres order repository (04 §Postgres): `checkout_orders` with its lines, the saga log,
+//! and — in the confirming transaction — the `dispatch_queue` row and the outbox events. The
+//! durable idempotency guard is `UNIQUE (user_id, idempotency_key)`. Times are bound from the
+//! caller's clock.
+
+use qc_kit::redis_kit::BackendError;
+use serde_json::{json, Value};
+use sqlx::{PgPool, Row as _};
+
+use crate::ports::{Confirmation, OrderRecord, OrderRepo, OrderStatus};
+
+#[derive(Debug, Clone)]
+pub struct PgOrders {
+    pool: PgPool,
+}
+
+impl PgOrders {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn pg(e: sqlx::Error) -> BackendError {
+    e.into()
+}
+
+fn uuid(id: &str) -> Result<uuid::Uuid, BackendError> {
+    uuid::Uuid::parse_str(id)
+        .map_err(|_| BackendError::Postgres(format!("order id {id} is not a UUID").into()))
+}
+
+fn status(s: &str) -> Result<OrderStatus, BackendError> {
+    Ok(match s {
+        "pending" => OrderStatus::Pending,
+        "confirmed" => OrderStatus::Confirmed,
+        "cancelled" => OrderStatus::Cancelled,
+        "failed" => OrderStatus::Failed,
+        other => return Err(BackendError::Postgres(format!("bad status {other}").into())),
+    })
+}
+
+const COLS: &str = "id::text AS id, user_id, idempotency_key, hub_id, status, payment_status,
+    subtotal, discount, total, reservation_id::text AS reservation_id, transaction_id,
+    applied_promos, delivery_lat, delivery_lng, priority, failed_step,
+    (extract(epoch FROM created_at) * 1000)::bigint AS created_ms";
+
+impl PgOrders {
+    async fn read(
+        &self,
+        where_sql: &str,
+        binds: &[&str],
+    ) -> Result<Option<OrderRecord>, BackendError> {
+        let sql = format!("SELECT {COLS} FROM checkout_orders WHERE {where_sql}");
+        let mut q = sqlx::query(&sql).bind(binds[0]);
+        for b in &binds[1..] {
+            q = q.bind(*b);
+        }
+        let Some(r) = q.fetch_optional(&self.pool).await.map_err(pg)? else {
+            return Ok(None);
+        };
+        let id: String = r.try_get("id").map_err(pg)?;
+        let oid = uuid(&id)?;
+        let items = sqlx::query(
+            "SELECT sku, name, quantity, unit_price FROM checkout_order_items WHERE order_id = $1 ORDER BY line_no",
+        )
+        .bind(oid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|i| {
+            Ok((
+                i.try_get::<String, _>("sku").map_err(pg)?,
+                i.try_get::<Option<String>, _>("name").map_err(pg)?,
+                i.try_get::<i32, _>("quantity").map_err(pg)? as u32,
+                i.try_get::<i64, _>("unit_price").map_err(pg)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, BackendError>>()?;
+        let timeline = sqlx::query(
+            "SELECT step, action, outcome, (extract(epoch FROM at) * 1000)::bigint AS at_ms
+             FROM checkout_saga_steps WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(oid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|s| {
+            Ok((
+                s.try_get::<String, _>("step").map_err(pg)?,
+                s.try_get::<String, _>("action").map_err(pg)?,
+                s.try_get::<String, _>("outcome").map_err(pg)? == "ok",
+                s.try_get::<i64, _>("at_ms").map_err(pg)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, BackendError>>()?;
+        let promos: Option<Value> = r.try_get("applied_promos").map_err(pg)?;
+        Ok(Some(OrderRecord {
+            order_id: id,
+            user_id: r.try_get("user_id").map_err(pg)?,
+            idempotency_key: r.try_get("idempotency_key").map_err(pg)?,
+            hub_id: r.try_get("hub_id").map_err(pg)?,
+            status: status(&r.try_get::<String, _>("status").map_err(pg)?)?,
+            payment_status: r.try_get("payment_status").map_err(pg)?,
+            items,
+            subtotal: r.try_get("subtotal").map_err(pg)?,
+            discount: r.try_get("discount").map_err(pg)?,
+            total: r.try_get("total").map_err(pg)?,
+            reservation_id: r.try_get("reservation_id").map_err(pg)?,
+            transaction_id: r.try_get("transaction_id").map_err(pg)?,
+            applied_promos: promos
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            lat: r.try_get("delivery_lat").map_err(pg)?,
+            lng: r.try_get("delivery_lng").map_err(pg)?,
+            priority: r.try_get::<i16, _>("priority").map_err(pg)? as u8,
+            failed_step: r.try_get("failed_step").map_err(pg)?,
+            created_at_ms: r.try_get("created_ms").map_err(pg)?,
+            timeline,
+        }))
+    }
+
+    /// The mutable fields of an order, inside `tx`.
+    async fn write(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        o: &OrderRecord,
+        at_ms: i64,
+    ) -> Result<(), BackendError> {
+        sqlx::query(
+            "UPDATE checkout_orders SET status = $2, payment_status = $3, discount = $4, total = $5,
+                 reservation_id = $6::uuid, transaction_id = $7, applied_promos = $8, failed_step = $9,
+                 updated_at = to_timestamp($10::float8 / 1000)
+             WHERE id = $1",
+        )
+        .bind(uuid(&o.order_id)?)
+        .bind(o.status.as_str())
+        .bind(&o.payment_status)
+        .bind(o.discount)
+        .bind(o.total)
+        .bind(&o.reservation_id)
+        .bind(&o.transaction_id)
+        .bind(json!(o.applied_promos))
+        .bind(&o.failed_step)
+        .bind(at_ms)
+        .execute(&mut **tx)
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+}
+
+impl OrderRepo for PgOrders {
+    async fn create(&self, o: &OrderRecord) -> Result<Option<OrderRecord>, BackendError> {
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        let inserted = sqlx::query(
+            "INSERT INTO checkout_orders (id, user_id, idempotency_key, hub_id, status, payment_status,
+                 subtotal, discount, total, reservation_id, delivery_lat, delivery_lng, priority,
+                 created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::uuid, $11, $12, $13,
+                 to_timestamp($14::float8 / 1000), to_timestamp($14::float8 / 1000))
+             ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+        )
+        .bind(uuid(&o.order_id)?)
+        .bind(&o.user_id)
+        .bind(&o.idempotency_key)
+        .bind(&o.hub_id)
+        .bind(o.status.as_str())
+        .bind(&o.payment_status)
+        .bind(o.subtotal)
+        .bind(o.discount)
+        .bind(o.total)
+        .bind(&o.reservation_id)
+        .bind(o.lat)
+        .bind(o.lng)
+        .bind(i16::from(o.priority))
+        .bind(o.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await.map_err(pg)?;
+            return self
+                .read(
+                    "user_id = $1 AND idempotency_key = $2",
+                    &[&o.user_id, &o.idempotency_key],
+                )
+                .await;
+        }
+        for (i, (sku, name, q, price)) in o.items.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO checkout_order_items (order_id, line_no, sku, name, quantity, unit_price)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(uuid(&o.order_id)?)
+            .bind(i as i32)
+            .bind(sku)
+            .bind(name)
+            .bind(*q as i32)
+            .bind(*price)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(None)
+    }
+
+    async fn get(&self, order_id: &str) -> Result<Option<OrderRecord>, BackendError> {
+        if uuid::Uuid::parse_str(order_id).is_err() {
+            return Ok(None);
+        }
+        self.read("id = $1::uuid", &[order_id]).await
+    }
+
+    async fn step(
+        &self,
+        order_id: &str,
+        step: &str,
+        action: &str,
+        ok: bool,
+        at_ms: i64,
+    ) -> Result<(), BackendError> {
+        sqlx::query(
+            "INSERT INTO checkout_saga_steps (order_id, step, action, outcome, at)
+             VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000))",
+        )
+        .bind(uuid(order_id)?)
+        .bind(step)
+        .bind(action)
+        .bind(if ok { "ok" } else { "error" })
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn update(&self, o: &OrderRecord) -> Result<(), BackendError> {
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        Self::write(&mut tx, o, o.created_at_ms).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn queued(&self, order_id: &str) -> Result<Option<(Value, u8)>, BackendError> {
+        let r = sqlx::query("SELECT payload, priority FROM dispatch_queue WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg)?;
+        r.map(|r| {
+            Ok((
+                r.try_get::<Value, _>("payload").map_err(pg)?,
+                r.try_get::<i16, _>("priority").map_err(pg)? as u8,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn events(&self, order_id: &str) -> Result<Vec<String>, BackendError> {
+        sqlx::query_scalar::<_, String>(
+            "SELECT event_type FROM checkout_outbox WHERE aggregate_id = $1 ORDER BY created_at, event_type",
+        )
+        .bind(uuid(order_id)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)
+    }
+
+    async fn confirm(
+        &self,
+        o: &OrderRecord,
+        c: &Confirmation,
+        at_ms: i64,
+    ) -> Result<(), BackendError> {
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        Self::write(&mut tx, o, at_ms).await?;
+        sqlx::query(
+            "INSERT INTO dispatch_queue (order_id, hub_id, priority, payload, available_at, created_at)
+             VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000), to_timestamp($5::float8 / 1000))
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(&o.order_id)
+        .bind(&o.hub_id)
+        .bind(i16::from(c.priority))
+        .bind(&c.dispatch_payload)
+        .bind(at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+        for (i, (kind, payload)) in c.events.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO checkout_outbox (id, aggregate_id, event_type, payload, next_attempt_at, created_at)
+                 VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000), to_timestamp($5::float8 / 1000))
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            // Deterministic per (order, event): a retried confirmation cannot duplicate events.
+            .bind(uuid::Uuid::new_v5(
+                &uuid(&o.order_id)?,
+                format!("{i}:{kind}").as_bytes(),
+            ))
+            .bind(uuid(&o.order_id)?)
+            .bind(kind)
+            .bind(payload)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+}

@@ -1,0 +1,103 @@
+//! The Postgres order repository against a live Postgres (a fresh schema): the shared
+//! conformance suite.
+
+use qc_checkout::{conformance, PgOrders};
+use qc_kit::testing::isolated_store_config;
+
+#[tokio::test]
+async fn postgres_orders_conform() {
+    let cfg = isolated_store_config();
+    let pool = qc_kit::pg::connect_and_migrate(&cfg, 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nstart Postgres with scripts/test.sh"));
+    conformance::orders_conform(PgOrders::new(pool.clone())).await;
+    pool.close().await;
+    qc_kit::pg::drop_schema(&cfg).await.unwrap();
+}
+
+/// The saga over the real adapters: the inventory core's Redis scripts and the Postgres
+/// repository. A confirmed checkout holds and confirms stock and writes the order, its
+/// `dispatch_queue` row and its events; a declined one leaves Redis as it was and a cancelled order.
+#[tokio::test]
+async fn the_saga_over_redis_and_postgres_confirms_or_leaves_nothing_held() {
+    use std::collections::BTreeMap;
+
+    use qc_checkout::{Checkout, CheckoutRequest, Failure, NoPromos, OrderRepo, OrderStatus};
+    use qc_checkout::{PriceList, SimulatedGateway};
+    use qc_inventory::store::HoldPolicy;
+    use qc_inventory::{HubId, RedisStore, SetStockCommand, Sku, StockSetReason, StockStore};
+    use qc_kit::redis_kit::KeyPrefix;
+    use qc_kit::testing::{delete_prefix, redis_for_test};
+
+    const NOW: i64 = 1_800_000_000_000;
+    let cfg = isolated_store_config();
+    let pool = qc_kit::pg::connect_and_migrate(&cfg, 2).await.unwrap();
+    let mut conn = redis_for_test(&cfg).await;
+    let prefix = KeyPrefix::new(cfg.key_prefix.clone());
+    let inventory = RedisStore::new(conn.clone(), prefix.clone(), HoldPolicy::default(), 2000);
+    let hub = HubId::parse("h1").unwrap();
+    inventory
+        .set_stock(
+            NOW,
+            &SetStockCommand {
+                hub_id: hub.clone(),
+                sku: Sku::parse("milk").unwrap(),
+                on_hand: 10,
+                buckets: 1,
+                reason: StockSetReason::AdminSet,
+                actor: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let c = Checkout {
+        inventory,
+        promos: NoPromos,
+        gateway: SimulatedGateway::default(),
+        orders: PgOrders::new(pool.clone()),
+        catalog: PriceList(BTreeMap::from([("milk".into(), 18_500)])),
+        hold_ttl_s: 900,
+    };
+    let req = |token: &str| {
+        CheckoutRequest::parse(&serde_json::json!({"user_id": "u1", "hub_id": "h1",
+            "items": [{"sku": "milk", "quantity": 3}],
+            "payment": {"method": "card", "card_token": token},
+            "delivery_location": {"lat": -6.2, "lng": 106.8}}))
+        .unwrap()
+    };
+    let ok_id = "00000000-0000-4000-8000-000000000001";
+    let o = c.run(&req("tok_ok"), "k1", ok_id, NOW).await.unwrap();
+    assert_eq!((o.status, o.total), (OrderStatus::Confirmed, 55_500));
+    let s = c
+        .inventory
+        .stock(&hub, &Sku::parse("milk").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((s.available, s.reserved), (7, 0));
+    assert!(c.orders.queued(ok_id).await.unwrap().is_some());
+    assert_eq!(c.orders.events(ok_id).await.unwrap().len(), 2);
+
+    let bad_id = "00000000-0000-4000-8000-000000000002";
+    let e = c
+        .run(&req("tok_decline"), "k2", bad_id, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(e.failure, Failure::Declined);
+    let s = c
+        .inventory
+        .stock(&hub, &Sku::parse("milk").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.available, s.reserved),
+        (7, 0),
+        "the declined hold was released"
+    );
+    let stored = c.orders.get(bad_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Cancelled);
+    assert!(c.orders.queued(bad_id).await.unwrap().is_none());
+
+    delete_prefix(&mut conn, &prefix).await.unwrap();
+    pool.close().await;
+    qc_kit::pg::drop_schema(&cfg).await.unwrap();
+}
