@@ -3,11 +3,12 @@
 //! through the inventory core → create the order → apply promos → charge → confirm the hold
 //! and write the order, its `dispatch_queue` row and outbox events together; compensations in
 //! reverse) over its ports ([`ports`]) with memory adapters and 04's gateway simulator, and the
-//! Postgres order repository ([`pg`]; one conformance suite). The outbox relay, webhooks,
-//! idempotency leases, the service and the twin come next.
+//! Postgres order repository ([`pg`]; one conformance suite), and the outbox relay
+//! ([`outbox`]). Webhooks, idempotency leases, saga recovery, the service and the twin come next.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod outbox;
 pub mod pg;
 pub mod ports;
 pub mod request;

@@ -311,3 +311,81 @@ impl OrderRepo for PgOrders {
         tx.commit().await.map_err(pg)
     }
 }
+
+/// The outbox relay's side of `checkout_outbox`: claims by pushing `next_attempt_at` ahead
+/// under `FOR UPDATE SKIP LOCKED`, so concurrent relays take different events and no
+/// transaction is held while publishing.
+impl crate::outbox::Outbox for PgOrders {
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::outbox::OutboxEvent>, BackendError> {
+        let rows = sqlx::query(
+            "UPDATE checkout_outbox SET next_attempt_at = to_timestamp(($1 + $3)::float8 / 1000)
+             WHERE id IN (SELECT id FROM checkout_outbox
+                          WHERE status = 'pending' AND next_attempt_at <= to_timestamp($1::float8 / 1000)
+                          ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id::text AS id, aggregate_id::text AS aggregate_id, event_type, payload,
+                 (extract(epoch FROM created_at) * 1000)::bigint AS created_ms, attempts",
+        )
+        .bind(now_ms)
+        .bind(limit as i64)
+        .bind(crate::outbox::CLAIM_MS)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(crate::outbox::OutboxEvent {
+                    event_id: r.try_get("id").map_err(pg)?,
+                    aggregate_id: r.try_get("aggregate_id").map_err(pg)?,
+                    event_type: r.try_get("event_type").map_err(pg)?,
+                    payload: r.try_get("payload").map_err(pg)?,
+                    created_at_ms: r.try_get("created_ms").map_err(pg)?,
+                    attempts: r.try_get("attempts").map_err(pg)?,
+                })
+            })
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        out.sort_by(|a, b| (a.created_at_ms, &a.event_id).cmp(&(b.created_at_ms, &b.event_id)));
+        Ok(out)
+    }
+
+    async fn mark_sent(&self, event_id: &str, now_ms: i64) -> Result<(), BackendError> {
+        sqlx::query(
+            "UPDATE checkout_outbox SET status = 'sent', sent_at = to_timestamp($2::float8 / 1000)
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(uuid(event_id)?)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        event_id: &str,
+        attempts: i32,
+        next_ms: i64,
+        dead: bool,
+        error: &str,
+    ) -> Result<(), BackendError> {
+        sqlx::query(
+            "UPDATE checkout_outbox SET attempts = $2, next_attempt_at = to_timestamp($3::float8 / 1000),
+                 last_error = $4, status = CASE WHEN $5 THEN 'dead' ELSE status END
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(uuid(event_id)?)
+        .bind(attempts)
+        .bind(next_ms)
+        .bind(error)
+        .bind(dead)
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+}

@@ -77,6 +77,57 @@ async fn the_saga_over_redis_and_postgres_confirms_or_leaves_nothing_held() {
     assert!(c.orders.queued(ok_id).await.unwrap().is_some());
     assert_eq!(c.orders.events(ok_id).await.unwrap().len(), 2);
 
+    // The relay: with the stream down the events wait; once it is back they reach the Redis
+    // stream, each with its outbox id as `event_id`.
+    use qc_checkout::outbox::{relay_once, MemorySink, RedisSink};
+    let down = MemorySink::default();
+    *down.down.lock().unwrap() = true;
+    let p = relay_once(&c.orders, &down, NOW, 100).await.unwrap();
+    assert_eq!((p.sent, p.failed), (0, 2));
+    let stream = format!("{}checkout:events", cfg.key_prefix);
+    let sink = RedisSink {
+        conn: conn.clone(),
+        stream: stream.clone(),
+        timeout_ms: 2000,
+    };
+    assert_eq!(
+        relay_once(&c.orders, &sink, NOW + 1, 100)
+            .await
+            .unwrap()
+            .sent,
+        0,
+        "not due yet"
+    );
+    let p = relay_once(&c.orders, &sink, NOW + 600_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(p.sent, 2);
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let types: Vec<&str> = entries
+        .iter()
+        .map(|(_, f)| f["event_type"].as_str())
+        .collect();
+    assert_eq!(types, ["order.confirmed", "payment.charged"]);
+    let ids: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .map(|(_, f)| f["event_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "one id per event (consumers dedupe on it)");
+    assert_eq!(
+        relay_once(&c.orders, &sink, NOW + 1_200_000, 100)
+            .await
+            .unwrap()
+            .sent,
+        0,
+        "sent once"
+    );
+
     let bad_id = "00000000-0000-4000-8000-000000000002";
     let e = c
         .run(&req("tok_decline"), "k2", bad_id, NOW)

@@ -1,0 +1,328 @@
+//! The outbox relay (04 "Background jobs"): events written with their order are claimed when
+//! due, published to the event stream, and marked sent; a failed publish is retried after
+//! min(2^attempts, 300) s ±20 % and the event is dead after its 10th failure. At least once:
+//! consumers dedupe on `event_id`. [`relay_once`] is the job function the service's loop and the
+//! simulator both call.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use qc_kit::redis_kit::BackendError;
+use serde_json::Value;
+
+/// Failures after which an event is dead.
+pub const MAX_ATTEMPTS: i32 = 10;
+/// How long a claim keeps other relays off an event.
+pub const CLAIM_MS: i64 = 30_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub event_id: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub payload: Value,
+    pub created_at_ms: i64,
+    pub attempts: i32,
+}
+
+/// The outbox table's side of the relay.
+pub trait Outbox: Send + Sync {
+    /// Up to `limit` pending events due at `now_ms`, oldest first, claimed (their next attempt
+    /// pushed [`CLAIM_MS`] ahead, so concurrent relays take different events).
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEvent>, BackendError>> + Send;
+    fn mark_sent(
+        &self,
+        event_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Records a failure: retry at `next_ms`, or dead.
+    fn mark_failed(
+        &self,
+        event_id: &str,
+        attempts: i32,
+        next_ms: i64,
+        dead: bool,
+        error: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// Where events go (the `checkout:events` stream).
+pub trait EventSink: Send + Sync {
+    fn publish(&self, e: &OutboxEvent) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RelayPass {
+    pub sent: usize,
+    pub failed: usize,
+    pub dead: usize,
+}
+
+/// The retry delay after `attempts` failures: min(2^attempts, 300) s, ±20 % by a hash of the
+/// event id (deterministic, and different events spread out).
+pub fn backoff_ms(event_id: &str, attempts: i32) -> i64 {
+    let base = 2f64.powi(attempts.clamp(0, 30)).min(300.0) * 1000.0;
+    let h = event_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let jitter = (h % 4001) as f64 / 10_000.0 - 0.2;
+    (base * (1.0 + jitter)).round() as i64
+}
+
+/// One relay pass: claims due events, publishes each, records the outcome.
+pub async fn relay_once<O: Outbox, S: EventSink>(
+    outbox: &O,
+    sink: &S,
+    now_ms: i64,
+    limit: usize,
+) -> Result<RelayPass, BackendError> {
+    let mut pass = RelayPass::default();
+    for e in outbox.claim_due(now_ms, limit).await? {
+        match sink.publish(&e).await {
+            Ok(()) => {
+                outbox.mark_sent(&e.event_id, now_ms).await?;
+                pass.sent += 1;
+            }
+            Err(why) => {
+                let attempts = e.attempts + 1;
+                let dead = attempts >= MAX_ATTEMPTS;
+                outbox
+                    .mark_failed(
+                        &e.event_id,
+                        attempts,
+                        now_ms + backoff_ms(&e.event_id, attempts),
+                        dead,
+                        &why,
+                    )
+                    .await?;
+                if dead {
+                    pass.dead += 1;
+                } else {
+                    pass.failed += 1;
+                }
+            }
+        }
+    }
+    Ok(pass)
+}
+
+/// A sink in memory that can be made to fail (tests, the twin).
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    pub down: Mutex<bool>,
+    pub published: Mutex<Vec<OutboxEvent>>,
+}
+
+impl EventSink for MemorySink {
+    async fn publish(&self, e: &OutboxEvent) -> Result<(), String> {
+        if *self.down.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err("stream unavailable".into());
+        }
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e.clone());
+        Ok(())
+    }
+}
+
+/// The event stream in Redis: `XADD <prefix>checkout:events MAXLEN ~ 1000000`.
+#[derive(Debug, Clone)]
+pub struct RedisSink {
+    pub conn: redis::aio::ConnectionManager,
+    pub stream: String,
+    pub timeout_ms: u64,
+}
+
+impl EventSink for RedisSink {
+    async fn publish(&self, e: &OutboxEvent) -> Result<(), String> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(1_000_000)
+            .arg("*")
+            .arg("event_id")
+            .arg(&e.event_id)
+            .arg("event_type")
+            .arg(&e.event_type)
+            .arg("aggregate_id")
+            .arg(&e.aggregate_id)
+            .arg("payload")
+            .arg(e.payload.to_string())
+            .arg("created_at")
+            .arg(e.created_at_ms);
+        let r: Result<String, _> =
+            qc_kit::redis_kit::bounded(self.timeout_ms, cmd.query_async(&mut self.conn.clone()))
+                .await;
+        r.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// The outbox in memory (the twin's; tests).
+#[derive(Debug, Default)]
+pub struct MemoryOutbox {
+    /// event id → (event, status, next attempt)
+    rows: Mutex<BTreeMap<String, (OutboxEvent, &'static str, i64)>>,
+}
+
+impl MemoryOutbox {
+    pub fn add(&self, e: OutboxEvent, due_ms: i64) {
+        self.rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(e.event_id.clone())
+            .or_insert((e, "pending", due_ms));
+    }
+
+    /// Status of each event.
+    pub fn statuses(&self) -> BTreeMap<String, &'static str> {
+        self.rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.1))
+            .collect()
+    }
+}
+
+impl Outbox for MemoryOutbox {
+    async fn claim_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxEvent>, BackendError> {
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut due: Vec<&mut (OutboxEvent, &'static str, i64)> = rows
+            .values_mut()
+            .filter(|r| r.1 == "pending" && r.2 <= now_ms)
+            .collect();
+        due.sort_by(|a, b| {
+            a.0.created_at_ms
+                .cmp(&b.0.created_at_ms)
+                .then(a.0.event_id.cmp(&b.0.event_id))
+        });
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|r| {
+                r.2 = now_ms + CLAIM_MS;
+                r.0.clone()
+            })
+            .collect())
+    }
+
+    async fn mark_sent(&self, event_id: &str, _now_ms: i64) -> Result<(), BackendError> {
+        if let Some(r) = self
+            .rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(event_id)
+        {
+            r.1 = "sent";
+        }
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        event_id: &str,
+        attempts: i32,
+        next_ms: i64,
+        dead: bool,
+        _error: &str,
+    ) -> Result<(), BackendError> {
+        if let Some(r) = self
+            .rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(event_id)
+        {
+            r.0.attempts = attempts;
+            r.2 = next_ms;
+            if dead {
+                r.1 = "dead";
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use serde_json::json;
+
+    fn event(i: u32) -> OutboxEvent {
+        OutboxEvent {
+            event_id: format!("e{i}"),
+            aggregate_id: "o1".into(),
+            event_type: "order.confirmed".into(),
+            payload: json!({"i": i}),
+            created_at_ms: i64::from(i),
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_five_minutes_within_twenty_percent() {
+        for (attempts, base) in [(1, 2_000.0), (3, 8_000.0), (9, 300_000.0), (10, 300_000.0)] {
+            let d = backoff_ms("evt-1", attempts) as f64;
+            assert!((base * 0.8..=base * 1.2).contains(&d), "{attempts}: {d}");
+        }
+        assert_ne!(backoff_ms("a", 3), backoff_ms("b", 3), "spread");
+    }
+
+    #[test]
+    fn events_wait_while_the_stream_is_down_and_arrive_once_it_recovers() {
+        let (outbox, sink) = (MemoryOutbox::default(), MemorySink::default());
+        for i in 0..3 {
+            outbox.add(event(i), 0);
+        }
+        *sink.down.lock().unwrap() = true;
+        let p = block_on(relay_once(&outbox, &sink, 1_000, 100)).unwrap();
+        assert_eq!((p.sent, p.failed), (0, 3));
+        // Not due again before the backoff.
+        assert_eq!(
+            block_on(relay_once(&outbox, &sink, 1_001, 100)).unwrap(),
+            RelayPass::default()
+        );
+        *sink.down.lock().unwrap() = false;
+        let p = block_on(relay_once(&outbox, &sink, 10_000, 100)).unwrap();
+        assert_eq!(p.sent, 3);
+        let ids: Vec<String> = sink
+            .published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect();
+        assert_eq!(ids, ["e0", "e1", "e2"], "oldest first");
+        assert!(outbox.statuses().values().all(|s| *s == "sent"));
+    }
+
+    #[test]
+    fn an_event_is_dead_after_its_tenth_failure() {
+        let (outbox, sink) = (MemoryOutbox::default(), MemorySink::default());
+        outbox.add(event(0), 0);
+        *sink.down.lock().unwrap() = true;
+        let mut now = 0;
+        let mut dead = 0;
+        for _ in 0..MAX_ATTEMPTS {
+            now += 400_000;
+            dead += block_on(relay_once(&outbox, &sink, now, 100)).unwrap().dead;
+        }
+        assert_eq!(dead, 1);
+        assert_eq!(outbox.statuses()["e0"], "dead");
+        *sink.down.lock().unwrap() = false;
+        assert_eq!(
+            block_on(relay_once(&outbox, &sink, now + 400_000, 100))
+                .unwrap()
+                .sent,
+            0
+        );
+    }
+}
