@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use crate::ports::{Confirmation, OrderRecord, OrderRepo, OrderStatus};
+use crate::webhook::{Applied, PaymentEvent, PaymentEvents};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -112,10 +113,103 @@ pub async fn orders_conform(repo: impl OrderRepo) {
     assert_eq!(repo.queued(&a.order_id).await.unwrap(), None);
 }
 
+/// Payment events: applied once, a replay is "already processed", an unknown order or a wrong
+/// amount changes nothing and does not mark the event, so its retry is processed later.
+pub async fn payment_events_conform(repo: impl OrderRepo + PaymentEvents) {
+    let o = order("00000000-0000-4000-8000-000000000009", "key-9");
+    let ev = |txn: &str, ok: bool, amount: i64| PaymentEvent {
+        transaction_id: txn.into(),
+        order_id: o.order_id.clone(),
+        succeeded: ok,
+        amount,
+        currency: "IDR".into(),
+    };
+    // The order does not exist yet (the webhook outran the saga): 404, nothing kept.
+    assert_eq!(
+        repo.apply_payment_event(&ev("t1", true, 52_000), T0)
+            .await
+            .unwrap(),
+        Applied::UnknownOrder
+    );
+    repo.create(&o).await.unwrap();
+    let mut confirmed = o.clone();
+    confirmed.status = OrderStatus::Confirmed;
+    confirmed.payment_status = "charged".into();
+    repo.update(&confirmed).await.unwrap();
+    assert_eq!(
+        repo.apply_payment_event(&ev("t1", true, 51_000), T0)
+            .await
+            .unwrap(),
+        Applied::AmountMismatch
+    );
+    assert_eq!(
+        repo.get(&o.order_id).await.unwrap().unwrap().payment_status,
+        "charged",
+        "unchanged"
+    );
+    // The gateway's retry of t1 is processed now, once.
+    assert_eq!(
+        repo.apply_payment_event(&ev("t1", true, 52_000), T0)
+            .await
+            .unwrap(),
+        Applied::Done
+    );
+    assert_eq!(
+        repo.apply_payment_event(&ev("t1", true, 52_000), T0)
+            .await
+            .unwrap(),
+        Applied::AlreadyProcessed
+    );
+    assert_eq!(
+        repo.get(&o.order_id).await.unwrap().unwrap().payment_status,
+        "confirmed"
+    );
+    // A later failure event marks the payment failed.
+    assert_eq!(
+        repo.apply_payment_event(&ev("t2", false, 52_000), T0)
+            .await
+            .unwrap(),
+        Applied::Done
+    );
+    assert_eq!(
+        repo.get(&o.order_id).await.unwrap().unwrap().payment_status,
+        "failed"
+    );
+    assert_eq!(
+        repo.events(&o.order_id).await.unwrap(),
+        ["payment.confirmed", "payment.failed"]
+    );
+    // A success on a cancelled order: the money must go back.
+    let c = order("00000000-0000-4000-8000-000000000010", "key-10");
+    repo.create(&c).await.unwrap();
+    let mut cancelled = c.clone();
+    cancelled.status = OrderStatus::Cancelled;
+    repo.update(&cancelled).await.unwrap();
+    let refund = PaymentEvent {
+        order_id: c.order_id.clone(),
+        ..ev("t3", true, 52_000)
+    };
+    assert_eq!(
+        repo.apply_payment_event(&refund, T0).await.unwrap(),
+        Applied::Done
+    );
+    assert_eq!(
+        repo.get(&c.order_id).await.unwrap().unwrap().payment_status,
+        "refund_pending"
+    );
+    assert_eq!(
+        repo.events(&c.order_id).await.unwrap(),
+        ["payment.refund_required"]
+    );
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_memory_repository_conforms() {
         futures::executor::block_on(super::orders_conform(crate::ports::MemoryOrders::new()));
+        futures::executor::block_on(super::payment_events_conform(
+            crate::ports::MemoryOrders::new(),
+        ));
     }
 }

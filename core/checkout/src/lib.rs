@@ -4,7 +4,8 @@
 //! and write the order, its `dispatch_queue` row and outbox events together; compensations in
 //! reverse) over its ports ([`ports`]) with memory adapters and 04's gateway simulator, and the
 //! Postgres order repository ([`pg`]; one conformance suite), and the outbox relay
-//! ([`outbox`]). Webhooks, idempotency leases, saga recovery, the service and the twin come next.
+//! ([`outbox`]), and payment webhooks ([`webhook`]: signature with a signed timestamp, one
+//! transaction per event). Idempotency leases, saga recovery, the service and the twin come next.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -13,6 +14,7 @@ pub mod pg;
 pub mod ports;
 pub mod request;
 pub mod saga;
+pub mod webhook;
 
 pub use pg::PgOrders;
 pub use ports::{

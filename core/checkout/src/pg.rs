@@ -389,3 +389,81 @@ impl crate::outbox::Outbox for PgOrders {
         Ok(())
     }
 }
+
+/// One transaction per payment event: the processed marker, the order locked, the payment
+/// status and its outbox event; anything refused rolls the marker back with it.
+impl crate::webhook::PaymentEvents for PgOrders {
+    async fn apply_payment_event(
+        &self,
+        e: &crate::webhook::PaymentEvent,
+        now_ms: i64,
+    ) -> Result<crate::webhook::Applied, BackendError> {
+        use crate::webhook::Applied;
+        let Ok(oid) = uuid::Uuid::parse_str(&e.order_id) else {
+            return Ok(Applied::UnknownOrder);
+        };
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        let fresh = sqlx::query(
+            "INSERT INTO checkout_processed_webhooks (transaction_id, order_id, event_status, received_at)
+             VALUES ($1, $2, $3, to_timestamp($4::float8 / 1000)) ON CONFLICT DO NOTHING",
+        )
+        .bind(&e.transaction_id)
+        .bind(oid)
+        .bind(if e.succeeded { "succeeded" } else { "failed" })
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?
+        .rows_affected();
+        if fresh == 0 {
+            tx.rollback().await.map_err(pg)?;
+            return Ok(Applied::AlreadyProcessed);
+        }
+        let row = sqlx::query(
+            "SELECT status, total, currency FROM checkout_orders WHERE id = $1 FOR UPDATE",
+        )
+        .bind(oid)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(pg)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(pg)?;
+            return Ok(Applied::UnknownOrder);
+        };
+        let (status, total, currency): (String, i64, String) = (
+            row.try_get("status").map_err(pg)?,
+            row.try_get("total").map_err(pg)?,
+            row.try_get("currency").map_err(pg)?,
+        );
+        if total != e.amount || currency.trim() != e.currency {
+            tx.rollback().await.map_err(pg)?;
+            return Ok(Applied::AmountMismatch);
+        }
+        let (payment, event) = crate::webhook::transition(&status, e.succeeded);
+        sqlx::query(
+            "UPDATE checkout_orders SET payment_status = $2, updated_at = to_timestamp($3::float8 / 1000)
+             WHERE id = $1",
+        )
+        .bind(oid)
+        .bind(payment)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+        sqlx::query(
+            "INSERT INTO checkout_outbox (id, aggregate_id, event_type, payload, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000), to_timestamp($5::float8 / 1000))
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(uuid::Uuid::new_v5(&oid, format!("webhook:{}:{event}", e.transaction_id).as_bytes()))
+        .bind(oid)
+        .bind(event)
+        .bind(json!({"order_id": e.order_id, "transaction_id": e.transaction_id, "amount": e.amount}))
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(Applied::Done)
+    }
+}

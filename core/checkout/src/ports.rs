@@ -240,6 +240,8 @@ struct Book {
     dispatch_queue: BTreeMap<String, (Value, u8)>,
     /// (order id, event type, payload)
     outbox: Vec<(String, String, Value)>,
+    /// Payment events applied, by transaction id.
+    processed: std::collections::BTreeSet<String>,
 }
 
 /// In-process order repository (the twin's, and the tests').
@@ -346,5 +348,33 @@ impl OrderRepo for MemoryOrders {
             }
         }
         Ok(())
+    }
+}
+
+impl crate::webhook::PaymentEvents for MemoryOrders {
+    async fn apply_payment_event(
+        &self,
+        e: &crate::webhook::PaymentEvent,
+        _now_ms: i64,
+    ) -> Result<crate::webhook::Applied, BackendError> {
+        use crate::webhook::Applied;
+        let mut b = self.lock();
+        if b.processed.contains(&e.transaction_id) {
+            return Ok(Applied::AlreadyProcessed);
+        }
+        let Some(o) = b.orders.get_mut(&e.order_id) else {
+            return Ok(Applied::UnknownOrder);
+        };
+        if o.total != e.amount || e.currency != "IDR" {
+            return Ok(Applied::AmountMismatch);
+        }
+        let (payment, event) = crate::webhook::transition(o.status.as_str(), e.succeeded);
+        o.payment_status = payment.to_string();
+        let payload = serde_json::json!({"order_id": e.order_id, "transaction_id": e.transaction_id,
+                                         "amount": e.amount});
+        b.outbox
+            .push((e.order_id.clone(), event.to_string(), payload));
+        b.processed.insert(e.transaction_id.clone());
+        Ok(Applied::Done)
     }
 }

@@ -11,6 +11,7 @@ async fn postgres_orders_conform() {
         .await
         .unwrap_or_else(|e| panic!("{e}\nstart Postgres with scripts/test.sh"));
     conformance::orders_conform(PgOrders::new(pool.clone())).await;
+    conformance::payment_events_conform(PgOrders::new(pool.clone())).await;
     pool.close().await;
     qc_kit::pg::drop_schema(&cfg).await.unwrap();
 }
