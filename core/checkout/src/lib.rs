@@ -5,10 +5,12 @@
 //! reverse) over its ports ([`ports`]) with memory adapters and 04's gateway simulator, and the
 //! Postgres order repository ([`pg`]; one conformance suite), and the outbox relay
 //! ([`outbox`]), and payment webhooks ([`webhook`]: signature with a signed timestamp, one
-//! transaction per event). Idempotency leases, saga recovery, the service and the twin come next.
+//! transaction per event), and idempotency ([`idempotency`]: stored outcomes and a lease per
+//! user and key). Saga recovery, the service and the twin come next.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod idempotency;
 pub mod outbox;
 pub mod pg;
 pub mod ports;

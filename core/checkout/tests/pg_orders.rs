@@ -153,3 +153,19 @@ async fn the_saga_over_redis_and_postgres_confirms_or_leaves_nothing_held() {
     pool.close().await;
     qc_kit::pg::drop_schema(&cfg).await.unwrap();
 }
+
+#[tokio::test]
+async fn redis_idempotency_conforms() {
+    let cfg = isolated_store_config();
+    let mut conn = qc_kit::testing::redis_for_test(&cfg).await;
+    let prefix = qc_kit::redis_kit::KeyPrefix::new(cfg.key_prefix.clone());
+    qc_checkout::idempotency::idempotency_conforms(qc_checkout::idempotency::RedisIdempotency {
+        conn: conn.clone(),
+        prefix: prefix.clone(),
+        timeout_ms: 2000,
+    })
+    .await;
+    qc_kit::testing::delete_prefix(&mut conn, &prefix)
+        .await
+        .unwrap();
+}

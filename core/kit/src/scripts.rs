@@ -25,6 +25,8 @@ lua!(TRACKING_STATUS, "tracking_status.lua");
 lua!(TRACKING_POSITION, "tracking_position.lua");
 lua!(PROMO_RESERVE, "promo_reserve.lua");
 lua!(PROMO_RELEASE, "promo_release.lua");
+lua!(CHECKOUT_IDEM_BEGIN, "checkout_idem_begin.lua");
+lua!(CHECKOUT_IDEM_FINISH, "checkout_idem_finish.lua");
 
 /// Every script, with its file name, for preloading and diagnostics.
 pub fn all() -> Vec<(&'static str, &'static Script)> {
@@ -42,6 +44,8 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("tracking_position", &*TRACKING_POSITION),
         ("promo_reserve", &*PROMO_RESERVE),
         ("promo_release", &*PROMO_RELEASE),
+        ("checkout_idem_begin", &*CHECKOUT_IDEM_BEGIN),
+        ("checkout_idem_finish", &*CHECKOUT_IDEM_FINISH),
     ]
 }
 
