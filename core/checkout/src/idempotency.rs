@@ -93,10 +93,13 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
+/// A key's stored outcome and its lease (token, expires).
+type Slot = (Option<Stored>, Option<(String, i64)>);
+
 #[derive(Debug, Default)]
 pub struct MemoryIdempotency {
-    /// (user, key) → (stored outcome, lease (token, expires))
-    slots: Mutex<HashMap<(String, String), (Option<Stored>, Option<(String, i64)>)>>,
+    /// (user, key) → slot
+    slots: Mutex<HashMap<(String, String), Slot>>,
 }
 
 impl IdempotencyStore for MemoryIdempotency {
