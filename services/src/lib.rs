@@ -1,6 +1,7 @@
 //! The HTTP services (axum) over the core crates, and the platform plumbing they share.
 //! Only this crate knows HTTP; the `qc` binary (main.rs) starts one service or all of them.
 
+pub mod checkout;
 pub mod dispatch;
 pub mod eta;
 pub mod geo;
@@ -48,6 +49,12 @@ pub async fn build_service(
         ServiceId::Tracking => {
             let t = tracking::TrackingConfig::from_env(env).map_err(|e| e.to_string())?;
             let (_, svc) = tracking::build(cfg, t, Arc::new(WallClock), shutdown).await?;
+            Ok(svc)
+        }
+        ServiceId::Checkout => {
+            let c =
+                checkout::CheckoutSettings::from_env(env, &cfg.env).map_err(|e| e.to_string())?;
+            let (_, svc) = checkout::build(cfg, c, Arc::new(WallClock), shutdown).await?;
             Ok(svc)
         }
         ServiceId::Promo => {

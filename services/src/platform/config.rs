@@ -11,6 +11,7 @@ pub enum ServiceId {
     Eta,
     Tracking,
     Promo,
+    Checkout,
 }
 
 impl ServiceId {
@@ -22,6 +23,7 @@ impl ServiceId {
         ServiceId::Eta,
         ServiceId::Tracking,
         ServiceId::Promo,
+        ServiceId::Checkout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -32,6 +34,7 @@ impl ServiceId {
             ServiceId::Eta => "eta",
             ServiceId::Tracking => "tracking",
             ServiceId::Promo => "promo",
+            ServiceId::Checkout => "checkout",
         }
     }
     pub fn default_port(self) -> u16 {
@@ -42,6 +45,7 @@ impl ServiceId {
             ServiceId::Eta => 8097,
             ServiceId::Tracking => 8099,
             ServiceId::Promo => 8095,
+            ServiceId::Checkout => 8094,
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -1,0 +1,262 @@
+//! The Checkout service (04-checkout, port 8094): `POST /api/v1/checkout` runs the `qc-checkout`
+//! saga (stock through the inventory core's Redis scripts, orders in Postgres with their
+//! `dispatch_queue` row and outbox events, promos over Promo's HTTP API, payments through the
+//! gateway port — 04's simulator until a real gateway is configured), idempotent per user and
+//! key; payment webhooks; order reads with an ownership check; the outbox relay loop.
+
+mod handlers;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use qc_checkout::idempotency::RedisIdempotency;
+use qc_checkout::outbox::{relay_once, RedisSink};
+use qc_checkout::{
+    Checkout, PgOrders, PriceList, PromoAnswer, PromoCall, Promos, SimulatedGateway,
+};
+use qc_inventory::store::HoldPolicy;
+use qc_inventory::RedisStore;
+use qc_kit::config::{ConfigError, EnvReader, EnvSource};
+use qc_kit::redis_kit::KeyPrefix;
+use qc_kit::SharedClock;
+use serde_json::json;
+
+use crate::platform::config::{PlatformConfig, ServiceId};
+use crate::platform::ops::ServiceCtx;
+use crate::platform::server::{assemble, open_stores, BuiltService};
+use crate::platform::shutdown::Shutdown;
+
+/// `CHECKOUT_*` settings (04).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckoutSettings {
+    pub hold_ttl_s: u32,
+    /// `WEBHOOK_SECRET` (≥ 16 bytes; production refuses the development value).
+    pub webhook_secret: String,
+    /// Where Promo is; empty = no promotions.
+    pub promo_url: Option<String>,
+    /// `CHECKOUT_PRICES`: the price list (JSON `{"sku": rupiah}`, inline or `@path`) the catalog
+    /// port reads until the Catalog service fills it.
+    pub prices: BTreeMap<String, i64>,
+    pub saga_deadline_ms: u64,
+    pub relay_ms: u64,
+}
+
+pub const DEV_WEBHOOK_SECRET: &str = "dev-only-webhook-secret-0123";
+
+fn parse_prices(v: &str) -> Result<BTreeMap<String, i64>, String> {
+    let text = match v.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?,
+        None => v.to_string(),
+    };
+    let map: BTreeMap<String, i64> =
+        serde_json::from_str(&text).map_err(|e| format!("expected {{\"sku\": rupiah}}: {e}"))?;
+    if map
+        .values()
+        .any(|p| !(0..=qc_checkout::request::MAX_UNIT_PRICE).contains(p))
+    {
+        return Err("prices must be within 0..=100000000".into());
+    }
+    Ok(map)
+}
+
+impl CheckoutSettings {
+    pub fn read(r: &mut EnvReader<'_>, env_name: &str) -> Self {
+        let production = env_name == "production";
+        let prices = r.checked("CHECKOUT_PRICES", "{}", |v| parse_prices(v).map(|_| ()));
+        Self {
+            hold_ttl_s: r.number("CHECKOUT_RESERVATION_TTL_SECS", 900, 60, 3600),
+            webhook_secret: r.checked("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET, |v| {
+                if production && v == DEV_WEBHOOK_SECRET {
+                    Err("set a secret of your own in production".into())
+                } else if v.len() < 16 {
+                    Err("at least 16 bytes".into())
+                } else {
+                    Ok(())
+                }
+            }),
+            promo_url: Some(r.string("PROMO_URL", "http://127.0.0.1:8095"))
+                .filter(|u| !u.is_empty()),
+            prices: parse_prices(&prices).unwrap_or_default(),
+            saga_deadline_ms: r.number("CHECKOUT_SAGA_DEADLINE_MS", 20_000, 100, 120_000),
+            relay_ms: r.number("CHECKOUT_RELAY_MS", 1000, 10, 60_000),
+        }
+    }
+
+    pub fn from_env(env: &EnvSource, env_name: &str) -> Result<Self, ConfigError> {
+        let mut r = env.reader();
+        let cfg = Self::read(&mut r, env_name);
+        r.finish()?;
+        Ok(cfg)
+    }
+}
+
+/// Promo over its HTTP API (04 step 3): 300 ms and one retry with the same key.
+#[derive(Debug, Clone)]
+pub struct HttpPromos {
+    base: Option<String>,
+    http: reqwest::Client,
+    internal_token: Option<String>,
+}
+
+impl HttpPromos {
+    async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        let Some(base) = &self.base else {
+            return Err("no PROMO_URL".into());
+        };
+        let mut last = String::new();
+        for _ in 0..2 {
+            let mut req = self
+                .http
+                .post(format!("{}/api/v1/promo{path}", base.trim_end_matches('/')))
+                .json(&body);
+            if let Some(t) = &self.internal_token {
+                req = req.header("X-Internal-Token", t);
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => {
+                    return r.json().await.map_err(|e| e.to_string());
+                }
+                Ok(r) => last = format!("promo answered {}", r.status()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+}
+
+impl Promos for HttpPromos {
+    async fn apply(&self, call: &PromoCall) -> Result<PromoAnswer, String> {
+        if self.base.is_none() {
+            return Ok(PromoAnswer::default());
+        }
+        let body = json!({"user_id": call.user_id, "idempotency_key": call.order_id,
+            "cart": {"user_id": call.user_id, "cart_total": call.subtotal, "area": call.area,
+                     "cart_items": call.items.iter().map(|(s, n, p, q)| json!({"id": s, "name": n, "price": p, "quantity": q})).collect::<Vec<_>>()}});
+        let v = self.post("/apply", body).await?;
+        let d = &v["data"];
+        Ok(PromoAnswer {
+            discount: d["total_discount"].as_i64().unwrap_or(0),
+            applied: d["applied_rules"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r["rule_id"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn release(&self, order_id: &str) -> Result<(), String> {
+        if self.base.is_none() {
+            return Ok(());
+        }
+        self.post("/release", json!({"redemption_id": order_id}))
+            .await
+            .map(|_| ())
+    }
+}
+
+pub type Saga = Checkout<RedisStore, HttpPromos, SimulatedGateway, PgOrders, PriceList>;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct CheckoutApp {
+    pub saga: Saga,
+    pub idem: RedisIdempotency,
+    pub settings: CheckoutSettings,
+    pub clock: SharedClock,
+    pub ctx: Arc<ServiceCtx>,
+    pub pool: sqlx::PgPool,
+}
+
+pub async fn build(
+    cfg: &PlatformConfig,
+    settings: CheckoutSettings,
+    clock: SharedClock,
+    shutdown: Shutdown,
+) -> Result<(Arc<CheckoutApp>, BuiltService), String> {
+    let store_cfg = &cfg.store;
+    let (conn, pool) = open_stores(store_cfg, 16).await?;
+    let ctx = Arc::new(ServiceCtx::new(
+        ServiceId::Checkout,
+        shutdown.clone(),
+        Some(conn.clone()),
+        Some(pool.clone()),
+        cfg.internal_api_token.clone(),
+    ));
+    let prefix = KeyPrefix::new(store_cfg.key_prefix.clone());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    let app = Arc::new(CheckoutApp {
+        saga: Checkout {
+            inventory: RedisStore::new(
+                conn.clone(),
+                prefix.clone(),
+                HoldPolicy::default(),
+                store_cfg.redis_timeout_ms,
+            ),
+            promos: HttpPromos {
+                base: settings.promo_url.clone(),
+                http,
+                internal_token: cfg.internal_api_token.clone(),
+            },
+            gateway: SimulatedGateway::default(),
+            orders: PgOrders::new(pool.clone()),
+            catalog: PriceList(settings.prices.clone()),
+            hold_ttl_s: settings.hold_ttl_s,
+        },
+        idem: RedisIdempotency {
+            conn: conn.clone(),
+            prefix: prefix.clone(),
+            timeout_ms: store_cfg.redis_timeout_ms,
+        },
+        settings,
+        clock,
+        ctx: ctx.clone(),
+        pool: pool.clone(),
+    });
+    let sink = RedisSink {
+        conn,
+        stream: prefix.key("checkout:events"),
+        timeout_ms: store_cfg.redis_timeout_ms,
+    };
+    let relay = tokio::spawn(relay_loop(app.clone(), sink, shutdown));
+    let api = Router::new()
+        .route("/api/v1/checkout", post(handlers::checkout))
+        .route("/api/v1/webhook/payment", post(handlers::webhook))
+        .route("/api/v1/orders/{id}", get(handlers::order))
+        .with_state(app.clone());
+    Ok((
+        app,
+        BuiltService {
+            ctx: ctx.clone(),
+            router: assemble(ctx, api),
+            jobs: vec![relay],
+        },
+    ))
+}
+
+/// The outbox relay, every `CHECKOUT_RELAY_MS`.
+async fn relay_loop(app: Arc<CheckoutApp>, sink: RedisSink, shutdown: Shutdown) {
+    let period = Duration::from_millis(app.settings.relay_ms);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        match relay_once(&app.saga.orders, &sink, app.clock.now_ms(), 100).await {
+            Ok(p) if p.dead > 0 => tracing::error!(
+                dead = p.dead,
+                "checkout outbox events dead after 10 failures"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checkout outbox relay failed"),
+        }
+    }
+}
