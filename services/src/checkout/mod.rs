@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::platform::config::{PlatformConfig, ServiceId};
 use crate::platform::ops::ServiceCtx;
-use crate::platform::server::{assemble, open_stores, BuiltService};
+use crate::platform::server::{assemble, open_service, BuiltService};
 use crate::platform::shutdown::Shutdown;
 
 /// `CHECKOUT_*` settings (04).
@@ -180,14 +180,7 @@ pub async fn build(
     shutdown: Shutdown,
 ) -> Result<(Arc<CheckoutApp>, BuiltService), String> {
     let store_cfg = &cfg.store;
-    let (conn, pool) = open_stores(store_cfg, 16).await?;
-    let ctx = Arc::new(ServiceCtx::new(
-        ServiceId::Checkout,
-        shutdown.clone(),
-        Some(conn.clone()),
-        Some(pool.clone()),
-        cfg.internal_api_token.clone(),
-    ));
+    let (conn, pool, ctx) = open_service(ServiceId::Checkout, cfg, &shutdown, 16).await?;
     let prefix = KeyPrefix::new(store_cfg.key_prefix.clone());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))

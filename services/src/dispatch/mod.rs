@@ -27,7 +27,7 @@ use sqlx::PgPool;
 use crate::platform::config::{PlatformConfig, ServiceId};
 use crate::platform::middleware::internal_only;
 use crate::platform::ops::ServiceCtx;
-use crate::platform::server::{assemble, open_stores, BuiltService};
+use crate::platform::server::{assemble, open_service, BuiltService};
 use crate::platform::shutdown::Shutdown;
 
 pub use jobs::{
@@ -227,14 +227,7 @@ pub async fn build(
     spawn_jobs: bool,
 ) -> Result<(Arc<DispatchApp>, BuiltService), String> {
     let store_cfg = &cfg.store;
-    let (conn, pool) = open_stores(store_cfg, 16).await?;
-    let ctx = Arc::new(ServiceCtx::new(
-        ServiceId::Dispatch,
-        shutdown.clone(),
-        Some(conn.clone()),
-        Some(pool.clone()),
-        cfg.internal_api_token.clone(),
-    ));
+    let (conn, pool, ctx) = open_service(ServiceId::Dispatch, cfg, &shutdown, 16).await?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(200))
         .timeout(Duration::from_secs(1))

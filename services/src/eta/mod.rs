@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::platform::config::{PlatformConfig, ServiceId};
 use crate::platform::middleware::internal_only;
 use crate::platform::ops::ServiceCtx;
-use crate::platform::server::{assemble, open_stores, BuiltService};
+use crate::platform::server::{assemble, open_service, BuiltService};
 use crate::platform::shutdown::Shutdown;
 
 /// `ETA_*` settings (07 §5).
@@ -103,14 +103,7 @@ pub async fn build(
     shutdown: Shutdown,
 ) -> Result<(Arc<EtaApp>, BuiltService), String> {
     let store_cfg = &cfg.store;
-    let (conn, pool) = open_stores(store_cfg, 8).await?;
-    let ctx = Arc::new(ServiceCtx::new(
-        ServiceId::Eta,
-        shutdown.clone(),
-        Some(conn.clone()),
-        Some(pool.clone()),
-        cfg.internal_api_token.clone(),
-    ));
+    let (conn, pool, ctx) = open_service(ServiceId::Eta, cfg, &shutdown, 8).await?;
     let (tx, rx) = mpsc::channel(ecfg.record_queue);
     let app = Arc::new(EtaApp {
         store: RedisEtaStore::new(

@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use crate::platform::config::{PlatformConfig, ServiceId};
 use crate::platform::middleware::internal_only;
 use crate::platform::ops::ServiceCtx;
-use crate::platform::server::{assemble, open_stores, BuiltService};
+use crate::platform::server::{assemble, open_service, BuiltService};
 use crate::platform::shutdown::Shutdown;
 
 pub use jobs::JobReport;
@@ -103,16 +103,9 @@ pub async fn build(
     spawn_jobs: bool,
 ) -> Result<(Arc<InventoryApp>, BuiltService), String> {
     let store_cfg = &cfg.store;
-    let (conn, pool) = open_stores(store_cfg, 16).await?;
+    let (conn, pool, ctx) = open_service(ServiceId::Inventory, cfg, &shutdown, 16).await?;
     let prefix = KeyPrefix::new(store_cfg.key_prefix.clone());
     let keys = InventoryKeys::new(prefix.clone());
-    let ctx = Arc::new(ServiceCtx::new(
-        ServiceId::Inventory,
-        shutdown.clone(),
-        Some(conn.clone()),
-        Some(pool.clone()),
-        cfg.internal_api_token.clone(),
-    ));
     let app = Arc::new(InventoryApp {
         store: RedisStore::new(conn, prefix, inv.policy(), store_cfg.redis_timeout_ms),
         clock,

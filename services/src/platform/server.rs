@@ -90,6 +90,24 @@ pub async fn open_stores(
     Ok((conn, pool))
 }
 
+/// A service's stores (see [`open_stores`]) and its context over them.
+pub async fn open_service(
+    id: ServiceId,
+    cfg: &super::config::PlatformConfig,
+    shutdown: &Shutdown,
+    pg_connections: u32,
+) -> Result<(redis::aio::ConnectionManager, sqlx::PgPool, Arc<ServiceCtx>), String> {
+    let (conn, pool) = open_stores(&cfg.store, pg_connections).await?;
+    let ctx = Arc::new(ServiceCtx::new(
+        id,
+        shutdown.clone(),
+        Some(conn.clone()),
+        Some(pool.clone()),
+        cfg.internal_api_token.clone(),
+    ));
+    Ok((conn, pool, ctx))
+}
+
 /// Binds `addr` with a message naming it on failure.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr)

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::platform::config::{PlatformConfig, ServiceId};
 use crate::platform::middleware::internal_only;
 use crate::platform::ops::ServiceCtx;
-use crate::platform::server::{assemble, open_stores, BuiltService};
+use crate::platform::server::{assemble, open_service, BuiltService};
 use crate::platform::shutdown::Shutdown;
 
 /// The development default of `PROMO_FP_SECRET`; production refuses to start with it.
@@ -170,14 +170,7 @@ pub async fn build(
     shutdown: Shutdown,
 ) -> Result<(Arc<PromoApp>, BuiltService), String> {
     let store_cfg = &cfg.store;
-    let (conn, pool) = open_stores(store_cfg, 8).await?;
-    let ctx = Arc::new(ServiceCtx::new(
-        ServiceId::Promo,
-        shutdown.clone(),
-        Some(conn.clone()),
-        Some(pool.clone()),
-        cfg.internal_api_token.clone(),
-    ));
+    let (conn, pool, ctx) = open_service(ServiceId::Promo, cfg, &shutdown, 8).await?;
     let prefix = KeyPrefix::new(store_cfg.key_prefix.clone());
     let (rows, rows_rx) = mpsc::channel(ROW_QUEUE);
     let app = Arc::new(PromoApp {
