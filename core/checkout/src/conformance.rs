@@ -32,6 +32,7 @@ fn order(id: &str, key: &str) -> OrderRecord {
         priority: 2,
         failed_step: None,
         created_at_ms: T0,
+        updated_at_ms: T0,
         timeline: Vec::new(),
     }
 }

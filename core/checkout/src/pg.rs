@@ -42,7 +42,8 @@ fn status(s: &str) -> Result<OrderStatus, BackendError> {
 const COLS: &str = "id::text AS id, user_id, idempotency_key, hub_id, status, payment_status,
     subtotal, discount, total, reservation_id::text AS reservation_id, transaction_id,
     applied_promos, delivery_lat, delivery_lng, priority, failed_step,
-    (extract(epoch FROM created_at) * 1000)::bigint AS created_ms";
+    (extract(epoch FROM created_at) * 1000)::bigint AS created_ms,
+    (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms";
 
 impl PgOrders {
     async fn read(
@@ -117,6 +118,7 @@ impl PgOrders {
             priority: r.try_get::<i16, _>("priority").map_err(pg)? as u8,
             failed_step: r.try_get("failed_step").map_err(pg)?,
             created_at_ms: r.try_get("created_ms").map_err(pg)?,
+            updated_at_ms: r.try_get("updated_ms").map_err(pg)?,
             timeline,
         }))
     }
@@ -239,7 +241,7 @@ impl OrderRepo for PgOrders {
 
     async fn update(&self, o: &OrderRecord) -> Result<(), BackendError> {
         let mut tx = self.pool.begin().await.map_err(pg)?;
-        Self::write(&mut tx, o, o.created_at_ms).await?;
+        Self::write(&mut tx, o, o.updated_at_ms).await?;
         tx.commit().await.map_err(pg)
     }
 
@@ -266,6 +268,35 @@ impl OrderRepo for PgOrders {
         .fetch_all(&self.pool)
         .await
         .map_err(pg)
+    }
+
+    async fn claim_stale(
+        &self,
+        now_ms: i64,
+        idle_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, BackendError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE checkout_orders SET updated_at = to_timestamp($1::float8 / 1000)
+             WHERE id IN (SELECT id FROM checkout_orders
+                          WHERE status = 'pending' AND updated_at <= to_timestamp(($1 - $2)::float8 / 1000)
+                          ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING id::text",
+        )
+        .bind(now_ms)
+        .bind(idle_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(o) = self.read("id = $1::uuid", &[&id]).await? {
+                out.push(o);
+            }
+        }
+        out.sort_by(|a, b| (a.created_at_ms, &a.order_id).cmp(&(b.created_at_ms, &b.order_id)));
+        Ok(out)
     }
 
     async fn confirm(

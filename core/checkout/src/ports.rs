@@ -178,6 +178,9 @@ pub struct OrderRecord {
     pub priority: u8,
     pub failed_step: Option<String>,
     pub created_at_ms: i64,
+    /// When the order last changed (the memory adapter's clock for recovery; Postgres keeps
+    /// its own `updated_at`).
+    pub updated_at_ms: i64,
     /// (step, action, ok, at)
     pub timeline: Vec<(String, String, bool, i64)>,
 }
@@ -223,6 +226,14 @@ pub trait OrderRepo: Send + Sync {
         &self,
         order_id: &str,
     ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    /// Pending orders not updated for `idle_ms`, oldest first, claimed (their update time moved
+    /// to now, so another recovery pass does not take them at the same time).
+    fn claim_stale(
+        &self,
+        now_ms: i64,
+        idle_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OrderRecord>, BackendError>> + Send;
     /// In one transaction: the order confirmed, its `dispatch_queue` row and its outbox events.
     fn confirm(
         &self,
@@ -312,6 +323,29 @@ impl OrderRepo for MemoryOrders {
 
     async fn queued(&self, order_id: &str) -> Result<Option<(Value, u8)>, BackendError> {
         Ok(self.lock().dispatch_queue.get(order_id).cloned())
+    }
+
+    async fn claim_stale(
+        &self,
+        now_ms: i64,
+        idle_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, BackendError> {
+        let mut b = self.lock();
+        let mut stale: Vec<&mut OrderRecord> = b
+            .orders
+            .values_mut()
+            .filter(|o| o.status == OrderStatus::Pending && o.updated_at_ms <= now_ms - idle_ms)
+            .collect();
+        stale.sort_by(|a, b| (a.created_at_ms, &a.order_id).cmp(&(b.created_at_ms, &b.order_id)));
+        Ok(stale
+            .into_iter()
+            .take(limit)
+            .map(|o| {
+                o.updated_at_ms = now_ms;
+                o.clone()
+            })
+            .collect())
     }
 
     async fn events(&self, order_id: &str) -> Result<Vec<String>, BackendError> {

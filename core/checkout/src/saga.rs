@@ -82,6 +82,35 @@ pub struct Checkout<I, P, G, R, C> {
     pub hold_ttl_s: u32,
 }
 
+/// The `dispatch_queue` row and outbox events of a confirmed order (04 step 5).
+pub fn confirmation(order: &OrderRecord) -> Confirmation {
+    Confirmation {
+        dispatch_payload: json!({"customer_id": order.user_id,
+            "items": order.items.iter().map(|(s, n, q, _)| json!({"product_id": s, "name": n.clone().unwrap_or_default(), "quantity": q})).collect::<Vec<_>>(),
+            "delivery_location": {"lat": order.lat, "lng": order.lng}, "total": order.total}),
+        priority: order.priority,
+        events: vec![
+            (
+                "order.confirmed".into(),
+                json!({"order_id": order.order_id, "user_id": order.user_id, "hub_id": order.hub_id, "total": order.total}),
+            ),
+            (
+                "payment.charged".into(),
+                json!({"order_id": order.order_id, "amount": order.total, "transaction_id": order.transaction_id}),
+            ),
+        ],
+    }
+}
+
+/// What one recovery pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recovered {
+    /// Charged orders confirmed after all.
+    pub rolled_forward: usize,
+    /// Orders undone and cancelled (or failed, if an undo failed).
+    pub compensated: usize,
+}
+
 /// What has been done so far (for the compensations).
 #[derive(Debug, Default)]
 struct Done {
@@ -160,6 +189,7 @@ where
             priority: req.priority,
             failed_step: None,
             created_at_ms: now_ms,
+            updated_at_ms: now_ms,
             timeline: Vec::new(),
         };
         match self.orders.create(&order).await {
@@ -216,6 +246,8 @@ where
             }
         }
         order.total = subtotal - order.discount;
+        // Recorded as it happens, so recovery after a crash knows what to undo.
+        let _ = self.orders.update(&order).await;
 
         // 4. charge_payment (skipped for a free order).
         if order.total > 0 {
@@ -240,6 +272,8 @@ where
                     order.transaction_id = Some(txn.clone());
                     order.payment_status = "charged".into();
                     done.charge = Some((txn, order.total));
+                    // A charge not on record would be a charge without an order after a crash.
+                    let _ = self.orders.update(&order).await;
                     self.log(order_id, Step::ChargePayment, "execute", true, now_ms)
                         .await;
                 }
@@ -280,22 +314,7 @@ where
             return Err(fail(Step::ConfirmOrder, f, ok));
         }
         order.status = OrderStatus::Confirmed;
-        let c = Confirmation {
-            dispatch_payload: json!({"customer_id": req.user_id,
-                "items": items.iter().map(|(s, n, q, _)| json!({"product_id": s, "name": n.clone().unwrap_or_default(), "quantity": q})).collect::<Vec<_>>(),
-                "delivery_location": {"lat": req.lat, "lng": req.lng}, "total": order.total}),
-            priority: req.priority,
-            events: vec![
-                (
-                    "order.confirmed".into(),
-                    json!({"order_id": order_id, "user_id": req.user_id, "hub_id": req.hub_id, "total": order.total}),
-                ),
-                (
-                    "payment.charged".into(),
-                    json!({"order_id": order_id, "amount": order.total, "transaction_id": order.transaction_id}),
-                ),
-            ],
-        };
+        let c = confirmation(&order);
         // The hold is confirmed and the money taken: this write is retried, and recovery rolls
         // forward if it never lands (04).
         let mut written = Err(String::new());
@@ -315,6 +334,91 @@ where
         self.log(order_id, Step::ConfirmOrder, "execute", true, now_ms)
             .await;
         Ok(order)
+    }
+
+    /// Saga recovery (04 "Background jobs"), the job function: pending orders idle for
+    /// `idle_ms` (a process died mid-saga) are finished. A charged one is rolled forward (the
+    /// hold confirmed, re-reserved once if it lapsed, and the order written with its dispatch
+    /// row and events); if its stock is gone, it is refunded and cancelled. Any other is undone
+    /// (promo released, hold released) and cancelled.
+    pub async fn recover_once(
+        &self,
+        now_ms: i64,
+        idle_ms: i64,
+        limit: usize,
+    ) -> Result<Recovered, qc_kit::redis_kit::BackendError> {
+        let mut out = Recovered::default();
+        for mut order in self.orders.claim_stale(now_ms, idle_ms, limit).await? {
+            let hub = match HubId::parse(&order.hub_id) {
+                Ok(h) => h,
+                Err(_) => continue,
+            };
+            let rid = order
+                .reservation_id
+                .as_deref()
+                .and_then(|r| ReservationId::parse(r).ok());
+            let charged = order.payment_status == "charged" && order.transaction_id.is_some();
+            if charged {
+                let req = CheckoutRequest {
+                    user_id: order.user_id.clone(),
+                    hub_id: order.hub_id.clone(),
+                    lines: order
+                        .items
+                        .iter()
+                        .map(|(s, n, q, _)| crate::request::Line {
+                            sku: s.clone(),
+                            name: n.clone(),
+                            quantity: *q,
+                        })
+                        .collect(),
+                    method: String::new(),
+                    card_token: None,
+                    currency: "IDR".into(),
+                    lat: order.lat,
+                    lng: order.lng,
+                    area: None,
+                    priority: order.priority,
+                };
+                let held = match &rid {
+                    Some(r) => {
+                        self.confirm_hold(&req, &hub, r, &order.order_id.clone(), now_ms)
+                            .await
+                    }
+                    None => Err(Failure::ReservationExpired),
+                };
+                if let Ok(new) = held {
+                    if let Some(n) = new {
+                        order.reservation_id = Some(n.to_string());
+                    }
+                    order.status = OrderStatus::Confirmed;
+                    let c = confirmation(&order);
+                    self.orders.confirm(&order, &c, now_ms).await?;
+                    self.log(&order.order_id, Step::ConfirmOrder, "execute", true, now_ms)
+                        .await;
+                    out.rolled_forward += 1;
+                    continue;
+                }
+            }
+            let done = Done {
+                reservation: rid,
+                order: true,
+                // Promo's release is idempotent (nothing held answers 404): always sent.
+                promo: true,
+                charge: if charged {
+                    order.transaction_id.clone().map(|t| (t, order.total))
+                } else {
+                    None
+                },
+            };
+            let step = if charged {
+                Step::ConfirmOrder
+            } else {
+                Step::ChargePayment
+            };
+            self.compensate(&hub, &mut order, &done, step, now_ms).await;
+            out.compensated += 1;
+        }
+        Ok(out)
     }
 
     async fn log(&self, order_id: &str, step: Step, action: &str, ok: bool, now_ms: i64) {

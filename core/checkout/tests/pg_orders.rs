@@ -169,3 +169,147 @@ async fn redis_idempotency_conforms() {
         .await
         .unwrap();
 }
+
+/// Saga recovery over Redis and Postgres: a checkout that died after holding stock and
+/// creating its order is undone; one that died after charging is rolled forward (the hold
+/// confirmed, the dispatch row and events written). Nothing is held without an order and no
+/// charge is left without one.
+#[tokio::test]
+async fn recovery_undoes_an_uncharged_checkout_and_rolls_a_charged_one_forward() {
+    use std::collections::BTreeMap;
+
+    use qc_checkout::ports::PaymentGateway;
+    use qc_checkout::{
+        Checkout, NoPromos, OrderRecord, OrderRepo, OrderStatus, PriceList, SimulatedGateway,
+    };
+    use qc_inventory::store::HoldPolicy;
+    use qc_inventory::{
+        CartId, HubId, IdempotencyKey, Item, RedisStore, ReservationId, ReserveCommand,
+        SetStockCommand, Sku, StockSetReason, StockStore, UserId,
+    };
+    use qc_kit::redis_kit::KeyPrefix;
+    use qc_kit::testing::{delete_prefix, redis_for_test};
+
+    const NOW: i64 = 1_800_000_000_000;
+    let cfg = isolated_store_config();
+    let pool = qc_kit::pg::connect_and_migrate(&cfg, 2).await.unwrap();
+    let mut conn = redis_for_test(&cfg).await;
+    let prefix = KeyPrefix::new(cfg.key_prefix.clone());
+    let hub = HubId::parse("h1").unwrap();
+    let milk = Sku::parse("milk").unwrap();
+    let c = Checkout {
+        inventory: RedisStore::new(conn.clone(), prefix.clone(), HoldPolicy::default(), 2000),
+        promos: NoPromos,
+        gateway: SimulatedGateway::default(),
+        orders: PgOrders::new(pool.clone()),
+        catalog: PriceList(BTreeMap::from([("milk".into(), 10_000)])),
+        hold_ttl_s: 900,
+    };
+    c.inventory
+        .set_stock(
+            NOW,
+            &SetStockCommand {
+                hub_id: hub.clone(),
+                sku: milk.clone(),
+                on_hand: 10,
+                buckets: 1,
+                reason: StockSetReason::AdminSet,
+                actor: "t".into(),
+            },
+        )
+        .await
+        .unwrap();
+    // Two checkouts that died mid-saga: both hold 2 milk and have a pending order.
+    let mut pending = Vec::new();
+    for (i, charged) in [(1u32, false), (2, true)] {
+        let id = format!("00000000-0000-4000-8000-00000000000{i}");
+        c.inventory
+            .reserve(
+                NOW,
+                &ReserveCommand {
+                    reservation_id: ReservationId::parse(&id).unwrap(),
+                    hub_id: hub.clone(),
+                    cart_id: CartId::parse(&id).unwrap(),
+                    user_id: UserId::parse("u1").unwrap(),
+                    items: vec![Item {
+                        sku: milk.clone(),
+                        quantity: 2,
+                    }],
+                    ttl_s: 900,
+                    idempotency_key: Some(IdempotencyKey::parse(&id).unwrap()),
+                },
+            )
+            .await
+            .unwrap();
+        let mut o = OrderRecord {
+            order_id: id.clone(),
+            user_id: "u1".into(),
+            idempotency_key: format!("k{i}"),
+            hub_id: "h1".into(),
+            status: OrderStatus::Pending,
+            payment_status: "none".into(),
+            items: vec![("milk".into(), None, 2, 10_000)],
+            subtotal: 20_000,
+            discount: 0,
+            total: 20_000,
+            reservation_id: Some(id.clone()),
+            transaction_id: None,
+            applied_promos: Vec::new(),
+            lat: -6.2,
+            lng: 106.8,
+            priority: 1,
+            failed_step: None,
+            created_at_ms: NOW,
+            updated_at_ms: NOW,
+            timeline: Vec::new(),
+        };
+        c.orders.create(&o).await.unwrap();
+        if charged {
+            let txn = c
+                .gateway
+                .charge(&id, 20_000, "IDR", Some("tok_ok"), &id)
+                .await
+                .unwrap();
+            o.payment_status = "charged".into();
+            o.transaction_id = Some(txn);
+            c.orders.update(&o).await.unwrap();
+        }
+        pending.push(id);
+    }
+    let s = c.inventory.stock(&hub, &milk).await.unwrap();
+    assert_eq!((s.available, s.reserved), (6, 4));
+    // Not idle long enough yet.
+    assert_eq!(
+        c.recover_once(NOW + 30_000, 60_000, 50).await.unwrap(),
+        Default::default()
+    );
+    let r = c.recover_once(NOW + 61_000, 60_000, 50).await.unwrap();
+    assert_eq!((r.rolled_forward, r.compensated), (1, 1));
+    let undone = c.orders.get(&pending[0]).await.unwrap().unwrap();
+    assert_eq!(undone.status, OrderStatus::Cancelled);
+    let forward = c.orders.get(&pending[1]).await.unwrap().unwrap();
+    assert_eq!(forward.status, OrderStatus::Confirmed);
+    assert!(
+        c.orders.queued(&pending[1]).await.unwrap().is_some(),
+        "dispatch row written"
+    );
+    assert_eq!(c.orders.events(&pending[1]).await.unwrap().len(), 2);
+    let s = c.inventory.stock(&hub, &milk).await.unwrap();
+    assert_eq!(
+        (s.available, s.reserved),
+        (8, 0),
+        "one hold released, one confirmed"
+    );
+    assert!(
+        c.gateway.refunds.lock().unwrap().is_empty(),
+        "the charged order kept its charge"
+    );
+    assert_eq!(
+        c.recover_once(NOW + 200_000, 60_000, 50).await.unwrap(),
+        Default::default(),
+        "done once"
+    );
+    delete_prefix(&mut conn, &prefix).await.unwrap();
+    pool.close().await;
+    qc_kit::pg::drop_schema(&cfg).await.unwrap();
+}

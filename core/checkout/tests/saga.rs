@@ -239,6 +239,14 @@ impl OrderRepo for BrokenConfirm {
     async fn events(&self, id: &str) -> Result<Vec<String>, qc_kit::redis_kit::BackendError> {
         self.0.events(id).await
     }
+    async fn claim_stale(
+        &self,
+        now: i64,
+        idle: i64,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, qc_kit::redis_kit::BackendError> {
+        self.0.claim_stale(now, idle, limit).await
+    }
     async fn confirm(
         &self,
         _o: &OrderRecord,

@@ -219,7 +219,8 @@ pub async fn build(
         stream: prefix.key("checkout:events"),
         timeout_ms: store_cfg.redis_timeout_ms,
     };
-    let relay = tokio::spawn(relay_loop(app.clone(), sink, shutdown));
+    let relay = tokio::spawn(relay_loop(app.clone(), sink, shutdown.clone()));
+    let recovery = tokio::spawn(recovery_loop(app.clone(), shutdown));
     let api = Router::new()
         .route("/api/v1/checkout", post(handlers::checkout))
         .route("/api/v1/webhook/payment", post(handlers::webhook))
@@ -230,7 +231,7 @@ pub async fn build(
         BuiltService {
             ctx: ctx.clone(),
             router: assemble(ctx, api),
-            jobs: vec![relay],
+            jobs: vec![relay, recovery],
         },
     ))
 }
@@ -250,6 +251,25 @@ async fn relay_loop(app: Arc<CheckoutApp>, sink: RedisSink, shutdown: Shutdown) 
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "checkout outbox relay failed"),
+        }
+    }
+}
+
+/// Saga recovery every 30 s: pending orders idle for 60 s are rolled forward or undone (04).
+async fn recovery_loop(app: Arc<CheckoutApp>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        match app.saga.recover_once(app.clock.now_ms(), 60_000, 50).await {
+            Ok(r) if r.rolled_forward + r.compensated > 0 => tracing::warn!(
+                rolled_forward = r.rolled_forward,
+                compensated = r.compensated,
+                "checkout sagas recovered"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checkout saga recovery failed"),
         }
     }
 }
