@@ -10,7 +10,7 @@ use qc_kit::config::{EnvSource, StoreConfig};
 use qc_kit::redis_kit::KeyPrefix;
 use qc_kit::testing::{delete_prefix, isolated_store_config, redis_for_test};
 use qc_kit::ManualClock;
-use qc_services::checkout::{self, CheckoutApp, CheckoutSettings};
+use qc_services::checkout::{self, CheckoutApp, CheckoutSettings, Gateway};
 use qc_services::platform::config::PlatformConfig;
 use qc_services::platform::shutdown::Shutdown;
 use qc_tests::{code, redis_snapshot_of, serve_loopback, split, Api};
@@ -28,18 +28,20 @@ struct Shop {
 
 impl Shop {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[(&str, &str)]) -> Self {
         let store = isolated_store_config();
         let mut cfg = PlatformConfig::from_env(&EnvSource::from_pairs([])).unwrap();
         cfg.store = store.clone();
-        let settings = CheckoutSettings::from_env(
-            &EnvSource::from_pairs([
-                ("PROMO_URL", ""),
-                ("WEBHOOK_SECRET", SECRET),
-                ("CHECKOUT_PRICES", r#"{"milk": 18500, "bread": 15000}"#),
-            ]),
-            "test",
-        )
-        .unwrap();
+        let mut env = vec![
+            ("PROMO_URL", ""),
+            ("WEBHOOK_SECRET", SECRET),
+            ("CHECKOUT_PRICES", r#"{"milk": 18500, "bread": 15000}"#),
+        ];
+        env.extend_from_slice(extra);
+        let settings = CheckoutSettings::from_env(&EnvSource::from_pairs(env), "test").unwrap();
         let shutdown = Shutdown::new();
         let (app, svc) = checkout::build(
             &cfg,
@@ -93,6 +95,14 @@ impl Shop {
         let replayed = r.headers().contains_key("idempotent-replayed");
         let (s, b) = split(r).await;
         (s, b, replayed)
+    }
+
+    /// Charges the in-process gateway simulator took.
+    fn charges(&self) -> usize {
+        match &self.app.saga.gateway {
+            Gateway::Simulated(g) => g.charges.lock().unwrap().len(),
+            Gateway::Http(_) => panic!("the charges are in the gateway's server"),
+        }
     }
 
     async fn count(&self, sql: &str) -> i64 {
@@ -157,7 +167,7 @@ async fn one_key_sent_fifty_times_at_once_makes_one_order_one_charge_one_hold() 
     assert_eq!(created[0]["data"]["total"], 52_000, "server prices");
     assert_eq!(shop.count("SELECT count(*) FROM checkout_orders").await, 1);
     assert_eq!(shop.count("SELECT count(*) FROM dispatch_queue").await, 1);
-    assert_eq!(shop.app.saga.gateway.charges.lock().unwrap().len(), 1);
+    assert_eq!(shop.charges(), 1);
     assert_eq!(shop.milk().await, (8, 0), "one hold, confirmed");
     // A replay afterwards: the same body, marked as replayed; another body under the key: 409.
     let (s, b, replayed) = shop.checkout("same-key", &body("tok_ok")).await;
@@ -210,7 +220,7 @@ async fn declines_and_stockouts_answer_402_and_409_and_hold_nothing() {
     let (s, b, _) = shop.checkout("k-stock", &big).await;
     assert_eq!((s, code(&b)), (409, "INSUFFICIENT_STOCK"));
     assert_eq!(shop.milk().await, (10, 0));
-    assert!(shop.app.saga.gateway.charges.lock().unwrap().is_empty());
+    assert_eq!(shop.charges(), 0);
     // The decline is stored: a retry gets the same 402 without charging again.
     let (s, _, replayed) = shop.checkout("k-decline", &body("tok_decline")).await;
     assert_eq!((s, replayed), (402, true));
@@ -331,5 +341,36 @@ async fn webhooks_are_verified_applied_once_and_refused_ones_leave_no_marker() {
             .await,
         1
     );
+    shop.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_over_http_charges_once_and_declines_with_402() {
+    let sim = Arc::new(qc_checkout::SimulatedGateway::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = Shutdown::new();
+    tokio::spawn(qc_services::platform::server::serve_until(
+        listener,
+        checkout::gateway_simulator(sim.clone()),
+        stop.clone(),
+    ));
+    let shop = Shop::start_with(&[("CHECKOUT_PAYMENT_GATEWAY_URL", url.as_str())]).await;
+    let (s, b, _) = shop.checkout("k1", &body("tok_ok")).await;
+    assert_eq!(s, 201, "{b}");
+    let txn = b["data"]["transaction_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        sim.charges
+            .lock()
+            .unwrap()
+            .values()
+            .map(|c| c.0.clone())
+            .collect::<Vec<_>>(),
+        [txn]
+    );
+    let (s, b, _) = shop.checkout("k2", &body("tok_decline")).await;
+    assert_eq!((s, code(&b)), (402, "PAYMENT_FAILED"));
+    assert_eq!(sim.charges.lock().unwrap().len(), 1);
+    stop.trigger();
     shop.finish().await;
 }

@@ -14,8 +14,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use qc_checkout::idempotency::RedisIdempotency;
 use qc_checkout::outbox::{relay_once, RedisSink};
+use qc_checkout::ports::PayError;
 use qc_checkout::{
-    Checkout, PgOrders, PriceList, PromoAnswer, PromoCall, Promos, SimulatedGateway,
+    Checkout, PaymentGateway, PgOrders, PriceList, PromoAnswer, PromoCall, Promos, SimulatedGateway,
 };
 use qc_inventory::store::HoldPolicy;
 use qc_inventory::RedisStore;
@@ -42,6 +43,8 @@ pub struct CheckoutSettings {
     pub prices: BTreeMap<String, i64>,
     pub saga_deadline_ms: u64,
     pub relay_ms: u64,
+    /// `CHECKOUT_PAYMENT_GATEWAY_URL`; unset: 04's simulator in process.
+    pub gateway_url: Option<String>,
 }
 
 pub const DEV_WEBHOOK_SECRET: &str = "dev-only-webhook-secret-0123";
@@ -82,6 +85,8 @@ impl CheckoutSettings {
             prices: parse_prices(&prices).unwrap_or_default(),
             saga_deadline_ms: r.number("CHECKOUT_SAGA_DEADLINE_MS", 20_000, 100, 120_000),
             relay_ms: r.number("CHECKOUT_RELAY_MS", 1000, 10, 60_000),
+            gateway_url: Some(r.string("CHECKOUT_PAYMENT_GATEWAY_URL", ""))
+                .filter(|u| !u.is_empty()),
         }
     }
 
@@ -160,7 +165,7 @@ impl Promos for HttpPromos {
     }
 }
 
-pub type Saga = Checkout<RedisStore, HttpPromos, SimulatedGateway, PgOrders, PriceList>;
+pub type Saga = Checkout<RedisStore, HttpPromos, Gateway, PgOrders, PriceList>;
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -199,7 +204,10 @@ pub async fn build(
                 http,
                 internal_token: cfg.internal_api_token.clone(),
             },
-            gateway: SimulatedGateway::default(),
+            gateway: match &settings.gateway_url {
+                Some(url) => Gateway::Http(HttpGateway::new(url.clone())?),
+                None => Gateway::Simulated(SimulatedGateway::default()),
+            },
             orders: PgOrders::new(pool.clone()),
             catalog: PriceList(settings.prices.clone()),
             hold_ttl_s: settings.hold_ttl_s,
@@ -272,4 +280,178 @@ async fn recovery_loop(app: Arc<CheckoutApp>, shutdown: Shutdown) {
             Err(e) => tracing::warn!(error = %e, "checkout saga recovery failed"),
         }
     }
+}
+
+/// The payment gateway (04 "Payment gateway"): 04's simulator in process, or a gateway over
+/// HTTP (`CHECKOUT_PAYMENT_GATEWAY_URL`).
+#[derive(Debug)]
+pub enum Gateway {
+    Simulated(SimulatedGateway),
+    Http(HttpGateway),
+}
+
+impl PaymentGateway for Gateway {
+    async fn charge(
+        &self,
+        order_id: &str,
+        amount: i64,
+        currency: &str,
+        card_token: Option<&str>,
+        key: &str,
+    ) -> Result<String, PayError> {
+        match self {
+            Gateway::Simulated(g) => g.charge(order_id, amount, currency, card_token, key).await,
+            Gateway::Http(g) => g.charge(order_id, amount, currency, card_token, key).await,
+        }
+    }
+
+    async fn refund(&self, txn: &str, amount: i64, key: &str) -> Result<(), PayError> {
+        match self {
+            Gateway::Simulated(g) => g.refund(txn, amount, key).await,
+            Gateway::Http(g) => g.refund(txn, amount, key).await,
+        }
+    }
+}
+
+/// A gateway over HTTP: `POST /charges` and `/refunds` with `Idempotency-Key`, 2 s each. A 402
+/// is a decline; no answer in time is a timeout (the saga retries those with the same key).
+#[derive(Debug, Clone)]
+pub struct HttpGateway {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl HttpGateway {
+    pub fn new(base: String) -> Result<Self, String> {
+        Ok(Self {
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .map_err(|e| format!("http client: {e}"))?,
+        })
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        key: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, PayError> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base.trim_end_matches('/')))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|_| PayError::Timeout)?;
+        match r.status().as_u16() {
+            200..=299 => r.json().await.map_err(|_| PayError::Timeout),
+            402 => Err(PayError::Declined),
+            _ => Err(PayError::Timeout),
+        }
+    }
+}
+
+impl PaymentGateway for HttpGateway {
+    async fn charge(
+        &self,
+        order_id: &str,
+        amount: i64,
+        currency: &str,
+        card_token: Option<&str>,
+        key: &str,
+    ) -> Result<String, PayError> {
+        let v = self
+            .post(
+                "/charges",
+                key,
+                json!({"order_id": order_id, "amount": amount, "currency": currency, "card_token": card_token}),
+            )
+            .await?;
+        v["transaction_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or(PayError::Timeout)
+    }
+
+    async fn refund(&self, txn: &str, amount: i64, key: &str) -> Result<(), PayError> {
+        self.post(
+            "/refunds",
+            key,
+            json!({"transaction_id": txn, "amount": amount}),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// 04's gateway simulator as its own small HTTP server (tests, local runs): `POST /charges`
+/// (`tok_decline…` → 402, `tok_timeout…` → no answer for 3 s, else 200 `{transaction_id}`) and
+/// `POST /refunds`, both keyed by `Idempotency-Key`.
+pub fn gateway_simulator(sim: Arc<SimulatedGateway>) -> Router {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    async fn charge(
+        State(sim): State<Arc<SimulatedGateway>>,
+        headers: HeaderMap,
+        axum::Json(b): axum::Json<serde_json::Value>,
+    ) -> axum::response::Response {
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let token = b["card_token"].as_str().map(str::to_string);
+        if token
+            .as_deref()
+            .is_some_and(|t| t.starts_with("tok_timeout"))
+        {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        match sim
+            .charge(
+                b["order_id"].as_str().unwrap_or_default(),
+                b["amount"].as_i64().unwrap_or(0),
+                b["currency"].as_str().unwrap_or("IDR"),
+                token.as_deref(),
+                &key,
+            )
+            .await
+        {
+            Ok(txn) => {
+                axum::Json(json!({"transaction_id": txn, "status": "succeeded"})).into_response()
+            }
+            Err(_) => (
+                StatusCode::PAYMENT_REQUIRED,
+                axum::Json(json!({"status": "declined"})),
+            )
+                .into_response(),
+        }
+    }
+    async fn refund(
+        State(sim): State<Arc<SimulatedGateway>>,
+        headers: HeaderMap,
+        axum::Json(b): axum::Json<serde_json::Value>,
+    ) -> axum::response::Response {
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let _ = sim
+            .refund(
+                b["transaction_id"].as_str().unwrap_or_default(),
+                b["amount"].as_i64().unwrap_or(0),
+                &key,
+            )
+            .await;
+        axum::Json(json!({"status": "refunded"})).into_response()
+    }
+    Router::new()
+        .route("/charges", post(charge))
+        .route("/refunds", post(refund))
+        .with_state(sim)
 }
