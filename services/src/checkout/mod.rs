@@ -399,11 +399,7 @@ pub fn gateway_simulator(sim: Arc<SimulatedGateway>) -> Router {
         headers: HeaderMap,
         axum::Json(b): axum::Json<serde_json::Value>,
     ) -> axum::response::Response {
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let key = key_of(&headers);
         let token = b["card_token"].as_str().map(str::to_string);
         if token
             .as_deref()
@@ -436,11 +432,7 @@ pub fn gateway_simulator(sim: Arc<SimulatedGateway>) -> Router {
         headers: HeaderMap,
         axum::Json(b): axum::Json<serde_json::Value>,
     ) -> axum::response::Response {
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let key = key_of(&headers);
         let _ = sim
             .refund(
                 b["transaction_id"].as_str().unwrap_or_default(),
@@ -449,6 +441,13 @@ pub fn gateway_simulator(sim: Arc<SimulatedGateway>) -> Router {
             )
             .await;
         axum::Json(json!({"status": "refunded"})).into_response()
+    }
+    fn key_of(headers: &HeaderMap) -> String {
+        headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
     }
     Router::new()
         .route("/charges", post(charge))
