@@ -112,6 +112,20 @@ impl EnvReader<'_> {
         }
     }
 
+    /// A secret of at least 16 bytes; `dev_default` is used when unset, and refused in
+    /// production (`production` true).
+    pub fn secret(&mut self, name: &str, dev_default: &str, production: bool) -> String {
+        self.checked(name, dev_default, |v| {
+            if production && v == dev_default {
+                Err("set a secret of your own in production".into())
+            } else if v.len() < 16 {
+                Err("at least 16 bytes".into())
+            } else {
+                Ok(())
+            }
+        })
+    }
+
     /// One of a fixed set of words.
     pub fn choice(&mut self, name: &str, default: &str, allowed: &[&str]) -> String {
         self.checked(name, default, |v| {
@@ -207,6 +221,24 @@ pub fn check_schema_name(v: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_long_enough_and_never_the_development_value_in_production() {
+        let dev = "development-secret-xyz";
+        let read = |pairs: &[(&str, &str)], production| {
+            let env = EnvSource::from_pairs(pairs.iter().copied());
+            let mut r = env.reader();
+            let v = r.secret("S", dev, production);
+            r.finish().map(|_| v)
+        };
+        assert_eq!(read(&[], false).unwrap(), dev);
+        assert!(read(&[], true).unwrap_err().to_string().contains("S="));
+        assert!(read(&[("S", "short")], false).is_err());
+        assert_eq!(
+            read(&[("S", "a-production-secret")], true).unwrap(),
+            "a-production-secret"
+        );
+    }
 
     #[test]
     fn defaults_apply_when_unset() {

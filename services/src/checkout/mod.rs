@@ -71,15 +71,7 @@ impl CheckoutSettings {
         let prices = r.checked("CHECKOUT_PRICES", "{}", |v| parse_prices(v).map(|_| ()));
         Self {
             hold_ttl_s: r.number("CHECKOUT_RESERVATION_TTL_SECS", 900, 60, 3600),
-            webhook_secret: r.checked("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET, |v| {
-                if production && v == DEV_WEBHOOK_SECRET {
-                    Err("set a secret of your own in production".into())
-                } else if v.len() < 16 {
-                    Err("at least 16 bytes".into())
-                } else {
-                    Ok(())
-                }
-            }),
+            webhook_secret: r.secret("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET, production),
             promo_url: Some(r.string("PROMO_URL", "http://127.0.0.1:8095"))
                 .filter(|u| !u.is_empty()),
             prices: parse_prices(&prices).unwrap_or_default(),

@@ -47,15 +47,7 @@ impl PromoSettings {
         let production = env_name == "production";
         Self {
             utc_offset_min: r.number("PROMO_TZ_OFFSET_MINUTES", 420, -720, 840),
-            fp_secret: r.checked("PROMO_FP_SECRET", DEV_FP_SECRET, |v| {
-                if production && v == DEV_FP_SECRET {
-                    Err("set a secret of your own in production".into())
-                } else if v.len() < 16 {
-                    Err("at least 16 bytes".into())
-                } else {
-                    Ok(())
-                }
-            }),
+            fp_secret: r.secret("PROMO_FP_SECRET", DEV_FP_SECRET, production),
             test_mode: r.choice("PROMO_TEST_MODE", "false", &["true", "false"]) == "true",
             reload_ms: r.number("PROMO_RELOAD_MS", 5000, 50, 600_000),
             expire_ms: r.number("PROMO_EXPIRE_SWEEP_MS", 60_000, 50, 3_600_000),
