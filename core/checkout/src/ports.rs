@@ -94,6 +94,11 @@ pub trait PaymentGateway: Send + Sync {
         amount: i64,
         key: &str,
     ) -> impl Future<Output = Result<(), PayError>> + Send;
+    /// The pause before charge attempt `attempt` (1, 2) after a timeout: 04's 200/400 ms for a
+    /// gateway over the network; none for the simulator (the twin's time is virtual).
+    fn backoff(&self, _attempt: usize) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// 04's gateway simulator, keeping its ledger (charges and refunds by key).

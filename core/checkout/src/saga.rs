@@ -8,7 +8,9 @@ use qc_inventory::{
     Action, CartId, HubId, IdempotencyKey, InventoryError, Item, ReservationId, ReserveCommand,
     ReserveOutcome, Sku, StockStore, TransitionOutcome, UserId,
 };
+use qc_kit::SharedClock;
 use serde_json::json;
+use std::sync::Arc;
 
 use crate::ports::{
     Catalog, Confirmation, OrderRecord, OrderRepo, OrderStatus, PayError, PaymentGateway,
@@ -57,6 +59,8 @@ pub enum Failure {
     ReservationExpired,
     /// 503 `UNAVAILABLE`.
     Unavailable(String),
+    /// 503 `UNAVAILABLE`: the saga ran past its deadline before charging.
+    Deadline,
     /// The key already made an order: answer from it (the durable idempotency guard).
     Existing(Box<OrderRecord>),
 }
@@ -80,6 +84,58 @@ pub struct Checkout<I, P, G, R, C> {
     pub catalog: C,
     /// `CHECKOUT_RESERVATION_TTL_SECS`.
     pub hold_ttl_s: u32,
+    pub hooks: SagaHooks,
+}
+
+/// A hook called with the name of each saga point reached.
+pub type Failpoint = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The saga's deadline (04: 20 s) and a test failpoint.
+#[derive(Clone, Default)]
+pub struct SagaHooks {
+    /// The clock the deadline is read from, and the deadline in ms from the saga's start. The
+    /// deadline is checked before promo and before the charge: past it, the saga stops and
+    /// compensates (503). Once charged, it always goes on to confirm (recovery would roll it
+    /// forward anyway).
+    pub deadline: Option<(SharedClock, i64)>,
+    /// Called at each of [`POINTS`] with its name (crash tests: the service parks there under
+    /// `CHECKOUT_FAILPOINT` so the test can `kill -9` it).
+    pub failpoint: Option<Failpoint>,
+}
+
+impl std::fmt::Debug for SagaHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SagaHooks")
+            .field("deadline_ms", &self.deadline.as_ref().map(|d| d.1))
+            .field("failpoint", &self.failpoint.is_some())
+            .finish()
+    }
+}
+
+/// The points a failpoint can stop at, in saga order: after the hold, after the pending order
+/// row, after promo, after the charge is recorded, after the hold is confirmed, after the
+/// confirming write (before the answer).
+pub const POINTS: [&str; 6] = [
+    "reserved",
+    "order_created",
+    "promo_applied",
+    "charged",
+    "hold_confirmed",
+    "confirmed",
+];
+
+impl SagaHooks {
+    fn at(&self, point: &str) {
+        if let Some(f) = &self.failpoint {
+            f(point);
+        }
+    }
+
+    fn past_deadline(&self, started_ms: i64) -> bool {
+        self.deadline
+            .as_ref()
+            .is_some_and(|(clock, ms)| clock.now_ms() - started_ms > *ms)
+    }
 }
 
 /// The `dispatch_queue` row and outbox events of a confirmed order (04 step 5).
@@ -133,7 +189,7 @@ where
     C: Catalog,
 {
     /// Runs the saga for `req` under the client's `key`, as order `order_id` (a UUID the caller
-    /// generated first), at `now_ms`. Ok: the confirmed order.
+    /// generated first; it is also the hold's id), at `now_ms`. Ok: the confirmed order.
     pub async fn run(
         &self,
         req: &CheckoutRequest,
@@ -161,15 +217,13 @@ where
         let subtotal: i64 = items.iter().map(|(_, _, q, p)| i64::from(*q) * p).sum();
         let hub = HubId::parse(&req.hub_id).map_err(|e| fail(Step::Price, inv_invalid(e), true))?;
         let mut done = Done::default();
+        // The hold's id is the order's (a replayed reserve answers it too), so the pending row
+        // names it before anything is held: a crash at any point leaves a row recovery finds.
+        let rid =
+            ReservationId::parse(order_id).map_err(|e| fail(Step::Price, inv_invalid(e), true))?;
 
-        // 1. reserve_inventory
-        let rid = match self.reserve(req, order_id, order_id, now_ms).await {
-            Ok(rid) => rid,
-            Err(f) => return Err(fail(Step::ReserveInventory, f, true)),
-        };
-        done.reservation = Some(rid.clone());
-
-        // 2. create_order
+        // create_order first (a deliberate reordering of 04's steps 1 and 2, see ARCHITECTURE):
+        // a crash between the hold and the row would strand stock with no order to find it by.
         let mut order = OrderRecord {
             order_id: order_id.to_string(),
             user_id: req.user_id.clone(),
@@ -194,31 +248,51 @@ where
         };
         match self.orders.create(&order).await {
             Ok(None) => done.order = true,
+            // The durable guard: the key already made an order; nothing is held yet.
             Ok(Some(existing)) => {
-                let ok = self
-                    .compensate(&hub, &mut order, &done, Step::CreateOrder, now_ms)
-                    .await;
                 return Err(fail(
                     Step::CreateOrder,
                     Failure::Existing(Box::new(existing)),
-                    ok,
-                ));
+                    true,
+                ))
             }
             Err(e) => {
-                let ok = self
-                    .compensate(&hub, &mut order, &done, Step::CreateOrder, now_ms)
-                    .await;
                 return Err(fail(
                     Step::CreateOrder,
                     Failure::Unavailable(e.to_string()),
-                    ok,
-                ));
+                    true,
+                ))
+            }
+        }
+        self.log(order_id, Step::CreateOrder, "execute", true, now_ms)
+            .await;
+        self.hooks.at("order_created");
+
+        // reserve_inventory
+        match self.reserve(req, order_id, order_id, now_ms).await {
+            Ok(_) => done.reservation = Some(rid.clone()),
+            Err(f) => {
+                self.log(order_id, Step::ReserveInventory, "execute", false, now_ms)
+                    .await;
+                // A refusal holds nothing; after an error the hold may exist: release it.
+                if !matches!(f, Failure::Stock(_)) {
+                    done.reservation = Some(rid.clone());
+                }
+                let ok = self
+                    .compensate(&hub, &mut order, &done, Step::ReserveInventory, now_ms)
+                    .await;
+                return Err(fail(Step::ReserveInventory, f, ok));
             }
         }
         self.log(order_id, Step::ReserveInventory, "execute", true, now_ms)
             .await;
-        self.log(order_id, Step::CreateOrder, "execute", true, now_ms)
-            .await;
+        self.hooks.at("reserved");
+        if self.hooks.past_deadline(now_ms) {
+            let ok = self
+                .compensate(&hub, &mut order, &done, Step::ApplyPromo, now_ms)
+                .await;
+            return Err(fail(Step::ApplyPromo, Failure::Deadline, ok));
+        }
 
         // 3. apply_promo: unreachable → no discount, and the release goes out at once.
         let call = PromoCall {
@@ -248,11 +322,21 @@ where
         order.total = subtotal - order.discount;
         // Recorded as it happens, so recovery after a crash knows what to undo.
         let _ = self.orders.update(&order).await;
+        self.hooks.at("promo_applied");
+        if self.hooks.past_deadline(now_ms) {
+            let ok = self
+                .compensate(&hub, &mut order, &done, Step::ChargePayment, now_ms)
+                .await;
+            return Err(fail(Step::ChargePayment, Failure::Deadline, ok));
+        }
 
         // 4. charge_payment (skipped for a free order).
         if order.total > 0 {
             let mut outcome = Err(PayError::Timeout);
-            for _ in 0..ATTEMPTS {
+            for attempt in 0..ATTEMPTS {
+                if attempt > 0 {
+                    self.gateway.backoff(attempt).await;
+                }
                 outcome = self
                     .gateway
                     .charge(
@@ -276,6 +360,7 @@ where
                     let _ = self.orders.update(&order).await;
                     self.log(order_id, Step::ChargePayment, "execute", true, now_ms)
                         .await;
+                    self.hooks.at("charged");
                 }
                 Err(e) => {
                     self.log(order_id, Step::ChargePayment, "execute", false, now_ms)
@@ -313,6 +398,7 @@ where
                 .await;
             return Err(fail(Step::ConfirmOrder, f, ok));
         }
+        self.hooks.at("hold_confirmed");
         order.status = OrderStatus::Confirmed;
         let c = confirmation(&order);
         // The hold is confirmed and the money taken: this write is retried, and recovery rolls
@@ -333,6 +419,7 @@ where
         }
         self.log(order_id, Step::ConfirmOrder, "execute", true, now_ms)
             .await;
+        self.hooks.at("confirmed");
         Ok(order)
     }
 

@@ -58,6 +58,7 @@ async fn the_saga_over_redis_and_postgres_confirms_or_leaves_nothing_held() {
         orders: PgOrders::new(pool.clone()),
         catalog: PriceList(BTreeMap::from([("milk".into(), 18_500)])),
         hold_ttl_s: 900,
+        hooks: Default::default(),
     };
     let req = |token: &str| {
         CheckoutRequest::parse(&serde_json::json!({"user_id": "u1", "hub_id": "h1",
@@ -204,6 +205,7 @@ async fn recovery_undoes_an_uncharged_checkout_and_rolls_a_charged_one_forward()
         orders: PgOrders::new(pool.clone()),
         catalog: PriceList(BTreeMap::from([("milk".into(), 10_000)])),
         hold_ttl_s: 900,
+        hooks: Default::default(),
     };
     c.inventory
         .set_stock(

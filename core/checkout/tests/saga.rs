@@ -48,6 +48,7 @@ fn shop<P: Promos>(
             ("bread".into(), 15_000),
         ])),
         hold_ttl_s: 900,
+        hooks: Default::default(),
     }
 }
 
@@ -94,8 +95,8 @@ fn a_checkout_confirms_with_server_prices_and_writes_order_dispatch_row_and_even
     assert_eq!(
         steps,
         [
-            "reserve_inventory",
             "create_order",
+            "reserve_inventory",
             "apply_promo",
             "charge_payment",
             "confirm_order"
@@ -130,11 +131,19 @@ fn a_decline_compensates_in_reverse_and_leaves_nothing_held_or_charged() {
 }
 
 #[test]
-fn out_of_stock_and_unknown_skus_stop_before_anything_is_written() {
+fn out_of_stock_cancels_the_attempt_and_unknown_skus_stop_before_anything_is_written() {
     let c = shop(NoPromos);
     let e = block_on(c.run(&request("tok_ok", 11), "key-1", &order_id(1), NOW)).unwrap_err();
     assert!(matches!(e.failure, Failure::Stock(_)), "{e:?}");
-    assert_eq!(block_on(c.orders.get(&order_id(1))).unwrap(), None);
+    // The pending row comes before the hold (crash safety), so a stockout leaves a cancelled
+    // attempt on record, with nothing held, charged, queued or announced.
+    let o = block_on(c.orders.get(&order_id(1))).unwrap().unwrap();
+    assert_eq!(
+        (o.status, o.failed_step.as_deref()),
+        (OrderStatus::Cancelled, Some("reserve_inventory"))
+    );
+    assert!(c.orders.dispatch_queue().is_empty() && c.orders.outbox().is_empty());
+    assert!(c.gateway.charges.lock().unwrap().is_empty());
     let mut r = request("tok_ok", 1);
     r.lines[1].sku = "caviar".into();
     let e = block_on(c.run(&r, "key-2", &order_id(2), NOW)).unwrap_err();
@@ -142,6 +151,7 @@ fn out_of_stock_and_unknown_skus_stop_before_anything_is_written() {
         (e.failure, e.step),
         (Failure::UnknownSku("caviar".into()), Step::Price)
     );
+    assert_eq!(block_on(c.orders.get(&order_id(2))).unwrap(), None);
     assert_eq!(available(&c, "milk"), (10, 0));
 }
 
@@ -269,9 +279,70 @@ fn a_lost_confirmation_write_leaves_a_pending_order_for_recovery() {
         orders: BrokenConfirm(MemoryOrders::new()),
         catalog: base.catalog,
         hold_ttl_s: 900,
+        hooks: Default::default(),
     };
     let e = block_on(c.run(&request("tok_ok", 1), "key-1", &order_id(1), NOW)).unwrap_err();
     assert_eq!((e.step, e.compensated), (Step::ConfirmOrder, false));
     let o = block_on(c.orders.get(&order_id(1))).unwrap().unwrap();
     assert_eq!(o.status, OrderStatus::Pending, "recovery rolls it forward");
+}
+
+/// A promo service so slow that the saga's clock passes its deadline while it answers.
+struct SlowPromos(std::sync::Arc<qc_kit::ManualClock>, i64);
+
+impl Promos for SlowPromos {
+    async fn apply(&self, _call: &PromoCall) -> Result<PromoAnswer, String> {
+        self.0.advance_ms(self.1);
+        Ok(PromoAnswer::default())
+    }
+    async fn release(&self, _order_id: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn past_the_deadline_before_the_charge_the_saga_stops_and_undoes_everything() {
+    let clock = std::sync::Arc::new(qc_kit::ManualClock::new(NOW));
+    let base = shop(NoPromos);
+    let c = Checkout {
+        inventory: base.inventory,
+        promos: SlowPromos(clock.clone(), 25_000),
+        gateway: base.gateway,
+        orders: base.orders,
+        catalog: base.catalog,
+        hold_ttl_s: 900,
+        hooks: qc_checkout::saga::SagaHooks {
+            deadline: Some((clock.clone(), 20_000)),
+            failpoint: None,
+        },
+    };
+    let e = block_on(c.run(&request("tok_ok", 2), "key-1", &order_id(1), NOW)).unwrap_err();
+    assert_eq!(
+        (e.failure, e.step, e.compensated),
+        (Failure::Deadline, Step::ChargePayment, true)
+    );
+    assert!(
+        c.gateway.charges.lock().unwrap().is_empty(),
+        "never charged"
+    );
+    let s = block_on(
+        c.inventory
+            .stock(&HubId::parse("h1").unwrap(), &Sku::parse("milk").unwrap()),
+    )
+    .unwrap();
+    assert_eq!((s.available, s.reserved), (10, 0), "the hold was released");
+    let o = block_on(c.orders.get(&order_id(1))).unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Cancelled);
+    // Within the deadline the same saga confirms.
+    clock.set_ms(NOW);
+    let quick = Checkout {
+        promos: SlowPromos(clock.clone(), 15_000),
+        inventory: c.inventory,
+        gateway: c.gateway,
+        orders: c.orders,
+        catalog: c.catalog,
+        hold_ttl_s: c.hold_ttl_s,
+        hooks: c.hooks,
+    };
+    assert!(block_on(quick.run(&request("tok_ok", 2), "key-2", &order_id(2), NOW)).is_ok());
 }

@@ -171,6 +171,10 @@ pub async fn checkout(
                     ),
                     false,
                 ),
+                Failure::Deadline => (
+                    ApiError::unavailable("the checkout ran past its deadline (CHECKOUT_SAGA_DEADLINE_MS); nothing was charged"),
+                    false,
+                ),
                 Failure::Unavailable(why) => {
                     tracing::warn!(error = %why, step = e.step.as_str(), "checkout dependency unavailable");
                     (ApiError::unavailable("a dependency is unavailable"), false)

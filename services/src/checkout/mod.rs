@@ -15,6 +15,7 @@ use axum::Router;
 use qc_checkout::idempotency::RedisIdempotency;
 use qc_checkout::outbox::{relay_once, RedisSink};
 use qc_checkout::ports::PayError;
+use qc_checkout::saga::SagaHooks;
 use qc_checkout::{
     Checkout, PaymentGateway, PgOrders, PriceList, PromoAnswer, PromoCall, Promos, SimulatedGateway,
 };
@@ -45,6 +46,14 @@ pub struct CheckoutSettings {
     pub relay_ms: u64,
     /// `CHECKOUT_PAYMENT_GATEWAY_URL`; unset: 04's simulator in process.
     pub gateway_url: Option<String>,
+    /// `CHECKOUT_RECOVERY_MS` (30 s) and `CHECKOUT_RECOVERY_IDLE_MS` (60 s): how often saga
+    /// recovery runs and how long a pending order must have been idle to be taken over.
+    pub recovery_ms: u64,
+    pub recovery_idle_ms: u64,
+    /// `CHECKOUT_FAILPOINT` (ENV=test only): the saga point (`qc_checkout::saga::POINTS`) where
+    /// the process prints `FAILPOINT <point>` to stderr and stops working, so a
+    /// crash test can `kill -9` it there.
+    pub failpoint: Option<String>,
 }
 
 pub const DEV_WEBHOOK_SECRET: &str = "dev-only-webhook-secret-0123";
@@ -79,6 +88,20 @@ impl CheckoutSettings {
             relay_ms: r.number("CHECKOUT_RELAY_MS", 1000, 10, 60_000),
             gateway_url: Some(r.string("CHECKOUT_PAYMENT_GATEWAY_URL", ""))
                 .filter(|u| !u.is_empty()),
+            recovery_ms: r.number("CHECKOUT_RECOVERY_MS", 30_000, 10, 3_600_000),
+            recovery_idle_ms: r.number("CHECKOUT_RECOVERY_IDLE_MS", 60_000, 100, 3_600_000),
+            failpoint: Some(r.checked("CHECKOUT_FAILPOINT", "", |v| {
+                if v.is_empty() {
+                    Ok(())
+                } else if env_name != "test" {
+                    Err("a test hook: only with ENV=test".into())
+                } else if qc_checkout::saga::POINTS.contains(&v) {
+                    Ok(())
+                } else {
+                    Err(format!("one of {:?}", qc_checkout::saga::POINTS))
+                }
+            }))
+            .filter(|v| !v.is_empty()),
         }
     }
 
@@ -203,6 +226,10 @@ pub async fn build(
             orders: PgOrders::new(pool.clone()),
             catalog: PriceList(settings.prices.clone()),
             hold_ttl_s: settings.hold_ttl_s,
+            hooks: SagaHooks {
+                deadline: Some((clock.clone(), settings.saga_deadline_ms as i64)),
+                failpoint: settings.failpoint.clone().map(failpoint),
+            },
         },
         idem: RedisIdempotency {
             conn: conn.clone(),
@@ -236,6 +263,19 @@ pub async fn build(
     ))
 }
 
+/// The crash-test hook: at `point`, say so on stderr and park this worker thread for good (the
+/// test kills the process with SIGKILL next).
+fn failpoint(point: String) -> qc_checkout::saga::Failpoint {
+    Arc::new(move |at: &str| {
+        if at == point {
+            eprintln!("FAILPOINT {at}");
+            loop {
+                std::thread::park();
+            }
+        }
+    })
+}
+
 /// The outbox relay, every `CHECKOUT_RELAY_MS`.
 async fn relay_loop(app: Arc<CheckoutApp>, sink: RedisSink, shutdown: Shutdown) {
     let period = Duration::from_millis(app.settings.relay_ms);
@@ -255,14 +295,17 @@ async fn relay_loop(app: Arc<CheckoutApp>, sink: RedisSink, shutdown: Shutdown) 
     }
 }
 
-/// Saga recovery every 30 s: pending orders idle for 60 s are rolled forward or undone (04).
+/// Saga recovery every `CHECKOUT_RECOVERY_MS`: pending orders idle for
+/// `CHECKOUT_RECOVERY_IDLE_MS` are rolled forward or undone (04).
 async fn recovery_loop(app: Arc<CheckoutApp>, shutdown: Shutdown) {
+    let period = Duration::from_millis(app.settings.recovery_ms);
+    let idle = app.settings.recovery_idle_ms as i64;
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = tokio::time::sleep(period) => {}
         }
-        match app.saga.recover_once(app.clock.now_ms(), 60_000, 50).await {
+        match app.saga.recover_once(app.clock.now_ms(), idle, 50).await {
             Ok(r) if r.rolled_forward + r.compensated > 0 => tracing::warn!(
                 rolled_forward = r.rolled_forward,
                 compensated = r.compensated,
@@ -301,6 +344,21 @@ impl PaymentGateway for Gateway {
         match self {
             Gateway::Simulated(g) => g.refund(txn, amount, key).await,
             Gateway::Http(g) => g.refund(txn, amount, key).await,
+        }
+    }
+
+    async fn backoff(&self, attempt: usize) {
+        if let Gateway::Http(_) = self {
+            // 200 ms, 400 ms, ±20 % (jitter from the clock's sub-millisecond noise is enough
+            // to spread retries of concurrent sagas).
+            let base = 200u64 << (attempt.saturating_sub(1)).min(4);
+            let jitter = u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0),
+            ) % (base * 2 / 5 + 1);
+            tokio::time::sleep(Duration::from_millis(base - base / 5 + jitter)).await;
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct PlatformConfig {
     pub bind_addr: String,
     /// Overrides the service's fixed port (tests, extra instances; one service only).
     pub port: Option<u16>,
+    /// `PORT_OFFSET`: added to every fixed port (a second platform beside the first, e.g. a
+    /// test's `serve all`; point the `*_URL` settings at the shifted ports).
+    pub port_offset: u16,
     pub log_level: String,
     pub log_format: String,
     pub shutdown_timeout_secs: u64,
@@ -78,6 +81,7 @@ impl PlatformConfig {
                     .map_err(|_| "must be an IP address".into())
             }),
             port: (port != 0).then_some(port),
+            port_offset: r.number("PORT_OFFSET", 0u16, 0, 50_000),
             log_level: r.choice("LOG_LEVEL", "info", &["error", "warn", "info", "debug"]),
             log_format: r.choice("LOG_FORMAT", "json", &["json", "text"]),
             shutdown_timeout_secs: r.number("SHUTDOWN_TIMEOUT_SECS", 10, 1, 600),
@@ -97,7 +101,7 @@ impl PlatformConfig {
     }
 
     pub fn port_for(&self, id: ServiceId) -> u16 {
-        self.port.unwrap_or(id.default_port())
+        self.port.unwrap_or(id.default_port() + self.port_offset)
     }
 }
 
@@ -129,5 +133,8 @@ mod tests {
         assert_eq!(cfg.port_for(ServiceId::Inventory), 8091);
         let cfg = PlatformConfig::from_env(&EnvSource::from_pairs([("PORT", "9000")])).unwrap();
         assert_eq!(cfg.port_for(ServiceId::Inventory), 9000);
+        let cfg =
+            PlatformConfig::from_env(&EnvSource::from_pairs([("PORT_OFFSET", "1000")])).unwrap();
+        assert_eq!(cfg.port_for(ServiceId::Checkout), 9094);
     }
 }
