@@ -1,7 +1,7 @@
 //! The outbox relay (04 "Background jobs"): events written with their order are claimed when
 //! due, published to the event stream, and marked sent; a failed publish is retried after
 //! min(2^attempts, 300) s ±20 % and the event is dead after its 10th failure. At least once:
-//! consumers dedupe on `event_id`. [`relay_once`] is the job function the service's loop and the
+//! consumers dedupe on `event_id` ([`StreamConsumer`]). [`relay_once`] is the job function the service's loop and the
 //! simulator both call.
 
 use std::collections::BTreeMap;
@@ -162,6 +162,123 @@ impl EventSink for RedisSink {
             qc_kit::redis_kit::bounded(self.timeout_ms, cmd.query_async(&mut self.conn.clone()))
                 .await;
         r.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// What one consumer pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Consumed {
+    /// Events handed to the handler (each `event_id` once).
+    pub handled: usize,
+    /// Entries whose `event_id` was already handled (the relay's at-least-once repeats).
+    pub duplicates: usize,
+}
+
+/// A consumer of the event stream as a member of a consumer group: every entry is read, the
+/// handler sees each `event_id` once (ids already handled are kept under
+/// `<seen_prefix><event_id>` for 7 days), and the entry is acknowledged after. An entry whose
+/// handler failed stays pending and is read again by the next pass (own pending entries are
+/// read before new ones), so a consumer that dies mid-event loses nothing. A consumer that dies
+/// between its handler's effect and the seen mark runs that handler again on restart: handlers
+/// with effects outside Redis record the `event_id` with the effect (one transaction).
+#[derive(Debug, Clone)]
+pub struct StreamConsumer {
+    pub conn: redis::aio::ConnectionManager,
+    pub stream: String,
+    pub group: String,
+    pub consumer: String,
+    pub seen_prefix: String,
+    pub timeout_ms: u64,
+}
+
+const SEEN_TTL_MS: i64 = 7 * 86_400_000;
+
+impl StreamConsumer {
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
+        qc_kit::redis_kit::bounded(self.timeout_ms, cmd.query_async(&mut self.conn.clone()))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Reads up to `count` entries (this consumer's unacknowledged ones first) and hands each
+    /// new event to `handle`. Stops at the first handler error (that entry stays pending).
+    pub async fn consume_once<F, Fut>(
+        &self,
+        count: usize,
+        mut handle: F,
+    ) -> Result<Consumed, String>
+    where
+        F: FnMut(OutboxEvent) -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        let mut create = redis::cmd("XGROUP");
+        create
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM");
+        if let Err(e) = self.query::<()>(&create).await {
+            if !e.contains("BUSYGROUP") {
+                return Err(e);
+            }
+        }
+        let mut out = Consumed::default();
+        let mut entries = Vec::new();
+        for from in ["0", ">"] {
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg("GROUP")
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(count)
+                .arg("STREAMS")
+                .arg(&self.stream)
+                .arg(from);
+            let v: redis::Value = self.query(&read).await?;
+            entries = qc_kit::redis_kit::stream_reply(&v)
+                .into_iter()
+                .flat_map(|(_, e)| e)
+                .collect::<Vec<_>>();
+            if !entries.is_empty() {
+                break;
+            }
+        }
+        for (entry_id, f) in entries {
+            let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+            let event = OutboxEvent {
+                event_id: field("event_id"),
+                aggregate_id: field("aggregate_id"),
+                event_type: field("event_type"),
+                payload: serde_json::from_str(&field("payload")).unwrap_or(Value::Null),
+                created_at_ms: field("created_at").parse().unwrap_or(0),
+                attempts: 0,
+            };
+            let seen = format!("{}{}", self.seen_prefix, event.event_id);
+            let done: bool = self.query(redis::cmd("EXISTS").arg(&seen)).await?;
+            if done {
+                out.duplicates += 1;
+            } else {
+                handle(event).await?;
+                self.query::<()>(
+                    redis::cmd("SET")
+                        .arg(&seen)
+                        .arg(1)
+                        .arg("PX")
+                        .arg(SEEN_TTL_MS),
+                )
+                .await?;
+                out.handled += 1;
+            }
+            self.query::<()>(
+                redis::cmd("XACK")
+                    .arg(&self.stream)
+                    .arg(&self.group)
+                    .arg(&entry_id),
+            )
+            .await?;
+        }
+        Ok(out)
     }
 }
 

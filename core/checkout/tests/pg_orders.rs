@@ -315,3 +315,110 @@ async fn recovery_undoes_an_uncharged_checkout_and_rolls_a_charged_one_forward()
     pool.close().await;
     qc_kit::pg::drop_schema(&cfg).await.unwrap();
 }
+
+/// At least once, deduped: a relay that dies after `XADD` but before marking the event sent
+/// leaves it to be published again (by itself or another relay once the claim lapses), so
+/// the stream holds it twice; a consumer group member hands each `event_id` to its handler
+/// once. A handler that fails leaves its entry pending, and the next pass takes it again.
+#[tokio::test]
+async fn a_relay_crash_repeats_events_on_the_stream_and_the_consumer_handles_each_once() {
+    use qc_checkout::outbox::EventSink;
+    use qc_checkout::outbox::{
+        relay_once, Consumed, MemoryOutbox, Outbox, OutboxEvent, RedisSink, StreamConsumer,
+        CLAIM_MS,
+    };
+    use qc_kit::testing::{delete_prefix, redis_for_test};
+
+    const NOW: i64 = 1_800_000_000_000;
+    let cfg = isolated_store_config();
+    let mut conn = redis_for_test(&cfg).await;
+    let prefix = qc_kit::redis_kit::KeyPrefix::new(cfg.key_prefix.clone());
+    let outbox = MemoryOutbox::default();
+    for (i, t) in ["order.confirmed", "payment.charged", "order.confirmed"]
+        .iter()
+        .enumerate()
+    {
+        outbox.add(
+            OutboxEvent {
+                event_id: format!("ev-{i}"),
+                aggregate_id: format!("order-{}", i / 2),
+                event_type: t.to_string(),
+                payload: serde_json::json!({"n": i}),
+                created_at_ms: NOW,
+                attempts: 0,
+            },
+            NOW,
+        );
+    }
+    let sink = RedisSink {
+        conn: conn.clone(),
+        stream: prefix.key("checkout:events"),
+        timeout_ms: 2000,
+    };
+    // The first relay claims and publishes, then dies before marking anything sent.
+    for e in outbox.claim_due(NOW, 100).await.unwrap() {
+        sink.publish(&e).await.unwrap();
+    }
+    assert_eq!(
+        relay_once(&outbox, &sink, NOW + 1, 100).await.unwrap().sent,
+        0,
+        "claimed"
+    );
+    let p = relay_once(&outbox, &sink, NOW + CLAIM_MS + 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.sent, 3,
+        "the claim lapsed: published again and marked sent"
+    );
+    let len: usize = redis::cmd("XLEN")
+        .arg(&sink.stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 6, "every event twice on the stream");
+
+    let consumer = StreamConsumer {
+        conn: conn.clone(),
+        stream: sink.stream.clone(),
+        group: "notifications".into(),
+        consumer: "n-1".into(),
+        seen_prefix: prefix.key("checkout:consumed:notifications:"),
+        timeout_ms: 2000,
+    };
+    let handled = std::sync::Mutex::new(Vec::new());
+    // The handler fails on ev-1 once: that entry stays pending and is taken again.
+    let fail_once = std::sync::atomic::AtomicBool::new(true);
+    let handler = |e: OutboxEvent| {
+        let r =
+            if e.event_id == "ev-1" && fail_once.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                Err("downstream unavailable".to_string())
+            } else {
+                handled.lock().unwrap().push(e.event_id.clone());
+                Ok(())
+            };
+        async move { r }
+    };
+    let first = consumer.consume_once(10, handler).await;
+    assert!(first.is_err(), "stops at the failing event");
+    let mut total = Consumed::default();
+    for _ in 0..4 {
+        let c = consumer.consume_once(10, handler).await.unwrap();
+        total.handled += c.handled;
+        total.duplicates += c.duplicates;
+    }
+    assert_eq!(
+        *handled.lock().unwrap(),
+        ["ev-0", "ev-1", "ev-2"],
+        "each once, in order"
+    );
+    assert_eq!((total.handled, total.duplicates), (2, 3));
+    let pending: (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(&sink.stream)
+        .arg("notifications")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending.0, 0, "everything acknowledged");
+    delete_prefix(&mut conn, &prefix).await.unwrap();
+}

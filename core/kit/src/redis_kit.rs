@@ -5,7 +5,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisResult;
+use std::collections::HashMap;
+
+use redis::{RedisResult, Value};
 
 /// A dependency could not be reached or did not answer in time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -214,6 +216,62 @@ pub async fn keys_under(
             return Ok(all);
         }
         cursor = next;
+    }
+}
+
+/// One stream entry: its id and fields.
+pub type StreamEntry = (String, std::collections::HashMap<String, String>);
+
+/// A reply value as text (bulk or simple string, integer; nil is empty).
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Nil => String::new(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A RESP2 flat array or RESP3 map of field/value pairs.
+pub fn flat_map(v: &Value) -> HashMap<String, String> {
+    match v {
+        Value::Array(a) => a
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (text(&c[0]), text(&c[1])))
+            .collect(),
+        Value::Map(m) => m.iter().map(|(k, v)| (text(k), text(v))).collect(),
+        _ => HashMap::new(),
+    }
+}
+
+/// XRANGE-style entries: [[id, [f, v, ...]], ...].
+pub fn entries_of(v: &Value) -> Vec<StreamEntry> {
+    let Value::Array(entries) = v else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Value::Array(p) if p.len() == 2 => Some((text(&p[0]), flat_map(&p[1]))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// XREADGROUP's reply: [[key, [[id, [f, v, ...]], ...]], ...] (or a RESP3 map).
+pub fn stream_reply(v: &Value) -> Vec<(String, Vec<StreamEntry>)> {
+    match v {
+        Value::Array(streams) => streams
+            .iter()
+            .filter_map(|s| match s {
+                Value::Array(p) if p.len() == 2 => Some((text(&p[0]), entries_of(&p[1]))),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(m) => m.iter().map(|(k, v)| (text(k), entries_of(v))).collect(),
+        _ => Vec::new(),
     }
 }
 

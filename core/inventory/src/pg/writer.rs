@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use qc_kit::lease::Lease;
-use qc_kit::redis_kit::{bounded, BackendError};
+use qc_kit::redis_kit::{bounded, entries_of, flat_map, stream_reply, BackendError};
 use redis::aio::ConnectionManager;
 use redis::Value;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -239,8 +239,6 @@ async fn insert_movement(
     Ok(n == 1)
 }
 
-/// One stream entry: id and fields.
-type Entry = (String, HashMap<String, String>);
 /// A stream entry with the hub whose stream it came from.
 type HubEntry = (HubId, String, HashMap<String, String>);
 
@@ -542,55 +540,4 @@ pub async fn stream_lag(
         }
     }
     Ok(None)
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Nil => String::new(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// A RESP2 flat array or RESP3 map of field/value pairs.
-fn flat_map(v: &Value) -> HashMap<String, String> {
-    match v {
-        Value::Array(a) => a
-            .chunks(2)
-            .filter(|c| c.len() == 2)
-            .map(|c| (text(&c[0]), text(&c[1])))
-            .collect(),
-        Value::Map(m) => m.iter().map(|(k, v)| (text(k), text(v))).collect(),
-        _ => HashMap::new(),
-    }
-}
-
-fn entries_of(v: &Value) -> Vec<Entry> {
-    let Value::Array(entries) = v else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|e| match e {
-            Value::Array(p) if p.len() == 2 => Some((text(&p[0]), flat_map(&p[1]))),
-            _ => None,
-        })
-        .collect()
-}
-
-/// XREADGROUP's reply: [[key, [[id, [f, v, ...]], ...]], ...] (or a RESP3 map).
-fn stream_reply(v: &Value) -> Vec<(String, Vec<Entry>)> {
-    match v {
-        Value::Array(streams) => streams
-            .iter()
-            .filter_map(|s| match s {
-                Value::Array(p) if p.len() == 2 => Some((text(&p[0]), entries_of(&p[1]))),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(m) => m.iter().map(|(k, v)| (text(k), entries_of(v))).collect(),
-        _ => Vec::new(),
-    }
 }
