@@ -262,7 +262,7 @@ impl OrderRepo for PgOrders {
 
     async fn events(&self, order_id: &str) -> Result<Vec<String>, BackendError> {
         sqlx::query_scalar::<_, String>(
-            "SELECT event_type FROM checkout_outbox WHERE aggregate_id = $1 ORDER BY created_at, event_type",
+            "SELECT event_type FROM checkout_outbox WHERE aggregate_id = $1 ORDER BY created_at, seq",
         )
         .bind(uuid(order_id)?)
         .fetch_all(&self.pool)
@@ -356,9 +356,9 @@ impl crate::outbox::Outbox for PgOrders {
             "UPDATE checkout_outbox SET next_attempt_at = to_timestamp(($1 + $3)::float8 / 1000)
              WHERE id IN (SELECT id FROM checkout_outbox
                           WHERE status = 'pending' AND next_attempt_at <= to_timestamp($1::float8 / 1000)
-                          ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                          ORDER BY created_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED)
              RETURNING id::text AS id, aggregate_id::text AS aggregate_id, event_type, payload,
-                 (extract(epoch FROM created_at) * 1000)::bigint AS created_ms, attempts",
+                 (extract(epoch FROM created_at) * 1000)::bigint AS created_ms, attempts, seq",
         )
         .bind(now_ms)
         .bind(limit as i64)
@@ -369,17 +369,22 @@ impl crate::outbox::Outbox for PgOrders {
         let mut out = rows
             .iter()
             .map(|r| {
-                Ok(crate::outbox::OutboxEvent {
-                    event_id: r.try_get("id").map_err(pg)?,
-                    aggregate_id: r.try_get("aggregate_id").map_err(pg)?,
-                    event_type: r.try_get("event_type").map_err(pg)?,
-                    payload: r.try_get("payload").map_err(pg)?,
-                    created_at_ms: r.try_get("created_ms").map_err(pg)?,
-                    attempts: r.try_get("attempts").map_err(pg)?,
-                })
+                Ok((
+                    r.try_get::<i64, _>("seq").map_err(pg)?,
+                    crate::outbox::OutboxEvent {
+                        event_id: r.try_get("id").map_err(pg)?,
+                        aggregate_id: r.try_get("aggregate_id").map_err(pg)?,
+                        event_type: r.try_get("event_type").map_err(pg)?,
+                        payload: r.try_get("payload").map_err(pg)?,
+                        created_at_ms: r.try_get("created_ms").map_err(pg)?,
+                        attempts: r.try_get("attempts").map_err(pg)?,
+                    },
+                ))
             })
             .collect::<Result<Vec<_>, BackendError>>()?;
-        out.sort_by(|a, b| (a.created_at_ms, &a.event_id).cmp(&(b.created_at_ms, &b.event_id)));
+        // RETURNING has no order: the order written (created_at, then seq).
+        out.sort_by_key(|(seq, e)| (e.created_at_ms, *seq));
+        let out = out.into_iter().map(|(_, e)| e).collect();
         Ok(out)
     }
 
