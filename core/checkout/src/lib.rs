@@ -10,6 +10,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod flow;
 pub mod idempotency;
 pub mod outbox;
 pub mod pg;

@@ -29,6 +29,10 @@ pub struct CheckoutRequest {
     pub lng: f64,
     pub area: Option<String>,
     pub priority: u8,
+    /// The cart's hold taken through Inventory before checkout, if any: the saga takes it
+    /// over (it must be this user's, at this hub, for exactly these items) instead of holding
+    /// the stock a second time.
+    pub reservation_id: Option<String>,
 }
 
 /// 400 `INVALID_ARGUMENT`, naming the field.
@@ -95,6 +99,7 @@ impl CheckoutRequest {
                 "delivery_location",
                 "area",
                 "priority",
+                "reservation_id",
             ],
         )?;
         let user_id = id(obj, "user_id", "")?;
@@ -188,6 +193,15 @@ impl CheckoutRequest {
             lng,
             area: text(obj, "area", "", 256)?,
             priority,
+            reservation_id: match obj.get("reservation_id") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_str()
+                        .filter(|r| uuid::Uuid::parse_str(r).is_ok())
+                        .ok_or_else(|| bad("reservation_id", "a UUID"))?
+                        .to_string(),
+                ),
+            },
         })
     }
 }

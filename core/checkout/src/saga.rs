@@ -5,8 +5,8 @@
 //! times; all compensated → `cancelled`, else `failed`. Every step is logged on the order.
 
 use qc_inventory::{
-    Action, CartId, HubId, IdempotencyKey, InventoryError, Item, ReservationId, ReserveCommand,
-    ReserveOutcome, Sku, StockStore, TransitionOutcome, UserId,
+    Action, CartId, HubId, IdempotencyKey, InventoryError, Item, ReservationId, ReservationStatus,
+    ReserveCommand, ReserveOutcome, Sku, StockStore, TransitionOutcome, UserId,
 };
 use qc_kit::SharedClock;
 use serde_json::json;
@@ -61,6 +61,9 @@ pub enum Failure {
     Unavailable(String),
     /// 503 `UNAVAILABLE`: the saga ran past its deadline before charging.
     Deadline,
+    /// 409 `RESERVATION_MISMATCH`: the cart hold named is not this checkout's (another user,
+    /// hub or items; not found; already confirmed or released).
+    CartHold(String),
     /// The key already made an order: answer from it (the durable idempotency guard).
     Existing(Box<OrderRecord>),
 }
@@ -217,10 +220,22 @@ where
         let subtotal: i64 = items.iter().map(|(_, _, q, p)| i64::from(*q) * p).sum();
         let hub = HubId::parse(&req.hub_id).map_err(|e| fail(Step::Price, inv_invalid(e), true))?;
         let mut done = Done::default();
-        // The hold's id is the order's (a replayed reserve answers it too), so the pending row
-        // names it before anything is held: a crash at any point leaves a row recovery finds.
-        let rid =
-            ReservationId::parse(order_id).map_err(|e| fail(Step::Price, inv_invalid(e), true))?;
+        // The hold's id is the order's (a replayed reserve answers it too), or the cart's hold
+        // being taken over, so the pending row names it before anything is held: a crash at
+        // any point leaves a row recovery finds.
+        let adopted = match &req.reservation_id {
+            Some(r) => Some(
+                self.cart_hold(req, &hub, r)
+                    .await
+                    .map_err(|f| fail(Step::ReserveInventory, f, true))?,
+            ),
+            None => None,
+        };
+        let rid = match &adopted {
+            Some(r) => r.clone(),
+            None => ReservationId::parse(order_id)
+                .map_err(|e| fail(Step::Price, inv_invalid(e), true))?,
+        };
 
         // create_order first (a deliberate reordering of 04's steps 1 and 2, see ARCHITECTURE):
         // a crash between the hold and the row would strand stock with no order to find it by.
@@ -268,8 +283,12 @@ where
             .await;
         self.hooks.at("order_created");
 
-        // reserve_inventory
-        match self.reserve(req, order_id, order_id, now_ms).await {
+        // reserve_inventory (a cart hold taken over needs nothing more)
+        let reserved = match adopted {
+            Some(_) => Ok(rid.clone()),
+            None => self.reserve(req, order_id, order_id, now_ms).await,
+        };
+        match reserved {
             Ok(_) => done.reservation = Some(rid.clone()),
             Err(f) => {
                 self.log(order_id, Step::ReserveInventory, "execute", false, now_ms)
@@ -465,6 +484,7 @@ where
                     lng: order.lng,
                     area: None,
                     priority: order.priority,
+                    reservation_id: None,
                 };
                 let held = match &rid {
                     Some(r) => {
@@ -506,6 +526,48 @@ where
             out.compensated += 1;
         }
         Ok(out)
+    }
+
+    /// Checks that cart hold `r` is this checkout's: this user's, at this hub, for exactly the
+    /// requested items, and still held (or lapsed, which confirm handles by holding again).
+    async fn cart_hold(
+        &self,
+        req: &CheckoutRequest,
+        hub: &HubId,
+        r: &str,
+    ) -> Result<ReservationId, Failure> {
+        let rid = ReservationId::parse(r).map_err(|e| Failure::CartHold(e.to_string()))?;
+        let Some(hold) = self
+            .inventory
+            .reservation(hub, &rid)
+            .await
+            .map_err(|e| Failure::Unavailable(e.to_string()))?
+        else {
+            return Err(Failure::CartHold("no such hold at this hub".into()));
+        };
+        let mut want: Vec<(&str, u32)> = req
+            .lines
+            .iter()
+            .map(|l| (l.sku.as_str(), l.quantity))
+            .collect();
+        want.sort_unstable();
+        let have: Vec<(&str, u32)> = hold
+            .items
+            .iter()
+            .map(|i| (i.sku.as_str(), i.quantity))
+            .collect();
+        if hold.user_id.as_str() != req.user_id {
+            return Err(Failure::CartHold("the hold is another user's".into()));
+        }
+        if have != want {
+            return Err(Failure::CartHold(
+                "the hold is for other items or quantities".into(),
+            ));
+        }
+        match hold.status {
+            ReservationStatus::Reserved | ReservationStatus::Expired => Ok(rid),
+            other => Err(Failure::CartHold(format!("the hold is {}", other.as_str()))),
+        }
     }
 
     async fn log(&self, order_id: &str, step: Step, action: &str, ok: bool, now_ms: i64) {

@@ -346,3 +346,63 @@ fn past_the_deadline_before_the_charge_the_saga_stops_and_undoes_everything() {
     };
     assert!(block_on(quick.run(&request("tok_ok", 2), "key-2", &order_id(2), NOW)).is_ok());
 }
+
+#[test]
+fn a_cart_hold_is_taken_over_once_and_only_by_its_own_checkout() {
+    use qc_inventory::{CartId, Item, ReservationId, ReserveCommand, UserId};
+    let c = shop(NoPromos);
+    let hold = |user: &str, rid: u32| ReserveCommand {
+        reservation_id: ReservationId::parse(&order_id(100 + rid)).unwrap(),
+        hub_id: HubId::parse("h1").unwrap(),
+        cart_id: CartId::parse("cart").unwrap(),
+        user_id: UserId::parse(user).unwrap(),
+        items: vec![
+            Item {
+                sku: Sku::parse("milk").unwrap(),
+                quantity: 2,
+            },
+            Item {
+                sku: Sku::parse("bread").unwrap(),
+                quantity: 1,
+            },
+        ],
+        ttl_s: 900,
+        idempotency_key: None,
+    };
+    block_on(c.inventory.reserve(NOW, &hold("u1", 1))).unwrap();
+    block_on(c.inventory.reserve(NOW, &hold("u2", 2))).unwrap();
+    assert_eq!(available(&c, "milk"), (6, 4));
+
+    // Another user's hold, or other quantities: refused, nothing written or released.
+    let mut r = request("tok_ok", 2);
+    r.reservation_id = Some(order_id(102));
+    let e = block_on(c.run(&r, "k-other", &order_id(1), NOW)).unwrap_err();
+    assert!(matches!(e.failure, Failure::CartHold(_)), "{e:?}");
+    let mut r = request("tok_ok", 3);
+    r.reservation_id = Some(order_id(101));
+    let e = block_on(c.run(&r, "k-more", &order_id(2), NOW)).unwrap_err();
+    assert!(matches!(e.failure, Failure::CartHold(_)), "{e:?}");
+    assert_eq!(available(&c, "milk"), (6, 4));
+    assert_eq!(block_on(c.orders.get(&order_id(1))).unwrap(), None);
+
+    // Its own checkout confirms that hold: the stock is held once, then sold.
+    let mut r = request("tok_ok", 2);
+    r.reservation_id = Some(order_id(101));
+    let o = block_on(c.run(&r, "k-1", &order_id(3), NOW)).unwrap();
+    assert_eq!(o.reservation_id.as_deref(), Some(order_id(101).as_str()));
+    assert_eq!(
+        available(&c, "milk"),
+        (6, 2),
+        "u2's hold remains; u1's was sold"
+    );
+    // A confirmed hold cannot be taken over again.
+    let e = block_on(c.run(&r, "k-2", &order_id(4), NOW)).unwrap_err();
+    assert!(matches!(e.failure, Failure::CartHold(_)), "{e:?}");
+    // A declined checkout releases the cart hold it took over.
+    let mut r = request("tok_decline", 2);
+    r.user_id = "u2".into();
+    r.reservation_id = Some(order_id(102));
+    let e = block_on(c.run(&r, "k-3", &order_id(5), NOW)).unwrap_err();
+    assert_eq!(e.failure, Failure::Declined);
+    assert_eq!(available(&c, "milk"), (8, 0));
+}

@@ -1,5 +1,5 @@
-//! Checkout handlers (04 §HTTP API): parse strictly, take the key's lease, run the saga, answer
-//! with 04's status for each outcome, keep terminal answers for replays.
+//! Checkout handlers (04 §HTTP API): parse strictly, run `qc_checkout::flow::checkout` (the
+//! key's lease or stored answer, the saga, 04's answer for each outcome), render it.
 
 use std::sync::Arc;
 
@@ -8,9 +8,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use qc_checkout::idempotency::{request_hash, Begin, IdempotencyStore, Stored};
+use qc_checkout::flow;
+use qc_checkout::idempotency::request_hash;
 use qc_checkout::webhook::{self, Applied, PaymentEvent, PaymentEvents, SignatureError};
-use qc_checkout::{CheckoutRequest, Failure, OrderRecord, OrderRepo, OrderStatus};
+use qc_checkout::{CheckoutRequest, Failure, OrderRepo};
 use serde_json::{json, Value};
 
 use super::CheckoutApp;
@@ -22,49 +23,18 @@ type AppState = State<Arc<CheckoutApp>>;
 /// Webhook bodies are small (04).
 const WEBHOOK_MAX_BYTES: usize = 64 * 1024;
 
-fn error_body(e: &ApiError) -> Value {
-    let mut err = json!({"code": e.code, "message": e.message, "request_id": current_request_id()});
-    if let Some(d) = &e.details {
-        err["details"] = d.clone();
+/// The flow's answer over HTTP: this request's id in an error envelope, `Idempotent-Replayed`
+/// on replays, `Retry-After` where a retry may succeed.
+fn respond(a: flow::Answer) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let retry =
+        status == StatusCode::SERVICE_UNAVAILABLE || a.code() == Some("IDEMPOTENCY_IN_PROGRESS");
+    let mut body = a.body;
+    if let Some(e) = body.get_mut("error").and_then(Value::as_object_mut) {
+        e.insert("request_id".into(), json!(current_request_id()));
     }
-    json!({"error": err})
-}
-
-fn confirmed_body(o: &OrderRecord) -> Value {
-    json!({"data": {"order_id": o.order_id, "status": "confirmed", "subtotal": o.subtotal,
-        "discount": o.discount, "total": o.total, "currency": "IDR",
-        "transaction_id": o.transaction_id, "applied_promos": o.applied_promos}})
-}
-
-/// The answer for a key whose order exists already (the durable guard).
-fn from_existing(o: &OrderRecord) -> (StatusCode, Value, bool) {
-    match o.status {
-        OrderStatus::Confirmed => (StatusCode::CREATED, confirmed_body(o), true),
-        OrderStatus::Pending => {
-            let e = ApiError::new(
-                StatusCode::CONFLICT,
-                "IDEMPOTENCY_IN_PROGRESS",
-                "this checkout is still running",
-            );
-            (e.status, error_body(&e), false)
-        }
-        OrderStatus::Cancelled | OrderStatus::Failed => {
-            let e = ApiError::new(
-                StatusCode::CONFLICT,
-                "CONFLICT",
-                format!("this checkout ended {}", o.status.as_str()),
-            )
-            .with_details(json!({"order_id": o.order_id, "failed_step": o.failed_step}));
-            (e.status, error_body(&e), true)
-        }
-    }
-}
-
-fn respond(status: StatusCode, body: Value, replayed: bool) -> Response {
-    let retry = status == StatusCode::SERVICE_UNAVAILABLE
-        || body["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS";
     let mut r = (status, Json(body)).into_response();
-    if replayed {
+    if a.replayed {
         r.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
@@ -94,115 +64,32 @@ pub async fn checkout(
         .map_err(|e| ApiError::invalid(e.to_string()).with_details(json!({"field": e.field})))?;
     let hash = request_hash(&body);
     let token = uuid::Uuid::new_v4().to_string();
+    let order_id = uuid::Uuid::new_v4().to_string();
     let now = app.clock.now_ms();
-    let unavailable = |e: qc_kit::redis_kit::BackendError| {
+    let answer = flow::checkout(
+        &app.saga, &app.idem, &req, &key, &hash, &token, &order_id, now,
+    )
+    .await
+    .map_err(|e| {
         tracing::warn!(error = %e, "checkout idempotency store unavailable");
         ApiError::unavailable("idempotency store unavailable")
-    };
-    match app
-        .idem
-        .begin(&req.user_id, &key, &token, now)
-        .await
-        .map_err(unavailable)?
-    {
-        Begin::Replay(s) if s.request_hash != hash => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "IDEMPOTENCY_KEY_REUSED",
-                "this Idempotency-Key was used for another request",
-            ))
+    })?;
+    if let Some(Err(e)) = &answer.saga {
+        if let Failure::Unavailable(why) = &e.failure {
+            tracing::warn!(error = %why, step = e.step.as_str(), "checkout dependency unavailable");
         }
-        Begin::Replay(s) => {
-            let status = StatusCode::from_u16(s.status).unwrap_or(StatusCode::OK);
-            return Ok(respond(status, s.body, true));
-        }
-        Begin::InProgress => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "IDEMPOTENCY_IN_PROGRESS",
-                "a checkout with this key is running",
-            ))
-        }
-        Begin::Run => {}
+        app.ctx.metrics.count(
+            "checkout_sagas_failed_total",
+            "Checkouts that did not confirm, by step.",
+            vec![("step", e.step.as_str().into())],
+            1.0,
+        );
     }
-    let order_id = uuid::Uuid::new_v4().to_string();
-    let (status, body, terminal) = match app.saga.run(&req, &key, &order_id, now).await {
-        Ok(o) => (StatusCode::CREATED, confirmed_body(&o), true),
-        Err(e) => {
-            let (err, terminal) = match e.failure {
-                Failure::Existing(o) => {
-                    let (s, b, t) = from_existing(&o);
-                    let _ = app.idem.finish(&req.user_id, &key, &token, None, now).await;
-                    return Ok(respond(s, b, t));
-                }
-                Failure::Stock(inv) => (ApiError::from(inv), true),
-                Failure::UnknownSku(sku) => (
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        "SKU_NOT_FOUND",
-                        format!("{sku} is not sold here"),
-                    )
-                    .with_details(json!({"sku": sku})),
-                    true,
-                ),
-                Failure::Declined => (
-                    ApiError::new(
-                        StatusCode::PAYMENT_REQUIRED,
-                        "PAYMENT_FAILED",
-                        "the payment was declined",
-                    )
-                    .with_details(json!({"order_id": e.order_id, "failed_step": e.step.as_str()})),
-                    true,
-                ),
-                Failure::ReservationExpired => (
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        "RESERVATION_EXPIRED",
-                        "the stock hold lapsed",
-                    )
-                    .with_details(json!({"order_id": e.order_id})),
-                    true,
-                ),
-                Failure::GatewayTimeout => (
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "PAYMENT_UNAVAILABLE",
-                        "the payment gateway did not answer",
-                    ),
-                    false,
-                ),
-                Failure::Deadline => (
-                    ApiError::unavailable("the checkout ran past its deadline (CHECKOUT_SAGA_DEADLINE_MS); nothing was charged"),
-                    false,
-                ),
-                Failure::Unavailable(why) => {
-                    tracing::warn!(error = %why, step = e.step.as_str(), "checkout dependency unavailable");
-                    (ApiError::unavailable("a dependency is unavailable"), false)
-                }
-            };
-            app.ctx.metrics.count(
-                "checkout_sagas_failed_total",
-                "Checkouts that did not confirm, by step.",
-                vec![("step", e.step.as_str().into())],
-                1.0,
-            );
-            (err.status, error_body(&err), terminal)
-        }
-    };
-    let stored = terminal.then(|| Stored {
-        status: status.as_u16(),
-        body: body.clone(),
-        request_hash: hash,
-    });
-    if let Err(e) = app
-        .idem
-        .finish(&req.user_id, &key, &token, stored.as_ref(), now)
-        .await
-    {
+    if !answer.stored {
         // The order row still answers a retry (the durable guard).
-        tracing::warn!(error = %e, "checkout outcome not stored for replays");
+        tracing::warn!("checkout outcome not stored for replays");
     }
-    Ok(respond(status, body, false))
+    Ok(respond(answer))
 }
 
 pub async fn webhook(State(app): AppState, headers: HeaderMap, raw: Bytes) -> ApiResult {
