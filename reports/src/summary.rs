@@ -23,6 +23,9 @@ pub struct Summary {
     pub gps: GpsInfo,
     #[serde(default)]
     pub promo: PromoInfo,
+    /// Every paying shopper through the checkout saga (issue #13).
+    #[serde(default)]
+    pub checkout: CheckoutInfo,
     pub slo: Vec<SloRow>,
     pub invariants: Invariants,
     /// Store-operation latency (live backend only; empty in memory).
@@ -295,6 +298,37 @@ pub struct LatencySummary {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+}
+
+/// The `checkout` section of `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckoutInfo {
+    /// Checkout calls (first sends, retries and double submits), and the sagas they ran.
+    pub calls: u64,
+    pub sagas: u64,
+    pub confirmed: u64,
+    /// confirmed / sagas.
+    pub conversion: f64,
+    /// Sagas that did not confirm, by the step that failed (`charge_payment`, ...), and by
+    /// answer code (`PAYMENT_FAILED`, `PAYMENT_UNAVAILABLE`, `RESERVATION_EXPIRED`, ...).
+    pub failed_by_step: BTreeMap<String, u64>,
+    pub failed_by_code: BTreeMap<String, u64>,
+    /// Failed sagas whose done steps were all undone, and those left `failed` (must be 0).
+    pub compensated: u64,
+    pub compensation_failures: u64,
+    /// Answers served from a stored outcome or the key's order (double submits, retries).
+    pub replays: u64,
+    /// Retries with the same key after a 503.
+    pub retries: u64,
+    /// Outbox events written, relayed to the stream, and the relay's lag (virtual ms).
+    pub events: u64,
+    pub events_sent: u64,
+    pub outbox_lag_p50_ms: i64,
+    pub outbox_lag_max_ms: i64,
+    /// At the end, from the gateway's ledger and the orders: charges with neither a confirmed
+    /// order nor a refund, and confirmed orders without their `dispatch_queue` row. Both 0.
+    pub charges_without_order: u64,
+    pub confirmed_without_dispatch_row: u64,
 }
 
 /// The `promo` section of `summary.json`.

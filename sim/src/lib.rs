@@ -2,6 +2,7 @@
 //! core crates as the services, against the in-memory adapters or live Redis and Postgres.
 
 pub mod backend;
+pub mod checkout;
 pub mod engine;
 pub mod eta;
 pub mod fleet;

@@ -499,6 +499,25 @@ fn print_summary(out: &sim::run::RunOutput, dir: &std::path::Path) {
             g.good_rejected_per_10k
         );
     }
+    let c = &s.checkout;
+    say!(
+        "  checkout         {} calls, {} sagas, {} confirmed ({:.1}%), failed {:?}, compensated {} (failures {}), replays {}, retries {}, outbox {} of {} relayed (lag p50 {} ms, max {} ms), charges without order {}, confirmed without dispatch row {}",
+        c.calls,
+        c.sagas,
+        c.confirmed,
+        c.conversion * 100.0,
+        c.failed_by_code,
+        c.compensated,
+        c.compensation_failures,
+        c.replays,
+        c.retries,
+        c.events_sent,
+        c.events,
+        c.outbox_lag_p50_ms,
+        c.outbox_lag_max_ms,
+        c.charges_without_order,
+        c.confirmed_without_dispatch_row
+    );
     for slo in &s.slo {
         say!(
             "  SLO {:<16} target {:<8} actual {:<8} {}",

@@ -1,12 +1,14 @@
 //! Promotions in the twin (issue #12): a share of honest shoppers' orders and every fraud-ring
-//! order try the rules' promos; each goes through the production `qc_promo::apply` when the
-//! cart is held (as Checkout does before charging) and through `qc_promo::release` when the
-//! order does not go through (abandoned, payment failed, hold expired). The twin only decides
-//! who shops with which phone and address, and measures: redemptions, budget spent vs budget,
-//! discount per order, rings caught and honest shoppers flagged. The counters are the memory
-//! adapter, or Redis (the real scripts) in live mode.
+//! order try the rules' promos. The checkout saga applies them (its promos port, [`TwinPromos`],
+//! calls the production `qc_promo::apply`) and releases them when the order does not go through
+//! (`qc_promo::release`). The twin only decides who shops with which phone and address, and
+//! measures: redemptions, budget spent vs budget, discount per order, rings caught and honest
+//! shoppers flagged. The counters are the memory adapter, or Redis (the real scripts) in live
+//! mode.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use qc_kit::redis_kit::BackendError;
 use qc_promo::store::{AddressBook, RingBook};
@@ -110,9 +112,99 @@ impl RingBook for TwinCounters {
     }
 }
 
+/// Promo's production parts in a run: the counters and the rules with the engine's settings.
+pub struct PromoCore {
+    counters: TwinCounters,
+    rules: Vec<Rule>,
+    engine: PromoConfig,
+}
+
+/// The checkout saga's promos port in the twin: the production engine over the run's counters,
+/// with the cart the twin's shopper brings (device, address, order history) registered per
+/// order id before the saga runs. Orders with no cart get no promo.
+#[derive(Default)]
+pub struct TwinPromos {
+    core: Option<Arc<PromoCore>>,
+    /// The virtual clock, set before each saga.
+    pub now_ms: AtomicI64,
+    carts: Mutex<BTreeMap<String, Cart>>,
+    outcomes: Mutex<BTreeMap<String, qc_promo::Applied>>,
+    released: Mutex<BTreeMap<String, usize>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TwinPromos {
+    pub fn new(core: Option<Arc<PromoCore>>) -> Self {
+        Self {
+            core,
+            ..Self::default()
+        }
+    }
+
+    /// The shopper's cart for order `order_id` (their next saga's promo call uses it).
+    pub fn bring(&self, order_id: &str, cart: Cart) {
+        locked(&self.carts).insert(order_id.to_string(), cart);
+    }
+
+    /// What promo answered order `order_id`, and how many rules its release gave back.
+    pub fn take(&self, order_id: &str) -> (Option<qc_promo::Applied>, usize) {
+        locked(&self.carts).remove(order_id);
+        (
+            locked(&self.outcomes).remove(order_id),
+            locked(&self.released).remove(order_id).unwrap_or(0),
+        )
+    }
+}
+
+impl qc_checkout::Promos for TwinPromos {
+    async fn apply(
+        &self,
+        call: &qc_checkout::PromoCall,
+    ) -> Result<qc_checkout::PromoAnswer, String> {
+        let cart = locked(&self.carts).get(&call.order_id).cloned();
+        let (Some(core), Some(cart)) = (&self.core, cart) else {
+            return Ok(qc_checkout::PromoAnswer::default());
+        };
+        let now = self.now_ms.load(Ordering::Relaxed);
+        let out = qc_promo::apply(
+            &core.counters,
+            &core.rules,
+            &cart,
+            &call.order_id,
+            &core.engine,
+            now,
+        )
+        .await;
+        let answer = qc_checkout::PromoAnswer {
+            discount: out.total_discount,
+            applied: out.applied.iter().map(|r| r.rule_id.clone()).collect(),
+        };
+        locked(&self.outcomes).insert(call.order_id.clone(), out);
+        Ok(answer)
+    }
+
+    async fn release(&self, order_id: &str) -> Result<(), String> {
+        let Some(core) = &self.core else {
+            return Ok(());
+        };
+        let ids: Vec<String> = core.rules.iter().map(|r| r.id.clone()).collect();
+        let now = self.now_ms.load(Ordering::Relaxed);
+        let n = qc_promo::release(&core.counters, &ids, order_id, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        *locked(&self.released)
+            .entry(order_id.to_string())
+            .or_default() += n;
+        Ok(())
+    }
+}
+
 /// Who placed an order, as promo sees them.
 #[derive(Debug, Clone)]
-struct Shopper {
+pub struct Shopper {
     user: String,
     device: String,
     address: String,
@@ -123,12 +215,8 @@ struct Shopper {
 /// The shoppers' promo side and the promo core they talk to.
 pub struct PromoTwin {
     cfg: Promo,
-    counters: TwinCounters,
-    rules: Vec<Rule>,
-    engine: PromoConfig,
+    core: Arc<PromoCore>,
     choose: Stream,
-    /// Orders that applied (by order index): the redemption id and who.
-    applied: BTreeMap<usize, Shopper>,
     /// Orders each account has placed with a promo try (`user_order_count`; the twin does not
     /// track the rest of a shopper's history).
     orders_completed: BTreeMap<String, i64>,
@@ -167,17 +255,18 @@ impl PromoTwin {
             .collect();
         Self {
             cfg: cfg.clone(),
-            counters: TwinCounters::Memory(MemoryCounters::new()),
-            rules,
-            engine: PromoConfig {
-                // The twin's clock is the city's local time (as ETA's is).
-                utc_offset_min: crate::eta::SIM_UTC_OFFSET_MIN,
-                fp_secret: b"twin-device-secret".to_vec(),
-                ring_max_accounts: cfg.ring_max_accounts,
-                ring_action: RingAction::parse(&cfg.ring_action).expect("validated"),
-            },
+            core: Arc::new(PromoCore {
+                counters: TwinCounters::Memory(MemoryCounters::new()),
+                rules,
+                engine: PromoConfig {
+                    // The twin's clock is the city's local time (as ETA's is).
+                    utc_offset_min: crate::eta::SIM_UTC_OFFSET_MIN,
+                    fp_secret: b"twin-device-secret".to_vec(),
+                    ring_max_accounts: cfg.ring_max_accounts,
+                    ring_action: RingAction::parse(&cfg.ring_action).expect("validated"),
+                },
+            }),
             choose: streams.stream("promo-shoppers"),
-            applied: BTreeMap::new(),
             orders_completed: BTreeMap::new(),
             info: PromoInfo::default(),
             rings_active: BTreeMap::new(),
@@ -187,9 +276,20 @@ impl PromoTwin {
         }
     }
 
-    /// Live mode: the counters in Redis (before any order).
+    /// Live mode: the counters in Redis (before any order; hand [`PromoTwin::core`] to the
+    /// checkout saga after).
     pub fn use_redis(&mut self, counters: RedisCounters) {
-        self.counters = TwinCounters::Redis(counters);
+        let core = &*self.core;
+        self.core = Arc::new(PromoCore {
+            counters: TwinCounters::Redis(counters),
+            rules: core.rules.clone(),
+            engine: core.engine.clone(),
+        });
+    }
+
+    /// The production parts, for the checkout saga's promos port.
+    pub fn core(&self) -> Arc<PromoCore> {
+        self.core.clone()
     }
 
     /// A SKU's shelf price: fixed per SKU, within the catalog's range, a multiple of 500.
@@ -226,38 +326,33 @@ impl PromoTwin {
         })
     }
 
-    /// At checkout: the promo for order `order` of honest shopper `user`, `subtotal` rupiah.
-    /// Returns the discount.
-    pub fn at_checkout<X: crate::backend::Exec>(
-        &mut self,
-        exec: &mut X,
-        order: usize,
-        user: u32,
-        subtotal: i64,
-        now_ms: i64,
-    ) -> i64 {
-        let Some(who) = self.shopper(user) else {
-            return 0;
-        };
+    /// The cart shopper `user` brings to a checkout of `subtotal` rupiah, if they try a promo.
+    pub fn cart_for(&mut self, user: u32, subtotal: i64) -> Option<(Shopper, Cart)> {
+        let who = self.shopper(user)?;
         let done = self.orders_completed.get(&who.user).copied().unwrap_or(0);
-        let Ok(cart) = Cart::parse(
+        let cart = Cart::parse(
             &json!({"cart_total": subtotal, "area": "Jakarta", "shipping_fee": 10000,
                     "user_order_count": done, "device_id": who.device, "address": who.address}),
             Some(&who.user),
-        ) else {
-            return 0;
-        };
-        let out = exec.run(
-            "promo.apply",
-            qc_promo::apply(
-                &self.counters,
-                &self.rules,
-                &cart,
-                &format!("o{order}"),
-                &self.engine,
-                now_ms,
-            ),
-        );
+        )
+        .ok()?;
+        Some((who, cart))
+    }
+
+    /// What promo did in one saga of shopper `who`: `out` is its answer (None if the saga
+    /// stopped before promo), `released` the rules its release gave back, `confirmed` whether
+    /// the order went through (only then does it count in the shopper's order history).
+    pub fn record(
+        &mut self,
+        who: Shopper,
+        out: Option<qc_promo::Applied>,
+        released: usize,
+        confirmed: bool,
+    ) {
+        if confirmed {
+            *self.orders_completed.entry(who.user.clone()).or_default() += 1;
+        }
+        let Some(out) = out else { return };
         self.info.orders_tried += 1;
         match who.ring {
             Some(r) => {
@@ -284,36 +379,16 @@ impl PromoTwin {
             self.info.orders_discounted += 1;
             self.info.discount_total += out.total_discount;
         }
-        *self.orders_completed.entry(who.user.clone()).or_default() += 1;
-        self.applied.insert(order, who);
-        out.total_discount
-    }
-
-    /// The order did not go through: its promo quota comes back.
-    pub fn release<X: crate::backend::Exec>(&mut self, exec: &mut X, order: usize, now_ms: i64) {
-        let Some(who) = self.applied.remove(&order) else {
-            return;
-        };
-        let ids: Vec<String> = self.rules.iter().map(|r| r.id.clone()).collect();
-        let n = exec
-            .run(
-                "promo.release",
-                qc_promo::release(&self.counters, &ids, &format!("o{order}"), now_ms),
-            )
-            .unwrap_or(0);
-        self.info.releases += n as u64;
-        if let Some(c) = self.orders_completed.get_mut(&who.user) {
-            *c -= 1;
-        }
+        self.info.releases += released as u64;
     }
 
     pub fn summarise<X: crate::backend::Exec>(&self, exec: &mut X, now_ms: i64) -> PromoInfo {
         let mut info = self.info.clone();
-        for r in &self.rules {
+        for r in &self.core.rules {
             let usage = exec
                 .run(
                     "promo.usage",
-                    self.counters.usage(&r.id, "-", "-", None, now_ms),
+                    self.core.counters.usage(&r.id, "-", "-", None, now_ms),
                 )
                 .unwrap_or_default();
             let budget = r.body.limits.budget;

@@ -255,7 +255,11 @@ fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, Ru
             prefix.clone(),
             5000,
         ));
+        world.checkout.saga.promos = crate::promo::TwinPromos::new(Some(p.core()));
     }
+    world
+        .checkout
+        .go_live(pool.clone(), conn.clone(), prefix.clone());
     let result = drive(
         sc,
         seed,
@@ -591,6 +595,14 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
         ),
         compared_batches: f.compared_batches,
     };
+    let checkout = {
+        let co = &world.checkout;
+        let audit = world
+            .exec
+            .run("checkout.audit", co.audit())
+            .map_err(SimError::Unexpected)?;
+        co.summarise(audit)
+    };
     Ok(Summary {
         scenario: ScenarioInfo {
             name: sc.scenario.name.clone(),
@@ -633,6 +645,7 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
                 None => Default::default(),
             }
         },
+        checkout,
         hubs,
         skus: sku_rows(&world.orders, &sku_names, 50),
         slo,

@@ -37,6 +37,38 @@ pub struct Scenario {
     pub gps: Gps,
     #[serde(default)]
     pub promo: Promo,
+    #[serde(default)]
+    pub checkout: CheckoutSection,
+}
+
+/// How shoppers meet Checkout (issue #13): every paying shopper's order runs the production
+/// checkout (its key, the saga, the outbox); the share of declines is `demand.payment_failure_rate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckoutSection {
+    /// Share of checkouts during which the payment gateway does not answer (every attempt
+    /// times out: 503 `PAYMENT_UNAVAILABLE`).
+    pub gateway_timeout_rate: f64,
+    /// Share of shoppers answered 503 who retry with the same Idempotency-Key.
+    pub retry_share: f64,
+    /// Seconds before that retry.
+    pub retry_after_s: f64,
+    /// Share of checkouts sent twice with the same key (a double tap): the second is a replay.
+    pub double_submit_rate: f64,
+    /// The outbox relay's period (virtual seconds).
+    pub relay_every_s: f64,
+}
+
+impl Default for CheckoutSection {
+    fn default() -> Self {
+        Self {
+            gateway_timeout_rate: 0.0,
+            retry_share: 0.5,
+            retry_after_s: 5.0,
+            double_submit_rate: 0.0,
+            relay_every_s: 1.0,
+        }
+    }
 }
 
 /// Promotions in the twin (issue #12): shoppers use the rules' codes, every order through the
@@ -1223,6 +1255,22 @@ impl Scenario {
             if !(v >= 0.0 && v <= hi) {
                 err(key, format!("must be within [0, {hi}]"));
             }
+        }
+        let co = &self.checkout;
+        for (key, v) in [
+            ("checkout.gateway_timeout_rate", co.gateway_timeout_rate),
+            ("checkout.retry_share", co.retry_share),
+            ("checkout.double_submit_rate", co.double_submit_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                err(key, "must be within [0, 1]".into());
+            }
+        }
+        if !(co.retry_after_s.is_finite() && co.retry_after_s >= 0.0) {
+            err("checkout.retry_after_s", "must be non-negative".into());
+        }
+        if !(co.relay_every_s.is_finite() && co.relay_every_s > 0.0) {
+            err("checkout.relay_every_s", "must be positive".into());
         }
         let pr = &self.promo;
         for (key, v) in [

@@ -118,6 +118,8 @@ pub struct Order {
     /// (ride + handover), seconds.
     pub out_at: Option<SimTime>,
     pub designed_trip_s: f64,
+    /// The shopper (`u<user>`).
+    pub user: u32,
 }
 
 impl Order {
@@ -176,6 +178,10 @@ pub(crate) enum Ev {
     GpsFix(RiderIx, OrderIx),
     /// A local hour starts: hubs with hourly picker profiles change their picker count.
     StaffHour,
+    /// A shopper answered 503 sends the same checkout again with the same key.
+    CheckoutRetry(OrderIx),
+    /// Checkout's outbox relay runs.
+    Relay,
     DrainDeadline,
 }
 
@@ -191,6 +197,8 @@ pub(crate) struct Rngs {
     pub(crate) riding: Stream,
     pub(crate) traffic: Stream,
     pub(crate) offers: Stream,
+    retries: Stream,
+    checkout_ids: Stream,
 }
 
 /// The simulation state; `run` drives it to the end. `S`, `R` and `E` are the inventory,
@@ -234,6 +242,11 @@ pub struct World<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> {
     pub gps: Option<crate::gps::GpsTwin>,
     /// The shoppers' promos and the promo core (`promo`); none unless `promo.enabled`.
     pub promo: Option<crate::promo::PromoTwin>,
+    /// Checkout's production parts (`checkout`): every paying shopper goes through them.
+    pub checkout: crate::checkout::CheckoutTwin<'a, S>,
+    /// Checkout bodies of shoppers who will retry after a 503, by order.
+    retry_bodies: BTreeMap<usize, serde_json::Value>,
+    relay_pending: bool,
 }
 
 fn zipf_cdf(n: u32, s: f64) -> Vec<f64> {
@@ -272,6 +285,25 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             .collect();
         let width = sc.catalog.skus.to_string().len();
         let fleet = Fleet::new(sc, dispatch);
+        let promo = sc
+            .promo
+            .enabled
+            .then(|| crate::promo::PromoTwin::new(&sc.promo, &streams, 0));
+        let mut checkout = crate::checkout::CheckoutTwin::new(
+            store,
+            crate::checkout::price_list(
+                &(0..sc.catalog.skus)
+                    .map(|i| format!("sku-{i:0width$}"))
+                    .collect::<Vec<_>>(),
+                |i| crate::promo::PromoTwin::price(i, sc.catalog.price_min, sc.catalog.price_max),
+            ),
+            sc.demand.hold_ttl_s,
+        );
+        checkout.saga.promos =
+            crate::promo::TwinPromos::new(promo.as_ref().map(crate::promo::PromoTwin::core));
+        let sku_names: Vec<String> = (0..sc.catalog.skus)
+            .map(|i| format!("sku-{i:0width$}"))
+            .collect();
         let gps = (sc.gps.enabled && sc.dispatch.enabled)
             .then(|| crate::gps::GpsTwin::new(&sc.gps, &streams, fleet.riders.len()));
         Self {
@@ -291,13 +323,15 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 riding: streams.stream("riding"),
                 traffic: streams.stream("traffic"),
                 offers: streams.stream("offers"),
+                retries: streams.stream("checkout-retries"),
+                checkout_ids: streams.stream("checkout-ids"),
             },
             fleet,
             gps,
-            promo: sc
-                .promo
-                .enabled
-                .then(|| crate::promo::PromoTwin::new(&sc.promo, &streams, 0)),
+            promo,
+            checkout,
+            retry_bodies: BTreeMap::new(),
+            relay_pending: false,
             last_pick_done: 0,
             hubs,
             geo_hubs: sc
@@ -315,8 +349,9 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                     active: true,
                 })
                 .collect(),
-            skus: (0..sc.catalog.skus)
-                .map(|i| Sku::parse(&format!("sku-{i:0width$}")).expect("valid sku"))
+            skus: sku_names
+                .iter()
+                .map(|n| Sku::parse(n).expect("valid sku"))
                 .collect(),
             zipf_cdf: zipf_cdf(sc.catalog.skus, sc.catalog.zipf_exponent),
             orders: Vec::new(),
@@ -424,6 +459,8 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 Ev::ShiftStart(r) => self.on_shift_start(t, r)?,
                 Ev::ShiftEnd(r) => self.on_shift_end(t, r)?,
                 Ev::StaffHour => self.on_staff_hour(t),
+                Ev::CheckoutRetry(o) => self.on_checkout_retry(o)?,
+                Ev::Relay => self.on_relay(t)?,
                 Ev::GpsFix(r, o) => self.on_gps_fix(t, r, o)?,
                 Ev::DrainDeadline => self.on_drain_deadline(t),
             }
@@ -592,6 +629,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             failure_reason: None,
             out_at: None,
             designed_trip_s: 0.0,
+            user: 0,
         };
         let hub_id = self.hubs[h.0].id.clone();
         self.log.push(
@@ -604,6 +642,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             order.lines.len() as i64,
         );
         let user = self.rng.shoppers.random_range(0..self.sc.demand.shoppers);
+        order.user = user;
         let rid = ReservationId::from_uuid(
             uuid::Builder::from_random_bytes(self.rng.ids.random()).into_uuid(),
         );
@@ -634,23 +673,8 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 order.rid = Some(rid);
                 let expiry = expires_at_ms - self.epoch_ms;
                 self.last_hold_expiry = self.last_hold_expiry.max(expiry);
-                if let Some(p) = self.promo.as_mut() {
-                    let c = &self.sc.catalog;
-                    let subtotal = order
-                        .lines
-                        .iter()
-                        .map(|(s, q)| {
-                            crate::promo::PromoTwin::price(*s, c.price_min, c.price_max)
-                                * i64::from(*q)
-                        })
-                        .sum();
-                    p.at_checkout(&mut self.exec, id as usize, user, subtotal, now);
-                }
                 if self.rng.checkout.random::<f64>() < self.sc.demand.abandonment_rate {
                     order.state = OrderState::Abandoned;
-                    if let Some(p) = self.promo.as_mut() {
-                        p.release(&mut self.exec, id as usize, now);
-                    }
                     self.log
                         .push(t, kind::ABANDONED, Some(id), hub_id.as_str(), "", 0, 0);
                     self.reap_after(expiry);
@@ -706,38 +730,88 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         }
     }
 
+    /// The shopper pays: the app sends the checkout (taking over the cart's hold) through the
+    /// production checkout flow; a double tap sends it twice, a 503 may be retried later with
+    /// the same key.
     fn on_checkout(&mut self, t: SimTime, oi: OrderIx) -> Result<(), SimError> {
         let o = oi.0;
         let h = self.orders[o].hub;
         let hub_id = self.hubs[h.0].id.clone();
         let rid = self.orders[o].rid.clone().expect("held orders have a hold");
         let now = self.now_ms();
-        let store = self.store;
         let id = Some(o as u64);
-        if self.rng.payment.random::<f64>() < self.sc.demand.payment_failure_rate {
-            let out = self.exec.run(
-                "release",
-                store.transition(now, &hub_id, &rid, Action::Release),
-            )?;
-            match out {
-                TransitionOutcome::Done => self.released += 1,
-                TransitionOutcome::Expired => self.expired_lazily += 1,
-                _ => {}
-            }
-            self.orders[o].state = OrderState::PaymentFailed;
-            if let Some(p) = self.promo.as_mut() {
-                p.release(&mut self.exec, o, now);
-            }
-            self.in_flight -= 1;
-            self.log
-                .push(t, kind::PAYMENT_FAILED, id, hub_id.as_str(), "", 0, 0);
-            return Ok(());
+        let declined = self.rng.payment.random::<f64>() < self.sc.demand.payment_failure_rate;
+        let down = self.rng.retries.random::<f64>() < self.sc.checkout.gateway_timeout_rate;
+        let user = self.orders[o].user;
+        let lines: Vec<(String, u32)> = self.orders[o]
+            .lines
+            .iter()
+            .map(|(s, q)| (self.skus[*s].to_string(), *q))
+            .collect();
+        let loc = self.orders[o].location;
+        let body = crate::checkout::body(
+            &format!("u{user}"),
+            hub_id.as_str(),
+            &lines,
+            if declined { "tok_decline" } else { "tok_visa" },
+            loc.lat,
+            loc.lng,
+            Some(&rid.to_string()),
+        );
+        let key = format!("o{o}");
+        let order_id = self.new_uuid();
+        let token = self.new_uuid();
+        let prices = &self.checkout.saga.catalog.0;
+        let subtotal: i64 = lines
+            .iter()
+            .map(|(s, q)| prices.get(s).copied().unwrap_or(0) * i64::from(*q))
+            .sum();
+        let who = self.promo.as_mut().and_then(|p| p.cart_for(user, subtotal));
+        if let Some((_, cart)) = &who {
+            self.checkout.saga.promos.bring(&order_id, cart.clone());
         }
-        match self.exec.run(
-            "confirm",
-            store.transition(now, &hub_id, &rid, Action::Confirm),
-        )? {
-            TransitionOutcome::Done | TransitionOutcome::Already(_) => {
+        let co = &self.checkout;
+        let answer = self
+            .exec
+            .run(
+                "checkout",
+                co.call(&body, &key, &token, &order_id, down, now),
+            )
+            .map_err(SimError::Unexpected)?;
+        self.checkout.record(&answer, false);
+        let (out, released) = self.checkout.saga.promos.take(&order_id);
+        if let (Some(p), Some((who, _))) = (self.promo.as_mut(), who) {
+            p.record(who, out, released, answer.status == 201);
+        }
+        // What became of the cart's hold, from its record.
+        let store = self.store;
+        if let Some(r) = self
+            .exec
+            .run("reservation", store.reservation(&hub_id, &rid))?
+        {
+            if r.expired_at == Some(now) {
+                self.expired_lazily += 1;
+            }
+            if r.released_at == Some(now) {
+                self.released += 1;
+            }
+        }
+        let terminal = answer.status != 503;
+        if terminal && self.rng.retries.random::<f64>() < self.sc.checkout.double_submit_rate {
+            let (order_id, token) = (self.new_uuid(), self.new_uuid());
+            let co = &self.checkout;
+            let again = self
+                .exec
+                .run(
+                    "checkout",
+                    co.call(&body, &key, &token, &order_id, down, now),
+                )
+                .map_err(SimError::Unexpected)?;
+            self.checkout.record(&again, false);
+        }
+        self.in_flight -= u64::from(answer.status != 201);
+        match (answer.status, answer.code()) {
+            (201, _) => {
                 self.confirmed += 1;
                 for (s, q) in self.orders[o].lines.clone() {
                     self.ledger.entry((h.0, s)).or_default().sold += i64::from(q);
@@ -754,22 +828,29 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                     0,
                     t - self.orders[o].placed_at,
                 );
+                self.schedule_relay(t);
                 self.promise_eta(t, oi)?;
                 self.enqueue_pick(t, h, oi);
             }
-            TransitionOutcome::Expired => {
-                // Either this call expired the hold or the reaper did earlier: the record says.
-                let res = self
-                    .exec
-                    .run("reservation", store.reservation(&hub_id, &rid))?;
-                if res.and_then(|r| r.expired_at) == Some(now) {
-                    self.expired_lazily += 1;
+            (402, _) => {
+                self.orders[o].state = OrderState::PaymentFailed;
+                self.log
+                    .push(t, kind::PAYMENT_FAILED, id, hub_id.as_str(), "", 0, 0);
+            }
+            (503, Some(code)) => {
+                let order = &mut self.orders[o];
+                order.state = OrderState::PaymentFailed;
+                order.failure_reason = Some(code.to_string());
+                self.log
+                    .push(t, kind::PAYMENT_FAILED, id, hub_id.as_str(), code, 0, 0);
+                if self.rng.retries.random::<f64>() < self.sc.checkout.retry_share {
+                    self.retry_bodies.insert(o, body);
+                    let after = (self.sc.checkout.retry_after_s * 1000.0).round() as i64;
+                    self.q.after(after, Ev::CheckoutRetry(oi));
                 }
+            }
+            (409, Some("RESERVATION_EXPIRED")) => {
                 self.orders[o].state = OrderState::HoldExpired;
-                if let Some(p) = self.promo.as_mut() {
-                    p.release(&mut self.exec, o, now);
-                }
-                self.in_flight -= 1;
                 self.log.push(
                     t,
                     kind::HOLD_EXPIRED_AT_PAYMENT,
@@ -780,13 +861,69 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                     0,
                 );
             }
-            other => {
+            (status, code) => {
                 return Err(SimError::Unexpected(format!(
-                    "{other:?} to a confirm of order {o}"
+                    "checkout of order {o} answered {status} {code:?}: {}",
+                    answer.body
                 )))
             }
         }
         Ok(())
+    }
+
+    /// A shopper answered 503 tries again with the same key: the order the first call left
+    /// answers (04's durable guard), nothing runs twice.
+    fn on_checkout_retry(&mut self, oi: OrderIx) -> Result<(), SimError> {
+        let Some(body) = self.retry_bodies.remove(&oi.0) else {
+            return Ok(());
+        };
+        let (order_id, token) = (self.new_uuid(), self.new_uuid());
+        let now = self.now_ms();
+        let co = &self.checkout;
+        let a = self
+            .exec
+            .run(
+                "checkout",
+                co.call(&body, &format!("o{}", oi.0), &token, &order_id, false, now),
+            )
+            .map_err(SimError::Unexpected)?;
+        self.checkout.record(&a, true);
+        if a.status == 201 {
+            return Err(SimError::Unexpected(format!(
+                "a retry of order {} confirmed after its first call was undone",
+                oi.0
+            )));
+        }
+        Ok(())
+    }
+
+    /// The relay runs at the next whole relay period, unless a run is already due.
+    fn schedule_relay(&mut self, t: SimTime) {
+        if !self.relay_pending {
+            self.relay_pending = true;
+            let every = ((self.sc.checkout.relay_every_s * 1000.0).round() as i64).max(1);
+            self.q.at((t / every + 1) * every, Ev::Relay);
+        }
+    }
+
+    fn on_relay(&mut self, t: SimTime) -> Result<(), SimError> {
+        let now = self.now_ms();
+        let co = &self.checkout;
+        let waiting = self
+            .exec
+            .run("outbox.relay", co.relay(now))
+            .map_err(SimError::Unexpected)?;
+        self.relay_pending = false;
+        if waiting {
+            self.schedule_relay(t);
+        }
+        Ok(())
+    }
+
+    fn new_uuid(&mut self) -> String {
+        uuid::Builder::from_random_bytes(self.rng.checkout_ids.random())
+            .into_uuid()
+            .to_string()
     }
 
     fn account_busy(&mut self, t: SimTime, h: HubIx) {

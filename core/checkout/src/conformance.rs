@@ -47,6 +47,10 @@ pub async fn orders_conform(repo: impl OrderRepo) {
     assert_eq!(existing.order_id, a.order_id);
     assert_eq!(repo.get(&b.order_id).await.unwrap(), None);
     assert_eq!(repo.get("not-a-uuid").await.unwrap(), None);
+    let found = repo.by_key(&a.user_id, "key-1").await.unwrap();
+    assert_eq!(found.map(|o| o.order_id), Some(a.order_id.clone()));
+    assert_eq!(repo.by_key(&a.user_id, "key-2").await.unwrap(), None);
+    assert_eq!(repo.by_key("someone-else", "key-1").await.unwrap(), None);
 
     repo.step(&a.order_id, "reserve_inventory", "execute", true, T0)
         .await

@@ -285,17 +285,28 @@ impl StreamConsumer {
 /// The outbox in memory (the twin's; tests).
 #[derive(Debug, Default)]
 pub struct MemoryOutbox {
-    /// event id → (event, status, next attempt)
-    rows: Mutex<BTreeMap<String, (OutboxEvent, &'static str, i64)>>,
+    /// event id → row
+    rows: Mutex<BTreeMap<String, Row>>,
 }
 
+/// (event, status, next attempt, order written)
+type Row = (OutboxEvent, &'static str, i64, u64);
+
 impl MemoryOutbox {
+    /// Adds an event (once per id), due at `due_ms`.
     pub fn add(&self, e: OutboxEvent, due_ms: i64) {
-        self.rows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(e.event_id.clone())
-            .or_insert((e, "pending", due_ms));
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = rows.len() as u64;
+        rows.entry(e.event_id.clone())
+            .or_insert((e, "pending", due_ms, seq));
+    }
+
+    /// Every event in the order written, with its status.
+    pub fn events(&self) -> Vec<(OutboxEvent, &'static str)> {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = rows.values().collect();
+        all.sort_by_key(|r| r.3);
+        all.into_iter().map(|r| (r.0.clone(), r.1)).collect()
     }
 
     /// Status of each event.
@@ -312,15 +323,12 @@ impl MemoryOutbox {
 impl Outbox for MemoryOutbox {
     async fn claim_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxEvent>, BackendError> {
         let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-        let mut due: Vec<&mut (OutboxEvent, &'static str, i64)> = rows
+        let mut due: Vec<&mut Row> = rows
             .values_mut()
             .filter(|r| r.1 == "pending" && r.2 <= now_ms)
             .collect();
-        due.sort_by(|a, b| {
-            a.0.created_at_ms
-                .cmp(&b.0.created_at_ms)
-                .then(a.0.event_id.cmp(&b.0.event_id))
-        });
+        // The order written, as the Postgres adapter's (created_at, seq).
+        due.sort_by_key(|r| (r.0.created_at_ms, r.3));
         Ok(due
             .into_iter()
             .take(limit)

@@ -216,6 +216,11 @@ impl OrderRepo for PgOrders {
         self.read("id = $1::uuid", &[order_id]).await
     }
 
+    async fn by_key(&self, user_id: &str, key: &str) -> Result<Option<OrderRecord>, BackendError> {
+        self.read("user_id = $1 AND idempotency_key = $2", &[user_id, key])
+            .await
+    }
+
     async fn step(
         &self,
         order_id: &str,

@@ -210,6 +210,12 @@ pub trait OrderRepo: Send + Sync {
         &self,
         order_id: &str,
     ) -> impl Future<Output = Result<Option<OrderRecord>, BackendError>> + Send;
+    /// The order a user's idempotency key made, if any (the durable guard, read).
+    fn by_key(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<OrderRecord>, BackendError>> + Send;
     /// Appends to the saga log.
     fn step(
         &self,
@@ -254,8 +260,6 @@ struct Book {
     by_key: HashMap<(String, String), String>,
     /// order id → (payload, priority)
     dispatch_queue: BTreeMap<String, (Value, u8)>,
-    /// (order id, event type, payload)
-    outbox: Vec<(String, String, Value)>,
     /// Payment events applied, by transaction id.
     processed: std::collections::BTreeSet<String>,
 }
@@ -264,6 +268,8 @@ struct Book {
 #[derive(Debug, Default)]
 pub struct MemoryOrders {
     book: Mutex<Book>,
+    /// The outbox rows, relayed by `outbox::relay_once` over this repository.
+    events: crate::outbox::MemoryOutbox,
 }
 
 impl MemoryOrders {
@@ -280,9 +286,58 @@ impl MemoryOrders {
         self.lock().dispatch_queue.clone()
     }
 
-    /// The outbox events in order.
+    /// The outbox events in the order written: (order id, event type, payload).
     pub fn outbox(&self) -> Vec<(String, String, Value)> {
-        self.lock().outbox.clone()
+        self.events
+            .events()
+            .into_iter()
+            .map(|(e, _)| (e.aggregate_id, e.event_type, e.payload))
+            .collect()
+    }
+
+    /// Adds an outbox row with the Postgres adapter's deterministic id (once per id).
+    fn add_event(&self, order_id: &str, i: usize, kind: &str, payload: &Value, at_ms: i64) {
+        let id = uuid::Uuid::parse_str(order_id)
+            .map(|o| uuid::Uuid::new_v5(&o, format!("{i}:{kind}").as_bytes()).to_string())
+            .unwrap_or_else(|_| format!("{order_id}:{i}:{kind}"));
+        self.events.add(
+            crate::outbox::OutboxEvent {
+                event_id: id,
+                aggregate_id: order_id.to_string(),
+                event_type: kind.to_string(),
+                payload: payload.clone(),
+                created_at_ms: at_ms,
+                attempts: 0,
+            },
+            at_ms,
+        );
+    }
+}
+
+impl crate::outbox::Outbox for MemoryOrders {
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::outbox::OutboxEvent>, BackendError> {
+        self.events.claim_due(now_ms, limit).await
+    }
+
+    async fn mark_sent(&self, event_id: &str, now_ms: i64) -> Result<(), BackendError> {
+        self.events.mark_sent(event_id, now_ms).await
+    }
+
+    async fn mark_failed(
+        &self,
+        event_id: &str,
+        attempts: i32,
+        next_ms: i64,
+        dead: bool,
+        error: &str,
+    ) -> Result<(), BackendError> {
+        self.events
+            .mark_failed(event_id, attempts, next_ms, dead, error)
+            .await
     }
 }
 
@@ -300,6 +355,14 @@ impl OrderRepo for MemoryOrders {
 
     async fn get(&self, order_id: &str) -> Result<Option<OrderRecord>, BackendError> {
         Ok(self.lock().orders.get(order_id).cloned())
+    }
+
+    async fn by_key(&self, user_id: &str, key: &str) -> Result<Option<OrderRecord>, BackendError> {
+        let b = self.lock();
+        Ok(b.by_key
+            .get(&(user_id.to_string(), key.to_string()))
+            .and_then(|id| b.orders.get(id))
+            .cloned())
     }
 
     async fn step(
@@ -355,11 +418,10 @@ impl OrderRepo for MemoryOrders {
 
     async fn events(&self, order_id: &str) -> Result<Vec<String>, BackendError> {
         Ok(self
-            .lock()
-            .outbox
-            .iter()
+            .outbox()
+            .into_iter()
             .filter(|e| e.0 == order_id)
-            .map(|e| e.1.clone())
+            .map(|e| e.1)
             .collect())
     }
 
@@ -367,7 +429,7 @@ impl OrderRepo for MemoryOrders {
         &self,
         order: &OrderRecord,
         c: &Confirmation,
-        _at_ms: i64,
+        at_ms: i64,
     ) -> Result<(), BackendError> {
         let mut b = self.lock();
         if let Some(o) = b.orders.get_mut(&order.order_id) {
@@ -381,9 +443,9 @@ impl OrderRepo for MemoryOrders {
                 order.order_id.clone(),
                 (c.dispatch_payload.clone(), c.priority),
             );
-            for (t, p) in &c.events {
-                b.outbox
-                    .push((order.order_id.clone(), t.clone(), p.clone()));
+            drop(b);
+            for (i, (t, p)) in c.events.iter().enumerate() {
+                self.add_event(&order.order_id, i, t, p, at_ms);
             }
         }
         Ok(())
@@ -394,7 +456,7 @@ impl crate::webhook::PaymentEvents for MemoryOrders {
     async fn apply_payment_event(
         &self,
         e: &crate::webhook::PaymentEvent,
-        _now_ms: i64,
+        now_ms: i64,
     ) -> Result<crate::webhook::Applied, BackendError> {
         use crate::webhook::Applied;
         let mut b = self.lock();
@@ -411,9 +473,29 @@ impl crate::webhook::PaymentEvents for MemoryOrders {
         o.payment_status = payment.to_string();
         let payload = serde_json::json!({"order_id": e.order_id, "transaction_id": e.transaction_id,
                                          "amount": e.amount});
-        b.outbox
-            .push((e.order_id.clone(), event.to_string(), payload));
         b.processed.insert(e.transaction_id.clone());
+        drop(b);
+        // The Postgres adapter's id for a webhook's event.
+        let id = uuid::Uuid::parse_str(&e.order_id)
+            .map(|o| {
+                uuid::Uuid::new_v5(
+                    &o,
+                    format!("webhook:{}:{event}", e.transaction_id).as_bytes(),
+                )
+                .to_string()
+            })
+            .unwrap_or_else(|_| format!("webhook:{}:{event}", e.transaction_id));
+        self.events.add(
+            crate::outbox::OutboxEvent {
+                event_id: id,
+                aggregate_id: e.order_id.clone(),
+                event_type: event.to_string(),
+                payload,
+                created_at_ms: now_ms,
+                attempts: 0,
+            },
+            now_ms,
+        );
         Ok(Applied::Done)
     }
 }

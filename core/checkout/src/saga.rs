@@ -224,11 +224,20 @@ where
         // being taken over, so the pending row names it before anything is held: a crash at
         // any point leaves a row recovery finds.
         let adopted = match &req.reservation_id {
-            Some(r) => Some(
-                self.cart_hold(req, &hub, r)
-                    .await
-                    .map_err(|f| fail(Step::ReserveInventory, f, true))?,
-            ),
+            Some(r) => match self.cart_hold(req, &hub, r).await {
+                Ok(rid) => Some(rid),
+                Err(f) => {
+                    // A retry of a checkout that took the hold over finds it gone: the key's
+                    // order answers (the durable guard), else the mismatch does.
+                    let existing = self.orders.by_key(&req.user_id, key).await;
+                    return Err(match existing {
+                        Ok(Some(o)) => {
+                            fail(Step::CreateOrder, Failure::Existing(Box::new(o)), true)
+                        }
+                        _ => fail(Step::ReserveInventory, f, true),
+                    });
+                }
+            },
             None => None,
         };
         let rid = match &adopted {

@@ -218,6 +218,13 @@ fn promos_discount_within_the_subtotal_are_released_on_failure_and_skipped_when_
 struct BrokenConfirm(MemoryOrders);
 
 impl OrderRepo for BrokenConfirm {
+    async fn by_key(
+        &self,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<OrderRecord>, qc_kit::redis_kit::BackendError> {
+        self.0.by_key(user, key).await
+    }
     async fn create(
         &self,
         o: &OrderRecord,

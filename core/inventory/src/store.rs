@@ -80,3 +80,64 @@ pub trait StockStore: Send + Sync {
 
     fn policy(&self) -> HoldPolicy;
 }
+
+/// A borrowed store is a store (the twin lends its one store to the checkout saga).
+impl<T: StockStore> StockStore for &T {
+    fn set_stock(
+        &self,
+        now_ms: i64,
+        cmd: &SetStockCommand,
+    ) -> impl Future<Output = Result<StockSetResult, InventoryError>> + Send {
+        (**self).set_stock(now_ms, cmd)
+    }
+    fn stock(
+        &self,
+        hub: &HubId,
+        sku: &Sku,
+    ) -> impl Future<Output = Result<StockLevel, InventoryError>> + Send {
+        (**self).stock(hub, sku)
+    }
+    fn reserve(
+        &self,
+        now_ms: i64,
+        cmd: &ReserveCommand,
+    ) -> impl Future<Output = Result<ReserveOutcome, InventoryError>> + Send {
+        (**self).reserve(now_ms, cmd)
+    }
+    fn transition(
+        &self,
+        now_ms: i64,
+        hub: &HubId,
+        rid: &ReservationId,
+        action: Action,
+    ) -> impl Future<Output = Result<TransitionOutcome, InventoryError>> + Send {
+        (**self).transition(now_ms, hub, rid, action)
+    }
+    fn reservation(
+        &self,
+        hub: &HubId,
+        rid: &ReservationId,
+    ) -> impl Future<Output = Result<Option<Reservation>, InventoryError>> + Send {
+        (**self).reservation(hub, rid)
+    }
+    fn locate(
+        &self,
+        rid: &ReservationId,
+    ) -> impl Future<Output = Result<Option<HubId>, InventoryError>> + Send {
+        (**self).locate(rid)
+    }
+    fn due_expiries(
+        &self,
+        now_ms: i64,
+        hub: &HubId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ReservationId>, InventoryError>> + Send {
+        (**self).due_expiries(now_ms, hub, limit)
+    }
+    fn hubs(&self) -> impl Future<Output = Result<Vec<HubId>, InventoryError>> + Send {
+        (**self).hubs()
+    }
+    fn policy(&self) -> HoldPolicy {
+        (**self).policy()
+    }
+}
