@@ -1,9 +1,10 @@
 //! The conformance suite every [`OrderRepo`] passes (memory in unit tests, Postgres in
 //! `tests/pg_orders.rs`): one order per `(user, key)`, round trips, the saga log, and a
-//! confirmation that writes the dispatch row and the events once.
+//! confirmation that writes the dispatch row and the events once; the outbox the relay drives.
 
 use serde_json::json;
 
+use crate::outbox::{Outbox, CLAIM_MS, MAX_ATTEMPTS};
 use crate::ports::{Confirmation, OrderRecord, OrderRepo, OrderStatus};
 use crate::webhook::{Applied, PaymentEvent, PaymentEvents};
 
@@ -208,6 +209,70 @@ pub async fn payment_events_conform(repo: impl OrderRepo + PaymentEvents) {
     );
 }
 
+/// The outbox side of a repository: a confirmation's events come out in the order written,
+/// once claimed they stay off other relays until the claim lapses, a failure is retried when
+/// due, a dead or sent event never comes back.
+pub async fn outbox_conforms(repo: impl OrderRepo + Outbox) {
+    let mut o = order("00000000-0000-4000-8000-000000000021", "key-21");
+    repo.create(&o).await.unwrap();
+    o.status = OrderStatus::Confirmed;
+    let c = Confirmation {
+        dispatch_payload: json!({"total": 1}),
+        priority: 1,
+        events: vec![
+            ("order.confirmed".into(), json!({"n": 1})),
+            ("payment.charged".into(), json!({"n": 2})),
+        ],
+    };
+    repo.confirm(&o, &c, T0).await.unwrap();
+    assert!(
+        repo.claim_due(T0 - 1, 10).await.unwrap().is_empty(),
+        "not due"
+    );
+    let due = repo.claim_due(T0, 10).await.unwrap();
+    let kinds: Vec<&str> = due.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["order.confirmed", "payment.charged"],
+        "in the order written"
+    );
+    assert!(due
+        .iter()
+        .all(|e| e.aggregate_id == o.order_id && e.created_at_ms == T0));
+    assert_eq!(due[1].payload, json!({"n": 2}));
+    assert!(
+        repo.claim_due(T0 + 1, 10).await.unwrap().is_empty(),
+        "claimed: other relays skip them"
+    );
+    repo.mark_sent(&due[0].event_id, T0 + 1).await.unwrap();
+    repo.mark_failed(&due[1].event_id, 1, T0 + 5_000, false, "down")
+        .await
+        .unwrap();
+    let again = repo.claim_due(T0 + 5_000, 10).await.unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "the failed one is due again, the sent one is not"
+    );
+    assert_eq!(
+        (again[0].event_id.as_str(), again[0].attempts),
+        (due[1].event_id.as_str(), 1)
+    );
+    repo.mark_failed(&again[0].event_id, MAX_ATTEMPTS, T0 + 10_000, true, "down")
+        .await
+        .unwrap();
+    assert!(
+        repo.claim_due(T0 + CLAIM_MS * 10, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "dead and sent events never come back"
+    );
+    // A repeated confirmation writes no second set of events.
+    repo.confirm(&o, &c, T0 + 1).await.unwrap();
+    assert_eq!(repo.events(&o.order_id).await.unwrap().len(), 2);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -216,5 +281,6 @@ mod tests {
         futures::executor::block_on(super::payment_events_conform(
             crate::ports::MemoryOrders::new(),
         ));
+        futures::executor::block_on(super::outbox_conforms(crate::ports::MemoryOrders::new()));
     }
 }

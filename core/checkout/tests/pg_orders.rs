@@ -14,6 +14,12 @@ async fn postgres_orders_conform() {
     conformance::payment_events_conform(PgOrders::new(pool.clone())).await;
     pool.close().await;
     qc_kit::pg::drop_schema(&cfg).await.unwrap();
+    // The outbox suite on an empty outbox of its own.
+    let cfg = isolated_store_config();
+    let pool = qc_kit::pg::connect_and_migrate(&cfg, 2).await.unwrap();
+    conformance::outbox_conforms(PgOrders::new(pool.clone())).await;
+    pool.close().await;
+    qc_kit::pg::drop_schema(&cfg).await.unwrap();
 }
 
 /// The saga over the real adapters: the inventory core's Redis scripts and the Postgres
