@@ -1,6 +1,7 @@
 //! The HTTP services (axum) over the core crates, and the platform plumbing they share.
 //! Only this crate knows HTTP; the `qc` binary (main.rs) starts one service or all of them.
 
+pub mod catalog;
 pub mod checkout;
 pub mod dispatch;
 pub mod eta;
@@ -55,6 +56,10 @@ pub async fn build_service(
             let c =
                 checkout::CheckoutSettings::from_env(env, &cfg.env).map_err(|e| e.to_string())?;
             let (_, svc) = checkout::build(cfg, c, Arc::new(WallClock), shutdown).await?;
+            Ok(svc)
+        }
+        ServiceId::Catalog => {
+            let (_, svc) = catalog::build(cfg, Arc::new(WallClock), shutdown).await?;
             Ok(svc)
         }
         ServiceId::Promo => {

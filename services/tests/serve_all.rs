@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 /// An offset at which every service port is free.
 fn free_offset() -> u16 {
-    let ports = [8091u16, 8092, 8094, 8095, 8096, 8097, 8099];
+    let ports = [8091u16, 8092, 8094, 8095, 8096, 8097, 8099, 8100];
     for seed in 0..200u16 {
         let off = 20_000 + (std::process::id() as u16 % 97) * 100 + seed * 13;
         if ports
@@ -82,7 +82,7 @@ async fn an_order_goes_from_checkout_to_the_door_through_qc_serve_all() {
     ];
     let qc = tokio::task::block_in_place(|| {
         let qc = Qc::spawn(&["serve", "all"], &store, &env);
-        for port in [8091, 8092, 8094, 8095, 8096, 8097, 8099] {
+        for port in [8091, 8092, 8094, 8095, 8096, 8097, 8099, 8100] {
             wait_ready(port + off, Duration::from_secs(60));
         }
         qc

@@ -625,7 +625,13 @@ fn price_of(base: i64, first: (u32, &str), size: (u32, &str), jitter: f64) -> i6
 pub fn catalog(n: usize, seed: u64) -> Vec<Generated> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     /// (aisle, kind, brand, variant, size)
-    type Combo<'a> = (&'a Aisle, &'a Kind, &'a str, (&'a str, &'a str), (u32, &'a str));
+    type Combo<'a> = (
+        &'a Aisle,
+        &'a Kind,
+        &'a str,
+        (&'a str, &'a str),
+        (u32, &'a str),
+    );
     let mut combos: Vec<Combo> = Vec::new();
     for a in AISLES {
         for k in a.kinds {

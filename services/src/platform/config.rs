@@ -12,6 +12,7 @@ pub enum ServiceId {
     Tracking,
     Promo,
     Checkout,
+    Catalog,
 }
 
 impl ServiceId {
@@ -24,6 +25,7 @@ impl ServiceId {
         ServiceId::Tracking,
         ServiceId::Promo,
         ServiceId::Checkout,
+        ServiceId::Catalog,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +37,7 @@ impl ServiceId {
             ServiceId::Tracking => "tracking",
             ServiceId::Promo => "promo",
             ServiceId::Checkout => "checkout",
+            ServiceId::Catalog => "catalog",
         }
     }
     pub fn default_port(self) -> u16 {
@@ -46,6 +49,7 @@ impl ServiceId {
             ServiceId::Tracking => 8099,
             ServiceId::Promo => 8095,
             ServiceId::Checkout => 8094,
+            ServiceId::Catalog => 8100,
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
