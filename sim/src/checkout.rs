@@ -295,7 +295,7 @@ impl<'a, S: StockStore> CheckoutTwin<'a, S> {
             Some(Ok(o)) => {
                 i.sagas += 1;
                 i.confirmed += 1;
-                i.events += qc_checkout::saga::confirmation(o).events.len() as u64;
+                i.events += qc_checkout::saga::CONFIRM_EVENTS.len() as u64;
                 self.confirmed_ids.push(o.order_id.clone());
             }
             Some(Err(e)) if !matches!(e.failure, qc_checkout::Failure::Existing(_)) => {

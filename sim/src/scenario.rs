@@ -46,6 +46,9 @@ pub struct Scenario {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckoutSection {
+    /// false: a model without checkout (M/M/c): paying confirms the cart's hold through the
+    /// inventory core and nothing else; declines and the fields below need it on.
+    pub enabled: bool,
     /// Share of checkouts during which the payment gateway does not answer (every attempt
     /// times out: 503 `PAYMENT_UNAVAILABLE`).
     pub gateway_timeout_rate: f64,
@@ -62,6 +65,7 @@ pub struct CheckoutSection {
 impl Default for CheckoutSection {
     fn default() -> Self {
         Self {
+            enabled: true,
             gateway_timeout_rate: 0.0,
             retry_share: 0.5,
             retry_after_s: 5.0,
@@ -1268,6 +1272,12 @@ impl Scenario {
         }
         if !(co.retry_after_s.is_finite() && co.retry_after_s >= 0.0) {
             err("checkout.retry_after_s", "must be non-negative".into());
+        }
+        if !co.enabled && self.demand.payment_failure_rate > 0.0 {
+            err(
+                "demand.payment_failure_rate",
+                "declines happen in checkout: needs checkout.enabled = true".into(),
+            );
         }
         if !(co.relay_every_s.is_finite() && co.relay_every_s > 0.0) {
             err("checkout.relay_every_s", "must be positive".into());

@@ -734,6 +734,9 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
     /// production checkout flow; a double tap sends it twice, a 503 may be retried later with
     /// the same key.
     fn on_checkout(&mut self, t: SimTime, oi: OrderIx) -> Result<(), SimError> {
+        if !self.sc.checkout.enabled {
+            return self.pay_without_checkout(t, oi);
+        }
         let o = oi.0;
         let h = self.orders[o].hub;
         let hub_id = self.hubs[h.0].id.clone();
@@ -812,25 +815,8 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
         self.in_flight -= u64::from(answer.status != 201);
         match (answer.status, answer.code()) {
             (201, _) => {
-                self.confirmed += 1;
-                for (s, q) in self.orders[o].lines.clone() {
-                    self.ledger.entry((h.0, s)).or_default().sold += i64::from(q);
-                }
-                let order = &mut self.orders[o];
-                order.state = OrderState::Paid;
-                order.paid_at = Some(t);
-                self.log.push(
-                    t,
-                    kind::PAID,
-                    id,
-                    hub_id.as_str(),
-                    "",
-                    0,
-                    t - self.orders[o].placed_at,
-                );
                 self.schedule_relay(t);
-                self.promise_eta(t, oi)?;
-                self.enqueue_pick(t, h, oi);
+                self.paid(t, oi)?;
             }
             (402, _) => {
                 self.orders[o].state = OrderState::PaymentFailed;
@@ -869,6 +855,71 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             }
         }
         Ok(())
+    }
+
+    /// The order is paid and its stock sold: the hub starts on it.
+    fn paid(&mut self, t: SimTime, oi: OrderIx) -> Result<(), SimError> {
+        let (o, h) = (oi.0, self.orders[oi.0].hub);
+        self.confirmed += 1;
+        for (s, q) in self.orders[o].lines.clone() {
+            self.ledger.entry((h.0, s)).or_default().sold += i64::from(q);
+        }
+        let order = &mut self.orders[o];
+        order.state = OrderState::Paid;
+        order.paid_at = Some(t);
+        let placed = order.placed_at;
+        let hub_id = self.hubs[h.0].id.clone();
+        self.log.push(
+            t,
+            kind::PAID,
+            Some(o as u64),
+            hub_id.as_str(),
+            "",
+            0,
+            t - placed,
+        );
+        self.promise_eta(t, oi)?;
+        self.enqueue_pick(t, h, oi);
+        Ok(())
+    }
+
+    /// `checkout.enabled = false` (a model without checkout, such as M/M/c): paying confirms
+    /// the cart's hold through the inventory core, and a lapsed hold loses the order.
+    fn pay_without_checkout(&mut self, t: SimTime, oi: OrderIx) -> Result<(), SimError> {
+        let (o, h) = (oi.0, self.orders[oi.0].hub);
+        let hub_id = self.hubs[h.0].id.clone();
+        let rid = self.orders[o].rid.clone().expect("held orders have a hold");
+        let now = self.now_ms();
+        let store = self.store;
+        match self.exec.run(
+            "confirm",
+            store.transition(now, &hub_id, &rid, Action::Confirm),
+        )? {
+            TransitionOutcome::Done | TransitionOutcome::Already(_) => self.paid(t, oi),
+            TransitionOutcome::Expired => {
+                let res = self
+                    .exec
+                    .run("reservation", store.reservation(&hub_id, &rid))?;
+                if res.and_then(|r| r.expired_at) == Some(now) {
+                    self.expired_lazily += 1;
+                }
+                self.orders[o].state = OrderState::HoldExpired;
+                self.in_flight -= 1;
+                self.log.push(
+                    t,
+                    kind::HOLD_EXPIRED_AT_PAYMENT,
+                    Some(o as u64),
+                    hub_id.as_str(),
+                    "",
+                    0,
+                    0,
+                );
+                Ok(())
+            }
+            other => Err(SimError::Unexpected(format!(
+                "{other:?} to a confirm of order {o}"
+            ))),
+        }
     }
 
     /// A shopper answered 503 tries again with the same key: the order the first call left

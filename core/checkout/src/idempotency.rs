@@ -93,8 +93,9 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
-/// A key's stored outcome and its lease (token, expires).
-type Slot = (Option<Stored>, Option<(String, i64)>);
+/// A key's stored outcome — (status, body as JSON text, request hash), kept as text as Redis
+/// keeps it — and its lease (token, expires).
+type Slot = (Option<(u16, String, String)>, Option<(String, i64)>);
 
 #[derive(Debug, Default)]
 pub struct MemoryIdempotency {
@@ -114,8 +115,12 @@ impl IdempotencyStore for MemoryIdempotency {
         let slot = slots
             .entry((user.to_string(), key.to_string()))
             .or_default();
-        if let Some(s) = &slot.0 {
-            return Ok(Begin::Replay(s.clone()));
+        if let Some((status, body, hash)) = &slot.0 {
+            return Ok(Begin::Replay(Stored {
+                status: *status,
+                body: serde_json::from_str(body).unwrap_or(Value::Null),
+                request_hash: hash.clone(),
+            }));
         }
         if slot
             .1
@@ -140,7 +145,7 @@ impl IdempotencyStore for MemoryIdempotency {
         if let Some(slot) = slots.get_mut(&(user.to_string(), key.to_string())) {
             if slot.1.as_ref().is_some_and(|(t, _)| t == token) {
                 if let Some(o) = outcome {
-                    slot.0 = Some(o.clone());
+                    slot.0 = Some((o.status, o.body.to_string(), o.request_hash.clone()));
                 }
                 slot.1 = None;
             }

@@ -282,72 +282,113 @@ impl StreamConsumer {
     }
 }
 
-/// The outbox in memory (the twin's; tests).
+/// The outbox in memory (the twin's; tests). Pending rows are indexed by their next attempt,
+/// so a relay pass costs what is due, not what was ever written.
 #[derive(Debug, Default)]
 pub struct MemoryOutbox {
-    /// event id → row
-    rows: Mutex<BTreeMap<String, Row>>,
+    inner: Mutex<Rows>,
 }
 
-/// (event, status, next attempt, order written)
-type Row = (OutboxEvent, &'static str, i64, u64);
+#[derive(Debug, Default)]
+struct Rows {
+    /// event id → row
+    rows: BTreeMap<String, Row>,
+    /// (next attempt, event id) of every pending row
+    pending: std::collections::BTreeSet<(i64, String)>,
+}
+
+/// (event with a null payload, the payload as JSON text as the table keeps it, status, next
+/// attempt, order written)
+type Row = (OutboxEvent, String, &'static str, i64, u64);
+
+fn event_of(r: &Row) -> OutboxEvent {
+    OutboxEvent {
+        payload: serde_json::from_str(&r.1).unwrap_or(Value::Null),
+        ..r.0.clone()
+    }
+}
 
 impl MemoryOutbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rows> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Adds an event (once per id), due at `due_ms`.
-    pub fn add(&self, e: OutboxEvent, due_ms: i64) {
-        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = rows.len() as u64;
-        rows.entry(e.event_id.clone())
-            .or_insert((e, "pending", due_ms, seq));
+    pub fn add(&self, mut e: OutboxEvent, due_ms: i64) {
+        let mut r = self.lock();
+        if r.rows.contains_key(&e.event_id) {
+            return;
+        }
+        let seq = r.rows.len() as u64;
+        let payload = std::mem::take(&mut e.payload).to_string();
+        r.pending.insert((due_ms, e.event_id.clone()));
+        r.rows
+            .insert(e.event_id.clone(), (e, payload, "pending", due_ms, seq));
     }
 
     /// Every event in the order written, with its status.
     pub fn events(&self) -> Vec<(OutboxEvent, &'static str)> {
-        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<_> = rows.values().collect();
-        all.sort_by_key(|r| r.3);
-        all.into_iter().map(|r| (r.0.clone(), r.1)).collect()
+        let r = self.lock();
+        let mut all: Vec<_> = r.rows.values().collect();
+        all.sort_by_key(|r| r.4);
+        all.into_iter().map(|r| (event_of(r), r.2)).collect()
     }
 
     /// Status of each event.
     pub fn statuses(&self) -> BTreeMap<String, &'static str> {
-        self.rows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.lock()
+            .rows
             .iter()
-            .map(|(k, v)| (k.clone(), v.1))
+            .map(|(k, v)| (k.clone(), v.2))
             .collect()
+    }
+}
+
+impl Rows {
+    /// Moves a pending row's next attempt (or takes it off the index when it is no longer
+    /// pending).
+    fn set(&mut self, id: &str, next_ms: i64, status: &'static str) {
+        let Some(row) = self.rows.get_mut(id) else {
+            return;
+        };
+        if row.2 != "pending" {
+            return;
+        }
+        self.pending.remove(&(row.3, id.to_string()));
+        row.3 = next_ms;
+        row.2 = status;
+        if status == "pending" {
+            self.pending.insert((next_ms, id.to_string()));
+        }
     }
 }
 
 impl Outbox for MemoryOutbox {
     async fn claim_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxEvent>, BackendError> {
-        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-        let mut due: Vec<&mut Row> = rows
-            .values_mut()
-            .filter(|r| r.1 == "pending" && r.2 <= now_ms)
+        let mut r = self.lock();
+        let mut due: Vec<(i64, u64, String)> = r
+            .pending
+            .iter()
+            .take_while(|(at, _)| *at <= now_ms)
+            .map(|(_, id)| {
+                let row = &r.rows[id];
+                (row.0.created_at_ms, row.4, id.clone())
+            })
             .collect();
         // The order written, as the Postgres adapter's (created_at, seq).
-        due.sort_by_key(|r| (r.0.created_at_ms, r.3));
+        due.sort_unstable();
+        due.truncate(limit);
         Ok(due
             .into_iter()
-            .take(limit)
-            .map(|r| {
-                r.2 = now_ms + CLAIM_MS;
-                r.0.clone()
+            .map(|(_, _, id)| {
+                r.set(&id, now_ms + CLAIM_MS, "pending");
+                event_of(&r.rows[&id])
             })
             .collect())
     }
 
     async fn mark_sent(&self, event_id: &str, _now_ms: i64) -> Result<(), BackendError> {
-        if let Some(r) = self
-            .rows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(event_id)
-        {
-            r.1 = "sent";
-        }
+        self.lock().set(event_id, 0, "sent");
         Ok(())
     }
 
@@ -359,18 +400,11 @@ impl Outbox for MemoryOutbox {
         dead: bool,
         _error: &str,
     ) -> Result<(), BackendError> {
-        if let Some(r) = self
-            .rows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(event_id)
-        {
-            r.0.attempts = attempts;
-            r.2 = next_ms;
-            if dead {
-                r.1 = "dead";
-            }
+        let mut r = self.lock();
+        if let Some(row) = r.rows.get_mut(event_id) {
+            row.0.attempts = attempts;
         }
+        r.set(event_id, next_ms, if dead { "dead" } else { "pending" });
         Ok(())
     }
 }

@@ -259,9 +259,14 @@ struct Book {
     orders: HashMap<String, OrderRecord>,
     by_key: HashMap<(String, String), String>,
     /// order id → (payload, priority)
-    dispatch_queue: BTreeMap<String, (Value, u8)>,
+    /// order id → (payload as JSON text, as the table keeps it; priority)
+    dispatch_queue: BTreeMap<String, (String, u8)>,
     /// Payment events applied, by transaction id.
     processed: std::collections::BTreeSet<String>,
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// In-process order repository (the twin's, and the tests').
@@ -283,7 +288,11 @@ impl MemoryOrders {
 
     /// The `dispatch_queue` rows, by order id.
     pub fn dispatch_queue(&self) -> BTreeMap<String, (Value, u8)> {
-        self.lock().dispatch_queue.clone()
+        self.lock()
+            .dispatch_queue
+            .iter()
+            .map(|(k, (p, n))| (k.clone(), (parse(p), *n)))
+            .collect()
     }
 
     /// The outbox events in the order written: (order id, event type, payload).
@@ -390,7 +399,11 @@ impl OrderRepo for MemoryOrders {
     }
 
     async fn queued(&self, order_id: &str) -> Result<Option<(Value, u8)>, BackendError> {
-        Ok(self.lock().dispatch_queue.get(order_id).cloned())
+        Ok(self
+            .lock()
+            .dispatch_queue
+            .get(order_id)
+            .map(|(p, n)| (parse(p), *n)))
     }
 
     async fn claim_stale(
@@ -441,7 +454,7 @@ impl OrderRepo for MemoryOrders {
         if !b.dispatch_queue.contains_key(&order.order_id) {
             b.dispatch_queue.insert(
                 order.order_id.clone(),
-                (c.dispatch_payload.clone(), c.priority),
+                (c.dispatch_payload.to_string(), c.priority),
             );
             drop(b);
             for (i, (t, p)) in c.events.iter().enumerate() {

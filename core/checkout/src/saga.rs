@@ -141,6 +141,9 @@ impl SagaHooks {
     }
 }
 
+/// The events a confirmation writes, in order.
+pub const CONFIRM_EVENTS: [&str; 2] = ["order.confirmed", "payment.charged"];
+
 /// The `dispatch_queue` row and outbox events of a confirmed order (04 step 5).
 pub fn confirmation(order: &OrderRecord) -> Confirmation {
     Confirmation {
@@ -150,11 +153,11 @@ pub fn confirmation(order: &OrderRecord) -> Confirmation {
         priority: order.priority,
         events: vec![
             (
-                "order.confirmed".into(),
+                CONFIRM_EVENTS[0].into(),
                 json!({"order_id": order.order_id, "user_id": order.user_id, "hub_id": order.hub_id, "total": order.total}),
             ),
             (
-                "payment.charged".into(),
+                CONFIRM_EVENTS[1].into(),
                 json!({"order_id": order.order_id, "amount": order.total, "transaction_id": order.transaction_id}),
             ),
         ],
