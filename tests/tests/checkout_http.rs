@@ -374,3 +374,69 @@ async fn a_gateway_over_http_charges_once_and_declines_with_402() {
     stop.trigger();
     shop.finish().await;
 }
+
+/// With `CATALOG_URL`, the saga prices from the Catalog service: the hub's price in force, else
+/// the base; a product Catalog does not sell (unknown or deactivated) is 409 `SKU_NOT_FOUND`
+/// before anything is held; Catalog unreachable is 503 with nothing held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_come_from_the_catalog_service_when_it_is_configured() {
+    let cat_store = isolated_store_config();
+    let mut cfg = PlatformConfig::from_env(&EnvSource::from_pairs([])).unwrap();
+    cfg.store = cat_store.clone();
+    let stop = Shutdown::new();
+    let (_, svc) = qc_services::catalog::build(&cfg, Arc::new(ManualClock::new(NOW)), stop.clone())
+        .await
+        .unwrap();
+    let (cat_base, cat_server) = serve_loopback(svc, &stop).await;
+    let catalog = Api::new(cat_base.clone());
+    for (sku, price) in [("milk", 20_000), ("bread", 15_000)] {
+        let (s, b) = catalog
+            .put(
+                &format!("/products/{sku}"),
+                json!({"name": sku, "price": price}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let (s, _) = catalog
+        .put(
+            "/products/milk/prices/h1",
+            json!({"price": 17_500, "valid_from": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    let shop = Shop::start_with(&[("CATALOG_URL", cat_base.as_str())]).await;
+    let (s, b, _) = shop.checkout("k-1", &body("tok_ok")).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(
+        b["data"]["subtotal"].as_i64(),
+        Some(2 * 17_500 + 15_000),
+        "milk at the hub's price, bread at the base; the client's unit_price ignored"
+    );
+
+    // Deactivated in Catalog: not sold.
+    let r = catalog
+        .http
+        .delete(format!("{cat_base}/products/bread"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (s, b, _) = shop.checkout("k-2", &body("tok_ok")).await;
+    assert_eq!((s, code(&b)), (409, "SKU_NOT_FOUND"), "{b}");
+    assert_eq!(
+        shop.milk().await,
+        (8, 0),
+        "nothing held for the refused one"
+    );
+
+    // Catalog gone: 503, nothing held.
+    stop.trigger();
+    cat_server.await.unwrap().unwrap();
+    let (s, b, _) = shop.checkout("k-3", &body("tok_ok")).await;
+    assert_eq!((s, code(&b)), (503, "UNAVAILABLE"), "{b}");
+    assert_eq!(shop.milk().await, (8, 0));
+    shop.finish().await;
+    qc_kit::pg::drop_schema(&cat_store).await.unwrap();
+}

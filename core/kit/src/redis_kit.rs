@@ -18,6 +18,9 @@ pub enum BackendError {
     Postgres(#[source] Cause),
     #[error("{0} did not answer within {1} ms")]
     Timeout(&'static str, u64),
+    /// Another service over HTTP (unreachable, or an answer that is not its contract).
+    #[error("service: {0}")]
+    Service(#[source] Cause),
 }
 
 /// Why a store call failed: what we were doing, and the driver's own error kept as the

@@ -46,6 +46,9 @@ pub struct CheckoutSettings {
     pub relay_ms: u64,
     /// `CHECKOUT_PAYMENT_GATEWAY_URL`; unset: 04's simulator in process.
     pub gateway_url: Option<String>,
+    /// `CATALOG_URL`: prices from the Catalog service (the hub's price in force, else the
+    /// base); unset: `CHECKOUT_PRICES`.
+    pub catalog_url: Option<String>,
     /// `CHECKOUT_RECOVERY_MS` (30 s) and `CHECKOUT_RECOVERY_IDLE_MS` (60 s): how often saga
     /// recovery runs and how long a pending order must have been idle to be taken over.
     pub recovery_ms: u64,
@@ -88,6 +91,7 @@ impl CheckoutSettings {
             relay_ms: r.number("CHECKOUT_RELAY_MS", 1000, 10, 60_000),
             gateway_url: Some(r.string("CHECKOUT_PAYMENT_GATEWAY_URL", ""))
                 .filter(|u| !u.is_empty()),
+            catalog_url: Some(r.string("CATALOG_URL", "")).filter(|u| !u.is_empty()),
             recovery_ms: r.number("CHECKOUT_RECOVERY_MS", 30_000, 10, 3_600_000),
             recovery_idle_ms: r.number("CHECKOUT_RECOVERY_IDLE_MS", 60_000, 100, 3_600_000),
             failpoint: Some(r.checked("CHECKOUT_FAILPOINT", "", |v| {
@@ -180,7 +184,69 @@ impl Promos for HttpPromos {
     }
 }
 
-pub type Saga = Checkout<RedisStore, HttpPromos, Gateway, PgOrders, PriceList>;
+pub type Saga = Checkout<RedisStore, HttpPromos, Gateway, PgOrders, Prices>;
+
+/// Where prices come from: the Catalog service, or the configured price list.
+#[derive(Debug)]
+pub enum Prices {
+    List(PriceList),
+    Catalog(CatalogPrices),
+}
+
+impl qc_checkout::Catalog for Prices {
+    async fn price(
+        &self,
+        hub: &str,
+        sku: &str,
+    ) -> Result<Option<i64>, qc_kit::redis_kit::BackendError> {
+        match self {
+            Prices::List(l) => l.price(hub, sku).await,
+            Prices::Catalog(c) => c.price(hub, sku).await,
+        }
+    }
+}
+
+/// Catalog's price lookup over HTTP (08 §3 `GET /products/{sku}/price?hub_id=`): 404 = not
+/// sold (unknown or inactive); 300 ms and one retry.
+#[derive(Debug, Clone)]
+pub struct CatalogPrices {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub internal_token: Option<String>,
+}
+
+impl qc_checkout::Catalog for CatalogPrices {
+    async fn price(
+        &self,
+        hub: &str,
+        sku: &str,
+    ) -> Result<Option<i64>, qc_kit::redis_kit::BackendError> {
+        use qc_kit::redis_kit::{BackendError, Cause};
+        let url = format!("{}/products/{sku}/price", self.base.trim_end_matches('/'));
+        let mut last = Cause::from("no attempt");
+        for _ in 0..2 {
+            let mut req = self.http.get(&url).query(&[("hub_id", hub)]);
+            if let Some(t) = &self.internal_token {
+                req = req.header("X-Internal-Token", t);
+            }
+            match req.send().await {
+                Ok(r) if r.status().as_u16() == 404 => return Ok(None),
+                Ok(r) if r.status().is_success() => {
+                    let v: serde_json::Value = r
+                        .json()
+                        .await
+                        .map_err(|e| BackendError::Service(Cause::context("catalog price", e)))?;
+                    return v["data"]["price"].as_i64().map(Some).ok_or_else(|| {
+                        BackendError::Service("catalog price: no data.price".into())
+                    });
+                }
+                Ok(r) => last = Cause::from(format!("catalog answered {}", r.status())),
+                Err(e) => last = Cause::context("catalog price", e),
+            }
+        }
+        Err(BackendError::Service(last))
+    }
+}
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -216,7 +282,7 @@ pub async fn build(
             ),
             promos: HttpPromos {
                 base: settings.promo_url.clone(),
-                http,
+                http: http.clone(),
                 internal_token: cfg.internal_api_token.clone(),
             },
             gateway: match &settings.gateway_url {
@@ -224,7 +290,14 @@ pub async fn build(
                 None => Gateway::Simulated(SimulatedGateway::default()),
             },
             orders: PgOrders::new(pool.clone()),
-            catalog: PriceList(settings.prices.clone()),
+            catalog: match &settings.catalog_url {
+                Some(url) => Prices::Catalog(CatalogPrices {
+                    base: url.clone(),
+                    http: http.clone(),
+                    internal_token: cfg.internal_api_token.clone(),
+                }),
+                None => Prices::List(PriceList(settings.prices.clone())),
+            },
             hold_ttl_s: settings.hold_ttl_s,
             hooks: SagaHooks {
                 deadline: Some((clock.clone(), settings.saga_deadline_ms as i64)),
