@@ -1,0 +1,198 @@
+//! Prefix autocomplete (08 §6 "Autocomplete"): entries are the folded names, brands and tags
+//! of active products; an entry's score is how many products contribute it; a prefix matches
+//! the start of a whole entry ("blue" does not match "wireless bluetooth"); answers are score
+//! desc, then text. Updates count entries up and down and drop them at zero, so a renamed or
+//! deactivated product stops being suggested.
+//!
+//! Entries live in a sorted map (a prefix is one range); the top answers of every one- and
+//! two-character prefix — the ranges that are large — are kept ready and refreshed after a
+//! change, so no lookup walks much of the map.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::text::fold;
+
+/// Answers kept ready per short prefix (the API's largest `limit`).
+const READY: usize = 50;
+/// Prefixes up to this many characters have their answers kept ready.
+const SHORT: usize = 2;
+
+#[derive(Debug, Default, Clone)]
+pub struct Autocomplete {
+    counts: BTreeMap<String, u32>,
+    ready: HashMap<String, Vec<(String, u32)>>,
+    stale: bool,
+}
+
+/// One product's entries: its name, brand and tags, folded; empty ones and anything over 200
+/// characters skipped.
+pub fn entries(name: &str, brand: &str, tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = std::iter::once(name)
+        .chain(std::iter::once(brand))
+        .chain(tags.iter().map(String::as_str))
+        .map(|s| fold(s).split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|s| !s.is_empty() && s.chars().count() <= 200)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn top(range: impl Iterator<Item = (String, u32)>, k: usize) -> Vec<(String, u32)> {
+    let mut all: Vec<(String, u32)> = range.collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(k);
+    all
+}
+
+impl Autocomplete {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts one product's entries in (`+1`) or out (`-1`).
+    pub fn add(&mut self, entries: &[String]) {
+        for e in entries {
+            *self.counts.entry(e.clone()).or_default() += 1;
+        }
+        self.stale = true;
+    }
+
+    pub fn remove(&mut self, entries: &[String]) {
+        for e in entries {
+            if let Some(c) = self.counts.get_mut(e) {
+                *c -= 1;
+                if *c == 0 {
+                    self.counts.remove(e);
+                }
+            }
+        }
+        self.stale = true;
+    }
+
+    /// Rebuilds the ready answers after changes (cheap to call when nothing changed).
+    pub fn refresh(&mut self) {
+        if !self.stale {
+            return;
+        }
+        let mut by_prefix: HashMap<String, Vec<(String, u32)>> = HashMap::new();
+        for (text, n) in &self.counts {
+            for (i, c) in text.char_indices().take(SHORT) {
+                let p = &text[..i + c.len_utf8()];
+                by_prefix
+                    .entry(p.to_string())
+                    .or_default()
+                    .push((text.clone(), *n));
+            }
+        }
+        self.ready = by_prefix
+            .into_iter()
+            .map(|(p, v)| (p, top(v.into_iter(), READY)))
+            .collect();
+        self.stale = false;
+    }
+
+    /// Up to `limit` entries starting with `prefix` (folded first); empty for an empty prefix.
+    pub fn lookup(&self, prefix: &str, limit: usize) -> Vec<(String, u32)> {
+        let p = fold(prefix)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if p.is_empty() || limit == 0 {
+            return Vec::new();
+        }
+        if !self.stale && p.chars().count() <= SHORT {
+            let mut v = self.ready.get(&p).cloned().unwrap_or_default();
+            v.truncate(limit);
+            return v;
+        }
+        top(
+            self.counts
+                .range(p.clone()..)
+                .take_while(|(t, _)| t.starts_with(&p))
+                .map(|(t, n)| (t.clone(), *n)),
+            limit,
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ac(products: &[(&str, &str, &[&str])]) -> Autocomplete {
+        let mut a = Autocomplete::new();
+        for (n, b, t) in products {
+            let tags: Vec<String> = t.iter().map(|s| s.to_string()).collect();
+            a.add(&entries(n, b, &tags));
+        }
+        a.refresh();
+        a
+    }
+
+    #[test]
+    fn prefixes_of_whole_entries_ranked_by_how_many_products_share_them() {
+        let a = ac(&[
+            ("Ultra Susu UHT 1 L", "Ultra", &["susu", "milk"]),
+            ("Ultra Susu UHT 250 ml", "Ultra", &["susu", "milk"]),
+            ("Indomilk Susu Kental", "Indomilk", &["susu"]),
+            ("Wireless Bluetooth Headphones", "", &[]),
+        ]);
+        assert_eq!(
+            a.lookup("SU", 10),
+            [("susu".to_string(), 3)],
+            "the tag three products share"
+        );
+        let u: Vec<String> = a.lookup("ul", 10).into_iter().map(|e| e.0).collect();
+        assert_eq!(u, ["ultra", "ultra susu uht 1 l", "ultra susu uht 250 ml"]);
+        assert!(a.lookup("blue", 10).is_empty(), "only whole-entry prefixes");
+        assert_eq!(a.lookup("wire", 10).len(), 1);
+        assert_eq!(a.lookup("ultra s", 1).len(), 1, "limit");
+        assert!(a.lookup("  ", 10).is_empty());
+        assert_eq!(
+            a.lookup("ÙLTRA", 10).len(),
+            3,
+            "the prefix is folded like the entries"
+        );
+    }
+
+    #[test]
+    fn a_removed_product_stops_being_suggested() {
+        let mut a = ac(&[
+            ("Roti Tawar", "Sari Roti", &["roti"]),
+            ("Roti Gandum", "Sari Roti", &["roti"]),
+        ]);
+        assert_eq!(a.lookup("ro", 5)[0], ("roti".to_string(), 2));
+        a.remove(&entries("Roti Tawar", "Sari Roti", &["roti".into()]));
+        a.refresh();
+        assert_eq!(
+            a.lookup("ro", 5),
+            [("roti".to_string(), 1), ("roti gandum".to_string(), 1)]
+        );
+        assert_eq!(a.lookup("sa", 5), [("sari roti".to_string(), 1)]);
+        a.remove(&entries("Roti Gandum", "Sari Roti", &["roti".into()]));
+        a.refresh();
+        assert!(a.lookup("r", 5).is_empty() && a.lookup("sari", 5).is_empty() && a.is_empty());
+    }
+
+    #[test]
+    fn short_prefixes_answer_from_the_ready_lists_the_same_as_a_scan() {
+        let names: Vec<String> = (0..500).map(|i| format!("a{} item", i % 37)).collect();
+        let mut a = Autocomplete::new();
+        for n in &names {
+            a.add(&entries(n, "", &[]));
+        }
+        let scanned = a.lookup("a1", 50); // stale: answered by a scan
+        a.refresh();
+        assert_eq!(a.lookup("a1", 50), scanned);
+        assert_eq!(a.lookup("a", 7), top(a.counts.clone().into_iter(), 7));
+    }
+}
