@@ -1,10 +1,12 @@
 //! The `qc` binary on SIGTERM: a request in flight finishes, new connections are refused,
 //! and the process exits 0.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_zero() {
@@ -22,23 +24,7 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let ready = loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            if out.starts_with("HTTP/1.1 200") {
-                break true;
-            }
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(ready, "service did not become ready");
+    common::wait_ready(port, Duration::from_secs(30));
 
     // Start a request and send only half its body: it is in flight when SIGTERM arrives.
     let body = br#"{"hub_id":"hub-s","sku":"bread","quantity":12}"#;

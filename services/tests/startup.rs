@@ -2,23 +2,12 @@
 //! it answers `/health` 200 and 503 elsewhere; then it gives up with a message naming the
 //! (redacted) URL and exits non-zero. No credential reaches the logs.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
 
 #[test]
 fn a_service_waiting_for_its_stores_is_alive_but_not_ready_then_fails_clearly() {
@@ -50,20 +39,20 @@ fn a_service_waiting_for_its_stores_is_alive_but_not_ready_then_fails_clearly() 
 
     let deadline = Instant::now() + Duration::from_secs(2);
     let health = loop {
-        if let Some(r) = get(port, "/health") {
+        if let Some(r) = common::get(port, "/health") {
             break r;
         }
         assert!(Instant::now() < deadline, "no answer while starting");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let ready = get(port, "/ready").unwrap();
+    let ready = common::get(port, "/ready").unwrap();
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     assert!(
         ready.contains(r#""code":"UNAVAILABLE""#) && ready.contains("starting"),
         "{ready}"
     );
-    let other = get(port, "/stock/h/s").unwrap();
+    let other = common::get(port, "/stock/h/s").unwrap();
     assert!(other.starts_with("HTTP/1.1 503"), "{other}");
     assert!(
         other.contains(r#""request_id":""#) && !other.contains(r#""request_id":"""#),

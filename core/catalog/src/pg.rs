@@ -9,7 +9,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row as _, Transaction};
 
 use crate::model::{slug, Category, HubPrice, Invalid, Product, ProductInput};
-use crate::repo::{category_name_check, CatalogError, CatalogRepo, Change, Write};
+use crate::repo::{category_name_check, patched, CatalogError, CatalogRepo, Change, Write};
 
 #[derive(Debug, Clone)]
 pub struct PgCatalog {
@@ -184,12 +184,7 @@ impl CatalogRepo for PgCatalog {
         let current = read(&mut tx, sku, true)
             .await?
             .ok_or_else(|| CatalogError::NotFound(sku.to_string()))?;
-        if if_match.is_some_and(|v| v != current.version) {
-            return Err(CatalogError::VersionConflict {
-                current: current.version,
-            });
-        }
-        let input = ProductInput::merge(&current, patch)?;
+        let input = patched(&current, patch, if_match)?;
         put(&mut tx, &input, now_ms).await?;
         let p = read(&mut tx, sku, false)
             .await?

@@ -118,6 +118,20 @@ pub async fn price_at<R: CatalogRepo>(
     Ok(Some(effective_price(p.price, &rows, now_ms)))
 }
 
+/// A patch of `current`, refused when the client read another version: the body to write.
+pub(crate) fn patched(
+    current: &Product,
+    patch: &Value,
+    if_match: Option<i32>,
+) -> Result<ProductInput, CatalogError> {
+    if if_match.is_some_and(|v| v != current.version) {
+        return Err(CatalogError::VersionConflict {
+            current: current.version,
+        });
+    }
+    Ok(ProductInput::merge(current, patch)?)
+}
+
 pub(crate) fn category_name_check(name: &str) -> Result<String, Invalid> {
     let n = name.trim();
     if (1..=100).contains(&n.chars().count()) && !slug(n).is_empty() {
@@ -223,14 +237,8 @@ impl CatalogRepo for MemoryCatalog {
         let current = s
             .products
             .get(sku)
-            .cloned()
             .ok_or_else(|| CatalogError::NotFound(sku.to_string()))?;
-        if if_match.is_some_and(|v| v != current.version) {
-            return Err(CatalogError::VersionConflict {
-                current: current.version,
-            });
-        }
-        let input = ProductInput::merge(&current, patch)?;
+        let input = patched(current, patch, if_match)?;
         Ok(s.put(&input, now_ms).0)
     }
 
