@@ -5,5 +5,6 @@
 //! and the service come next.
 
 pub mod autocomplete;
+pub mod index;
 pub mod rank;
 pub mod text;
