@@ -61,6 +61,23 @@ pub async fn run_all<S: StockStore>(store: &S, prefix: &str) {
     stock_set_respects_holds(store, prefix).await;
     buckets_drain_and_refill(store, prefix).await;
     reservation_record_and_locate(store, prefix).await;
+    available_reads_many_skus_at_once(store, prefix).await;
+}
+
+/// The batch read agrees with `stock` per SKU: held units excluded, bucketed and unknown SKUs
+/// included (0), in the order asked.
+pub async fn available_reads_many_skus_at_once<S: StockStore>(store: &S, prefix: &str) {
+    let h = hub(prefix, "many");
+    store.set_stock(T0, &set(&h, "a", 7, 1)).await.unwrap();
+    store.set_stock(T0, &set(&h, "b", 10, 4)).await.unwrap();
+    store.set_stock(T0, &set(&h, "c", 0, 1)).await.unwrap();
+    store
+        .reserve(T0, &hold(&h, "u1", &[("a", 2), ("b", 3)], 60))
+        .await
+        .unwrap();
+    let skus: Vec<Sku> = ["b", "nope", "a", "c"].iter().map(|s| sku(s)).collect();
+    assert_eq!(store.available(&h, &skus).await.unwrap(), vec![7, 0, 5, 0]);
+    assert!(store.available(&h, &[]).await.unwrap().is_empty());
 }
 
 pub async fn unknown_pairs_read_as_zero<S: StockStore>(store: &S, prefix: &str) {

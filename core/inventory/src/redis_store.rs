@@ -399,6 +399,45 @@ impl StockStore for RedisStore {
         Err(InventoryError::Contended)
     }
 
+    async fn available(&self, hub: &HubId, skus: &[Sku]) -> Result<Vec<i64>, InventoryError> {
+        if skus.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = &self.keys;
+        // The usual unbucketed counters in one MGET (one hub: one slot).
+        let base: Vec<Option<i64>> = self
+            .query(
+                redis::cmd("MGET").arg(
+                    skus.iter()
+                        .map(|s| k.counter(hub, s, 1, 0))
+                        .collect::<Vec<_>>(),
+                ),
+            )
+            .await?;
+        let mut out: Vec<i64> = base.iter().map(|v| v.unwrap_or(0).max(0)).collect();
+        // A missing base key may be a bucketed SKU: its layout, then its buckets.
+        let missing: Vec<usize> = (0..skus.len()).filter(|i| base[*i].is_none()).collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let mut pipe = redis::pipe();
+        for i in &missing {
+            pipe.cmd("HGET").arg(k.meta(hub, &skus[*i])).arg("buckets");
+        }
+        let mut c = self.conn.clone();
+        let layouts: Vec<Option<u8>> = bounded(self.timeout_ms, pipe.query_async(&mut c)).await?;
+        for (i, buckets) in missing.into_iter().zip(layouts) {
+            let n = buckets.unwrap_or(1);
+            if n > 1 {
+                let vals: Vec<Option<i64>> = self
+                    .query(redis::cmd("MGET").arg(k.counters(hub, &skus[i], n)))
+                    .await?;
+                out[i] = vals.iter().flatten().map(|v| (*v).max(0)).sum();
+            }
+        }
+        Ok(out)
+    }
+
     async fn stock(&self, hub: &HubId, sku: &Sku) -> Result<StockLevel, InventoryError> {
         let k = &self.keys;
         // One round trip for the usual unbucketed SKU: layout, held units and the base counter.

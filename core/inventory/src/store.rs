@@ -79,6 +79,22 @@ pub trait StockStore: Send + Sync {
     fn hubs(&self) -> impl Future<Output = Result<Vec<HubId>, InventoryError>> + Send;
 
     fn policy(&self) -> HoldPolicy;
+
+    /// Units available of each of `skus` at `hub` (0 for an unknown pair), for readers such as
+    /// Search. The Redis store reads them in one MGET (plus one for bucketed SKUs).
+    fn available(
+        &self,
+        hub: &HubId,
+        skus: &[Sku],
+    ) -> impl Future<Output = Result<Vec<i64>, InventoryError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(skus.len());
+            for s in skus {
+                out.push(self.stock(hub, s).await?.available);
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// A borrowed store is a store (the twin lends its one store to the checkout saga).
@@ -139,5 +155,12 @@ impl<T: StockStore> StockStore for &T {
     }
     fn policy(&self) -> HoldPolicy {
         (**self).policy()
+    }
+    fn available(
+        &self,
+        hub: &HubId,
+        skus: &[Sku],
+    ) -> impl Future<Output = Result<Vec<i64>, InventoryError>> + Send {
+        (**self).available(hub, skus)
     }
 }
