@@ -9,6 +9,7 @@ pub mod geo;
 pub mod inventory;
 pub mod platform;
 pub mod promo;
+pub mod search;
 pub mod tracking;
 
 use std::sync::Arc;
@@ -60,6 +61,11 @@ pub async fn build_service(
         }
         ServiceId::Catalog => {
             let (_, svc) = catalog::build(cfg, Arc::new(WallClock), shutdown).await?;
+            Ok(svc)
+        }
+        ServiceId::Search => {
+            let s = search::SearchSettings::from_env(env).map_err(|e| e.to_string())?;
+            let (_, svc) = search::build(cfg, s, Arc::new(WallClock), shutdown).await?;
             Ok(svc)
         }
         ServiceId::Promo => {

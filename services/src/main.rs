@@ -12,7 +12,7 @@ use qc_services::platform::server::{bind, run, StartingServer};
 use qc_services::platform::shutdown::Shutdown;
 
 const USAGE: &str = "usage: qc serve <service|all>
-services: inventory, geo, checkout, promo, dispatch, eta, tracking, catalog
+services: inventory, geo, checkout, promo, dispatch, eta, search, tracking, catalog
 configuration comes from the environment (see README.md)";
 
 fn main() -> ExitCode {

@@ -1,8 +1,9 @@
 //! One order end to end through `qc serve all` (issue #13), the way production runs it: one
 //! real process with every service on its port (shifted by `PORT_OFFSET`), driven only over
-//! HTTP and SSE. Stock set through Inventory's admin API, a hub through Geo's, a promo through
-//! Promo's, a rider through Dispatch's rider app API; the shopper checks out (hold, promo,
-//! charge, confirm) → `dispatch_queue` → Dispatch claims and assigns → the rider accepts and
+//! HTTP and SSE. Products through Catalog's API, stock through Inventory's, a hub through Geo's,
+//! a promo through Promo's, a rider through Dispatch's rider app API; the shopper finds the
+//! milk through Search and checks out at Catalog's prices (hold, promo, charge, confirm) →
+//! `dispatch_queue` → Dispatch claims and assigns → the rider accepts and
 //! delivers → Tracking's SSE stream says delivered → ETA records the trip. Then every store is
 //! read directly: Redis stock, Postgres orders, queue, outbox (relayed to the stream),
 //! assignments and ETA observations.
@@ -18,7 +19,7 @@ use serde_json::{json, Value};
 
 /// An offset at which every service port is free.
 fn free_offset() -> u16 {
-    let ports = [8091u16, 8092, 8094, 8095, 8096, 8097, 8099, 8100];
+    let ports = [8091u16, 8092, 8094, 8095, 8096, 8097, 8098, 8099, 8100];
     for seed in 0..200u16 {
         let off = 20_000 + (std::process::id() as u16 % 97) * 100 + seed * 13;
         if ports
@@ -70,10 +71,8 @@ async fn an_order_goes_from_checkout_to_the_door_through_qc_serve_all() {
         ("PROMO_URL", at(8095)),
         ("ETA_URL", at(8097)),
         ("TRACKING_URL", at(8099)),
-        (
-            "CHECKOUT_PRICES",
-            r#"{"milk": 18500, "bread": 15000}"#.into(),
-        ),
+        ("CATALOG_URL", at(8100)),
+        ("SEARCH_POLL_MS", "50".into()),
         ("CHECKOUT_RELAY_MS", "50".into()),
         ("DISPATCH_MIN_ORDERS", "1".into()),
         ("DISPATCH_WINDOW_MS", "50".into()),
@@ -82,7 +81,7 @@ async fn an_order_goes_from_checkout_to_the_door_through_qc_serve_all() {
     ];
     let qc = tokio::task::block_in_place(|| {
         let qc = Qc::spawn(&["serve", "all"], &store, &env);
-        for port in [8091, 8092, 8094, 8095, 8096, 8097, 8099, 8100] {
+        for port in [8091, 8092, 8094, 8095, 8096, 8097, 8098, 8099, 8100] {
             wait_ready(port + off, Duration::from_secs(60));
         }
         qc
@@ -92,7 +91,20 @@ async fn an_order_goes_from_checkout_to_the_door_through_qc_serve_all() {
         off,
     };
 
-    // The city: a hub, its stock, a promo, a rider on shift.
+    // The city: a catalog, a hub, its stock, a promo, a rider on shift.
+    for (sku, name, price) in [
+        ("milk", "Susu UHT 1 L", 18_500),
+        ("bread", "Roti Tawar", 15_000),
+    ] {
+        let r = p
+            .http
+            .put(p.url(8100, &format!("/products/{sku}")))
+            .json(&json!({"name": name, "price": price}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
     p.ok(
         8092,
         "/admin/hubs",
@@ -130,7 +142,20 @@ async fn an_order_goes_from_checkout_to_the_door_through_qc_serve_all() {
     )
     .await;
 
-    // The shopper checks out.
+    // The shopper finds the milk (Search follows Catalog's feed), then checks out.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, b) = p.call(8098, "/search?q=milk&hub_id=jkt-01", None).await;
+        if b["data"]["products"][0]["sku"] == "milk" {
+            assert_eq!(b["data"]["products"][0]["stock_qty"], 20, "{b}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "search never found the milk: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let r = p
         .http
         .post(p.url(8094, "/api/v1/checkout"))

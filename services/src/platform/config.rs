@@ -13,6 +13,7 @@ pub enum ServiceId {
     Promo,
     Checkout,
     Catalog,
+    Search,
 }
 
 impl ServiceId {
@@ -26,6 +27,7 @@ impl ServiceId {
         ServiceId::Promo,
         ServiceId::Checkout,
         ServiceId::Catalog,
+        ServiceId::Search,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +40,7 @@ impl ServiceId {
             ServiceId::Promo => "promo",
             ServiceId::Checkout => "checkout",
             ServiceId::Catalog => "catalog",
+            ServiceId::Search => "search",
         }
     }
     pub fn default_port(self) -> u16 {
@@ -50,6 +53,7 @@ impl ServiceId {
             ServiceId::Promo => 8095,
             ServiceId::Checkout => 8094,
             ServiceId::Catalog => 8100,
+            ServiceId::Search => 8098,
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -27,6 +27,9 @@ pub struct ServiceCtx {
     pub id: ServiceId,
     pub metrics: Metrics,
     pub started: AtomicBool,
+    /// A service that must build something before it can answer (Search's first index) holds
+    /// `/ready` at 503 while this is set.
+    pub warming: AtomicBool,
     pub shutdown: Shutdown,
     pub redis: Option<ConnectionManager>,
     pub postgres: Option<PgPool>,
@@ -45,6 +48,7 @@ impl ServiceCtx {
             id,
             metrics: Metrics::new(id.name()),
             started: AtomicBool::new(false),
+            warming: AtomicBool::new(false),
             shutdown,
             redis,
             postgres,
@@ -100,6 +104,8 @@ async fn ready(State(ctx): State<Arc<ServiceCtx>>) -> Response {
         Some("shutting down")
     } else if !ctx.started.load(Ordering::SeqCst) {
         Some("starting")
+    } else if ctx.warming.load(Ordering::SeqCst) {
+        Some("building its index")
     } else {
         None
     };

@@ -107,12 +107,13 @@ pub fn get(port: u16, path: &str) -> Option<String> {
 pub fn wait_ready(port: u16, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        if get(port, "/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        let r = get(port, "/ready");
+        if r.as_deref().is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "port {port} not ready within {within:?}"
+            "port {port} not ready within {within:?}: {r:?}"
         );
         std::thread::sleep(Duration::from_millis(25));
     }
