@@ -4,23 +4,25 @@
 //! desc, then text. Updates count entries up and down and drop them at zero, so a renamed or
 //! deactivated product stops being suggested.
 //!
-//! Entries live in a sorted map (a prefix is one range); the top answers of every one- and
-//! two-character prefix — the ranges that are large — are kept ready and refreshed after a
+//! Entries live in a sorted map (a prefix is one range); the top answers of every prefix of up
+//! to four characters — the ranges that are large — are kept ready and refreshed after a
 //! change, so no lookup walks much of the map.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::text::fold;
 
 /// Answers kept ready per short prefix (the API's largest `limit`).
 const READY: usize = 50;
-/// Prefixes up to this many characters have their answers kept ready.
-const SHORT: usize = 2;
+/// Prefixes up to this many characters have their answers kept ready (longer ones cover few
+/// entries).
+const SHORT: usize = 4;
 
 #[derive(Debug, Default, Clone)]
 pub struct Autocomplete {
     counts: BTreeMap<String, u32>,
-    ready: HashMap<String, Vec<(String, u32)>>,
+    ready: HashMap<String, Vec<(Arc<str>, u32)>>,
     stale: bool,
 }
 
@@ -75,19 +77,25 @@ impl Autocomplete {
         if !self.stale {
             return;
         }
-        let mut by_prefix: HashMap<String, Vec<(String, u32)>> = HashMap::new();
+        let mut by_prefix: HashMap<String, Vec<(Arc<str>, u32)>> = HashMap::new();
         for (text, n) in &self.counts {
+            let shared: Arc<str> = Arc::from(text.as_str());
             for (i, c) in text.char_indices().take(SHORT) {
                 let p = &text[..i + c.len_utf8()];
                 by_prefix
                     .entry(p.to_string())
                     .or_default()
-                    .push((text.clone(), *n));
+                    .push((shared.clone(), *n));
             }
         }
         self.ready = by_prefix
             .into_iter()
-            .map(|(p, v)| (p, top(v.into_iter(), READY)))
+            .map(|(p, mut v)| {
+                v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                v.truncate(READY);
+                v.shrink_to_fit();
+                (p, v)
+            })
             .collect();
         self.stale = false;
     }
@@ -102,17 +110,32 @@ impl Autocomplete {
             return Vec::new();
         }
         if !self.stale && p.chars().count() <= SHORT {
-            let mut v = self.ready.get(&p).cloned().unwrap_or_default();
-            v.truncate(limit);
-            return v;
+            return self
+                .ready
+                .get(&p)
+                .map(|v| {
+                    v.iter()
+                        .take(limit)
+                        .map(|(t, n)| (t.to_string(), *n))
+                        .collect()
+                })
+                .unwrap_or_default();
         }
-        top(
-            self.counts
-                .range(p.clone()..)
-                .take_while(|(t, _)| t.starts_with(&p))
-                .map(|(t, n)| (t.clone(), *n)),
-            limit,
-        )
+        // A longer prefix covers fewer entries: one pass keeping the best `limit`, by
+        // reference, cloning only the answers.
+        let mut best: Vec<(&str, u32)> = Vec::with_capacity(limit + 1);
+        for (t, n) in self.counts.range(p.clone()..) {
+            if !t.starts_with(&p) {
+                break;
+            }
+            if best.len() == limit && best[limit - 1].1 >= *n {
+                continue;
+            }
+            let at = best.partition_point(|(bt, bn)| *bn > *n || (*bn == *n && *bt < t.as_str()));
+            best.insert(at, (t, *n));
+            best.truncate(limit);
+        }
+        best.into_iter().map(|(t, n)| (t.to_string(), n)).collect()
     }
 
     pub fn len(&self) -> usize {

@@ -13,7 +13,7 @@ use qc_catalog::{effective_price, Change, HubPrice};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, FAST, STORED, TEXT};
-use tantivy::{doc, DocAddress, Searcher, Term};
+use tantivy::{doc, Searcher, Term};
 
 use crate::rank::{page, rank, Candidate, Sort, Weights};
 use crate::text::{alternatives, auto_distance, fold, query_terms, terms};
@@ -241,23 +241,26 @@ impl Index {
                 &(TopDocs::with_limit(MAX_CANDIDATES).order_by_score(), Count),
             )
             .map_err(err)?;
+        // One column reader per segment, not per hit.
+        let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
-            out.push((self.ix(addr)?, f64::from(score)));
+            let col = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    self.searcher
+                        .segment_reader(addr.segment_ord)
+                        .fast_fields()
+                        .u64("ix")
+                        .map_err(err)?,
+                ),
+            };
+            let ix = col
+                .first(addr.doc_id)
+                .ok_or_else(|| "a document without its index".to_string())?;
+            out.push((ix as usize, f64::from(score)));
         }
         Ok(out)
-    }
-
-    fn ix(&self, addr: DocAddress) -> Result<usize, String> {
-        let col = self
-            .searcher
-            .segment_reader(addr.segment_ord)
-            .fast_fields()
-            .u64("ix")
-            .map_err(err)?;
-        col.first(addr.doc_id)
-            .map(|v| v as usize)
-            .ok_or_else(|| "a document without its index".to_string())
     }
 
     fn keep(&self, i: usize, req: &Request, now_ms: i64) -> bool {

@@ -14,10 +14,31 @@ use qc_search::index::{qty_of, Doc, Index, Request};
 use qc_search::rank::{Sort, Weights};
 
 const QUERIES: &[&str] = &[
-    "susu", "milk", "susu uht 1l", "milk 1 liter", "telur ayam", "eggs", "tel", "indomei goreng",
-    "chiken", "beras 5kg", "minyak goreng 2l", "kopi", "coffee arabica", "teh melati",
-    "sabun mandi", "shampoo", "popok bayi", "keripik kentang", "chocolate bar", "qwxzyv",
-    "air mineral 1500ml", "roti tawar", "daging sapi giling", "udang", "mangga",
+    "susu",
+    "milk",
+    "susu uht 1l",
+    "milk 1 liter",
+    "telur ayam",
+    "eggs",
+    "tel",
+    "indomei goreng",
+    "chiken",
+    "beras 5kg",
+    "minyak goreng 2l",
+    "kopi",
+    "coffee arabica",
+    "teh melati",
+    "sabun mandi",
+    "shampoo",
+    "popok bayi",
+    "keripik kentang",
+    "chocolate bar",
+    "qwxzyv",
+    "air mineral 1500ml",
+    "roti tawar",
+    "daging sapi giling",
+    "udang",
+    "mangga",
 ];
 
 fn rss_mb() -> f64 {
@@ -107,7 +128,9 @@ fn main() {
         h.max()
     );
     let mut a = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-    let prefixes = ["s", "su", "sus", "susu", "ultra", "indomi", "k", "ko", "te", "tel", "b", "be"];
+    let prefixes = [
+        "s", "su", "sus", "susu", "ultra", "indomi", "k", "ko", "te", "tel", "b", "be",
+    ];
     for _ in 0..rounds * 10 {
         for p in prefixes {
             let t = Instant::now();
