@@ -40,13 +40,6 @@ pub fn entries(name: &str, brand: &str, tags: &[String]) -> Vec<String> {
     out
 }
 
-fn top(range: impl Iterator<Item = (String, u32)>, k: usize) -> Vec<(String, u32)> {
-    let mut all: Vec<(String, u32)> = range.collect();
-    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    all.truncate(k);
-    all
-}
-
 impl Autocomplete {
     pub fn new() -> Self {
         Self::default()
@@ -150,6 +143,15 @@ impl Autocomplete {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The best `k` of a range by a full sort (what the ready lists and the one-pass scan
+    /// must agree with).
+    fn top(range: impl Iterator<Item = (String, u32)>, k: usize) -> Vec<(String, u32)> {
+        let mut all: Vec<(String, u32)> = range.collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(k);
+        all
+    }
 
     fn ac(products: &[(&str, &str, &[&str])]) -> Autocomplete {
         let mut a = Autocomplete::new();
