@@ -57,6 +57,23 @@ impl Doc {
         }
     }
 
+    /// A product as a catalog write has it (no hub prices yet).
+    pub fn from_input(p: qc_catalog::ProductInput) -> Self {
+        Self {
+            sku: p.sku,
+            name: p.name,
+            description: p.description,
+            category: p.category,
+            brand: p.brand,
+            price: p.price,
+            margin_pct: p.margin_pct,
+            popularity: p.popularity_score,
+            tags: p.tags,
+            image_url: p.image_url,
+            hub_prices: Vec::new(),
+        }
+    }
+
     /// The price at `hub` (the base without one) at `now_ms`.
     pub fn price_at(&self, hub: Option<&str>, now_ms: i64) -> i64 {
         match hub {

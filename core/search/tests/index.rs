@@ -12,22 +12,7 @@ const NOW: i64 = 1_800_000_000_000;
 fn index() -> Index {
     let docs = catalog(3000, 7)
         .iter()
-        .map(|g| {
-            let p = g.input();
-            Doc {
-                sku: p.sku,
-                name: p.name,
-                description: p.description,
-                category: p.category,
-                brand: p.brand,
-                price: p.price,
-                margin_pct: p.margin_pct,
-                popularity: p.popularity_score,
-                tags: p.tags,
-                image_url: p.image_url,
-                hub_prices: Vec::new(),
-            }
-        })
+        .map(|g| Doc::from_input(g.input()))
         .collect();
     Index::build(docs).unwrap()
 }

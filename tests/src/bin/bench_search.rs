@@ -59,22 +59,7 @@ fn main() {
     let before = rss_mb();
     let docs: Vec<Doc> = catalog(n, 7)
         .iter()
-        .map(|g| {
-            let p = g.input();
-            Doc {
-                sku: p.sku,
-                name: p.name,
-                description: p.description,
-                category: p.category,
-                brand: p.brand,
-                price: p.price,
-                margin_pct: p.margin_pct,
-                popularity: p.popularity_score,
-                tags: p.tags,
-                image_url: p.image_url,
-                hub_prices: Vec::new(),
-            }
-        })
+        .map(|g| Doc::from_input(g.input()))
         .collect();
     let t = Instant::now();
     let mut ac = Autocomplete::new();
