@@ -675,7 +675,6 @@ pub fn catalog(n: usize, seed: u64) -> Vec<Generated> {
         if !v_en.is_empty() {
             tags.push(v_en.to_string());
         }
-        tags.push(a.english.to_lowercase());
         tags.dedup();
         let sku = format!("{}-{:06}", k.id, i);
         out.push(Generated {
