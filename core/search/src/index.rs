@@ -104,6 +104,22 @@ pub struct Request {
     pub page_size: i64,
 }
 
+impl Request {
+    /// Query `q` with 08 §2's defaults: no hub, no filters, relevance, page 1 of 20.
+    pub fn new(q: &str) -> Self {
+        Self {
+            q: q.to_string(),
+            hub: None,
+            category: None,
+            min_price: None,
+            max_price: None,
+            sort: Sort::Relevance,
+            page: 1,
+            page_size: 20,
+        }
+    }
+}
+
 /// The matches of a search before stock: documents with their raw relevance, and the tier.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidates {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use qc_catalog::generate::catalog;
 use qc_search::autocomplete::{entries, Autocomplete};
 use qc_search::index::{qty_of, Doc, Index, Request};
-use qc_search::rank::{Sort, Weights};
+use qc_search::rank::Weights;
 
 const QUERIES: &[&str] = &[
     "susu",
@@ -88,14 +88,8 @@ fn main() {
     for _ in 0..rounds {
         for q in QUERIES {
             let req = Request {
-                q: q.to_string(),
                 hub: Some("jkt-01".into()),
-                category: None,
-                min_price: None,
-                max_price: None,
-                sort: Sort::Relevance,
-                page: 1,
-                page_size: 20,
+                ..Request::new(q)
             };
             let t = Instant::now();
             let c = ix.candidates(&req, 0).expect("search");
