@@ -20,6 +20,7 @@ pub fn build_html(events: &DataFrame, s: &Summary) -> Result<String, ReportError
         ("ETA accuracy", eta(s)?),
         ("GPS tracking", gps(s)?),
         ("Promotions", promo(s)),
+        ("Search", search(s)),
         ("Hubs", hubs(s)),
         ("Inventory", inventory(s)?),
         ("Invariants", invariants(s)),
@@ -353,6 +354,59 @@ fn eta(s: &Summary) -> Result<String, ReportError> {
            the hub's historical mean.</p>"
         + &figure(calibration)
         + &figure(error_svg))
+}
+
+fn search(s: &Summary) -> String {
+    let se = &s.search;
+    if se.all.searches == 0 {
+        return "<p class=\"note\">Nobody searched in this run (<code>search.share = 0</code>).</p>"
+            .into();
+    }
+    let pct = |v: f64| format!("{:.1}%", v * 100.0);
+    let row = |kind: &str, r: &crate::summary::SearchRow| {
+        vec![
+            esc(kind),
+            c(r.searches),
+            pct(r.zero_result_rate),
+            pct(r.top1_rate),
+            pct(r.top3_rate),
+            pct(r.first_page_rate),
+            format!("{:.3}", r.mrr),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = se.by_kind.iter().map(|(k, r)| row(k, r)).collect();
+    rows.push(row("all", &se.all));
+    let quality = table(
+        &[
+            "query",
+            "searches",
+            "zero results",
+            "wanted item first",
+            "in the top 3",
+            "on the first page",
+            "mean reciprocal rank",
+        ],
+        rows,
+    );
+    let outcome = table(
+        &[
+            "shoppers who searched",
+            "items substituted",
+            "items dropped",
+            "left with nothing",
+        ],
+        vec![vec![
+            c(se.shoppers),
+            c(se.substituted),
+            c(se.dropped),
+            c(se.shoppers_left),
+        ]],
+    );
+    format!(
+        "<p>Shoppers type what they want (its Indonesian name, its English words, the name \
+         half typed, or with a typo) and the search core answers with the hub's stock; the rank \
+         is where the product they wanted came.</p>{quality}{outcome}"
+    )
 }
 
 fn promo(s: &Summary) -> String {

@@ -26,6 +26,9 @@ pub struct Summary {
     /// Every paying shopper through the checkout saga (issue #13).
     #[serde(default)]
     pub checkout: CheckoutInfo,
+    /// Shoppers searching through the search core (issue #14); all zero when nobody searches.
+    #[serde(default)]
+    pub search: SearchInfo,
     pub slo: Vec<SloRow>,
     pub invariants: Invariants,
     /// Store-operation latency (live backend only; empty in memory).
@@ -329,6 +332,69 @@ pub struct CheckoutInfo {
     /// order nor a refund, and confirmed orders without their `dispatch_queue` row. Both 0.
     pub charges_without_order: u64,
     pub confirmed_without_dispatch_row: u64,
+}
+
+/// How searches went for one kind of query (or all of them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchRow {
+    pub searches: u64,
+    /// Searches that matched nothing (08's last tier: popular products instead).
+    pub zero_results: u64,
+    /// Where the wanted product came: first, in the top three, on the first page.
+    pub top1: u64,
+    pub top3: u64,
+    pub first_page: u64,
+    /// Sum of 1/rank of the wanted product (0 when it is not on the first page).
+    pub reciprocal_rank_sum: f64,
+    /// The counts over `searches`; `mrr` is the mean reciprocal rank.
+    pub zero_result_rate: f64,
+    pub top1_rate: f64,
+    pub top3_rate: f64,
+    pub first_page_rate: f64,
+    pub mrr: f64,
+}
+
+impl SearchRow {
+    /// Counts one search: whether it matched anything and the wanted product's rank on the
+    /// first page (1-based).
+    pub fn count(&mut self, matched: bool, rank: Option<usize>) {
+        self.searches += 1;
+        self.zero_results += u64::from(!matched);
+        if let Some(r) = rank {
+            self.top1 += u64::from(r == 1);
+            self.top3 += u64::from(r <= 3);
+            self.first_page += 1;
+            self.reciprocal_rank_sum += 1.0 / r as f64;
+        }
+    }
+
+    /// Fills the rates from the counts.
+    pub fn finish(&mut self) {
+        let n = self.searches.max(1) as f64;
+        let r = |x: f64| (x / n * 10_000.0).round() / 10_000.0;
+        self.zero_result_rate = r(self.zero_results as f64);
+        self.top1_rate = r(self.top1 as f64);
+        self.top3_rate = r(self.top3 as f64);
+        self.first_page_rate = r(self.first_page as f64);
+        self.mrr = r(self.reciprocal_rank_sum);
+        self.reciprocal_rank_sum = (self.reciprocal_rank_sum * 1e6).round() / 1e6;
+    }
+}
+
+/// The `search` section of `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchInfo {
+    /// Shoppers who searched for their basket.
+    pub shoppers: u64,
+    pub all: SearchRow,
+    /// By query kind: `exact`, `english`, `prefix`, `typo`.
+    pub by_kind: BTreeMap<String, SearchRow>,
+    /// Items taken from a search that did not show the wanted product on the first page (the
+    /// first in-stock result instead), items dropped (nothing matched or nothing in stock), and
+    /// shoppers who left with an empty basket (no order).
+    pub substituted: u64,
+    pub dropped: u64,
+    pub shoppers_left: u64,
 }
 
 /// The `promo` section of `summary.json`.

@@ -16,6 +16,7 @@ pub mod promo;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod search;
 pub mod summary;
 pub mod sweep;
 pub mod world;

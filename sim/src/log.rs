@@ -26,6 +26,7 @@ pub enum Kind {
     Delivered,
     DispatchFailed,
     RiderSample,
+    NothingFound,
 }
 
 impl Kind {
@@ -46,6 +47,7 @@ impl Kind {
             Kind::Delivered => "delivered",
             Kind::DispatchFailed => "dispatch_failed",
             Kind::RiderSample => "rider_sample",
+            Kind::NothingFound => "nothing_found",
         }
     }
 }
@@ -68,6 +70,7 @@ pub mod kind {
     pub const DELIVERED: Kind = Kind::Delivered;
     pub const DISPATCH_FAILED: Kind = Kind::DispatchFailed;
     pub const RIDER_SAMPLE: Kind = Kind::RiderSample;
+    pub const NOTHING_FOUND: Kind = Kind::NothingFound;
 }
 
 /// Columns: `t_ms`, `kind`, `order_id` (-1 if none), `hub` ("" if none), `sku` ("" if none),

@@ -646,6 +646,11 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
             }
         },
         checkout,
+        search: world
+            .search
+            .as_ref()
+            .map(crate::search::SearchTwin::summarise)
+            .unwrap_or_default(),
         hubs,
         skus: sku_rows(&world.orders, &sku_names, 50),
         slo,

@@ -39,6 +39,43 @@ pub struct Scenario {
     pub promo: Promo,
     #[serde(default)]
     pub checkout: CheckoutSection,
+    #[serde(default)]
+    pub search: SearchSection,
+}
+
+/// Shoppers who search (issue #14): for every item of their basket they type a query about the
+/// product they want, through the production search core (index over the twin's catalog, stock
+/// from the twin's inventory store), and take it if the first page shows it in stock; otherwise
+/// the first result in stock (a substitute), or nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSection {
+    /// Share of shoppers who search (0: nobody; baskets are filled by browsing).
+    pub share: f64,
+    /// The query mix (weights, need not sum to 1): the product's Indonesian name, its English
+    /// words, the name cut short as typed so far, the name with a one-letter typo.
+    pub exact: f64,
+    pub english: f64,
+    pub prefix: f64,
+    pub typo: f64,
+    /// Share of exact and English queries that add the size as shoppers write it ("1l", "250ml").
+    pub with_size: f64,
+    /// Results on the first page, the ones a shopper looks through.
+    pub page_size: u32,
+}
+
+impl Default for SearchSection {
+    fn default() -> Self {
+        Self {
+            share: 0.0,
+            exact: 0.4,
+            english: 0.2,
+            prefix: 0.2,
+            typo: 0.2,
+            with_size: 0.3,
+            page_size: 20,
+        }
+    }
 }
 
 /// How shoppers meet Checkout (issue #13): every paying shopper's order runs the production
@@ -1281,6 +1318,26 @@ impl Scenario {
         }
         if !(co.relay_every_s.is_finite() && co.relay_every_s > 0.0) {
             err("checkout.relay_every_s", "must be positive".into());
+        }
+        let se = &self.search;
+        for (key, v) in [
+            ("search.share", se.share),
+            ("search.with_size", se.with_size),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                err(key, "must be within [0, 1]".into());
+            }
+        }
+        let mix = [se.exact, se.english, se.prefix, se.typo];
+        if mix.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || mix.iter().sum::<f64>() <= 0.0 {
+            err(
+                "search.exact",
+                "the query mix (exact, english, prefix, typo) needs non-negative weights, not all 0"
+                    .into(),
+            );
+        }
+        if !(1..=100).contains(&se.page_size) {
+            err("search.page_size", "must be within [1, 100]".into());
         }
         let pr = &self.promo;
         for (key, v) in [

@@ -244,6 +244,8 @@ pub struct World<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> {
     pub promo: Option<crate::promo::PromoTwin>,
     /// Checkout's production parts (`checkout`): every paying shopper goes through them.
     pub checkout: crate::checkout::CheckoutTwin<'a, S>,
+    /// Shoppers who search for their basket through the search core (`search`).
+    pub search: Option<crate::search::SearchTwin>,
     /// Checkout bodies of shoppers who will retry after a 503, by order.
     retry_bodies: BTreeMap<usize, serde_json::Value>,
     relay_pending: bool,
@@ -283,7 +285,12 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
                 last_change: 0,
             })
             .collect();
-        let width = sc.catalog.skus.to_string().len();
+        // The twin's catalog: the generated assortment, sku k at Zipf rank k.
+        let catalog = qc_catalog::generate::assortment(sc.catalog.skus as usize, seed);
+        let sku_names: Vec<String> = catalog.iter().map(|g| g.sku.clone()).collect();
+        let prices: Vec<i64> = (0..sku_names.len())
+            .map(|i| crate::promo::PromoTwin::price(i, sc.catalog.price_min, sc.catalog.price_max))
+            .collect();
         let fleet = Fleet::new(sc, dispatch);
         let promo = sc
             .promo
@@ -291,19 +298,13 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             .then(|| crate::promo::PromoTwin::new(&sc.promo, &streams, 0));
         let mut checkout = crate::checkout::CheckoutTwin::new(
             store,
-            crate::checkout::price_list(
-                &(0..sc.catalog.skus)
-                    .map(|i| format!("sku-{i:0width$}"))
-                    .collect::<Vec<_>>(),
-                |i| crate::promo::PromoTwin::price(i, sc.catalog.price_min, sc.catalog.price_max),
-            ),
+            crate::checkout::price_list(&sku_names, |i| prices[i]),
             sc.demand.hold_ttl_s,
         );
         checkout.saga.promos =
             crate::promo::TwinPromos::new(promo.as_ref().map(crate::promo::PromoTwin::core));
-        let sku_names: Vec<String> = (0..sc.catalog.skus)
-            .map(|i| format!("sku-{i:0width$}"))
-            .collect();
+        let search = (sc.search.share > 0.0)
+            .then(|| crate::search::SearchTwin::new(&sc.search, &catalog, &prices, &streams));
         let gps = (sc.gps.enabled && sc.dispatch.enabled)
             .then(|| crate::gps::GpsTwin::new(&sc.gps, &streams, fleet.riders.len()));
         Self {
@@ -330,6 +331,7 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             gps,
             promo,
             checkout,
+            search,
             retry_bodies: BTreeMap::new(),
             relay_pending: false,
             last_pick_done: 0,
@@ -610,7 +612,20 @@ impl<'a, S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec> World<'a, S, R, E
             self.log.push(t, kind::UNSERVICEABLE, None, "", "", 0, 0);
             return Ok(());
         };
-        let lines = self.sample_basket();
+        let mut lines = self.sample_basket();
+        let searching = self.search.as_mut().is_some_and(|s| s.searches());
+        if let Some(search) = self.search.as_mut().filter(|_| searching) {
+            let hub = &self.hubs[h.0].id;
+            let now = self.epoch_ms + t;
+            lines = search
+                .shop(&mut self.exec, self.store, hub, lines, now)
+                .map_err(SimError::Unexpected)?;
+            if lines.is_empty() {
+                self.log
+                    .push(t, kind::NOTHING_FOUND, None, hub.as_str(), "", 0, 0);
+                return Ok(());
+            }
+        }
         let mut order = Order {
             id,
             hub: h,

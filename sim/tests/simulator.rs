@@ -742,3 +742,59 @@ fn promos_in_the_twin_never_overspend_and_catch_rings_not_households() {
     assert!(p.rings_caught_share >= 0.9, "{p:?}");
     assert!(p.honest_flagged_share <= 0.02, "{p:?}");
 }
+
+#[test]
+fn shoppers_who_search_find_what_they_want_and_substitute_what_is_out_of_stock() {
+    // A thousand products (many sizes and variants of each kind), everyone searching.
+    let sc = Scenario::load(
+        &scenario_path("smoke.toml"),
+        &["catalog.skus=1000".into(), "search.share=1".into()],
+    )
+    .unwrap();
+    let s = run(&sc, &RunOptions::default()).unwrap().summary.search;
+    for (kind, r) in s.by_kind.iter().chain([(&"all".to_string(), &s.all)]) {
+        println!(
+            "search {kind}: {} searches, zero results {:.1}%, first {:.1}%, top 3 {:.1}%, first page {:.1}%, MRR {:.3}",
+            r.searches,
+            r.zero_result_rate * 100.0,
+            r.top1_rate * 100.0,
+            r.top3_rate * 100.0,
+            r.first_page_rate * 100.0,
+            r.mrr
+        );
+    }
+    assert_eq!(
+        s.by_kind.keys().collect::<Vec<_>>(),
+        ["english", "exact", "prefix", "typo"]
+    );
+    assert_eq!(
+        s.all.searches,
+        s.by_kind.values().map(|r| r.searches).sum::<u64>()
+    );
+    assert!(s.all.searches >= 150, "{s:?}");
+    // What the judged queries promise, seen from the shoppers' side.
+    assert_eq!(s.all.zero_results, 0, "{s:?}");
+    assert!(s.all.first_page_rate >= 0.95, "{s:?}");
+    for (kind, r) in &s.by_kind {
+        assert!(r.top3_rate >= 0.7, "{kind}: {r:?}");
+    }
+
+    // Stock so thin that shoppers see products out of stock and take another.
+    let thin = Scenario::load(
+        &scenario_path("smoke.toml"),
+        &[
+            "catalog.skus=1000".into(),
+            "search.share=1".into(),
+            "catalog.initial_stock=1".into(),
+            "catalog.min_stock=0".into(),
+            "catalog.restock_every=\"0s\"".into(),
+        ],
+    )
+    .unwrap();
+    let t = run(&thin, &RunOptions::default()).unwrap().summary;
+    println!(
+        "thin stock: {} substituted, {} dropped, {} left with nothing, {} stockouts",
+        t.search.substituted, t.search.dropped, t.search.shoppers_left, t.orders.cancelled_stockout
+    );
+    assert!(t.search.substituted > 0, "{:?}", t.search);
+}

@@ -695,6 +695,33 @@ pub fn catalog(n: usize, seed: u64) -> Vec<Generated> {
     out
 }
 
+/// The number of distinct products before [`catalog`] repeats them as packs.
+pub fn distinct() -> usize {
+    AISLES
+        .iter()
+        .flat_map(|a| a.kinds)
+        .map(|k| k.brands.len() * k.variants.len() * k.sizes.len())
+        .sum()
+}
+
+/// A dark store's assortment of `n` products: spread evenly over every aisle, kind and brand
+/// (where [`catalog`] lists kind after kind), in an order of appeal shuffled by `seed`, each
+/// product's `popularity_score` set from its place in that order (the first sells most). The
+/// twin's shoppers want product `k` with the scenario's Zipf weight of rank `k`.
+pub fn assortment(n: usize, seed: u64) -> Vec<Generated> {
+    let all = catalog(n.max(distinct()), seed);
+    let mut picked: Vec<Generated> = (0..n).map(|i| all[i * all.len() / n].clone()).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_a550);
+    for i in (1..picked.len()).rev() {
+        picked.swap(i, rng.random_range(0..=i));
+    }
+    for (rank, g) in picked.iter_mut().enumerate() {
+        let popularity = 1.0 / (1.0 + rank as f64 / 40.0);
+        g.body["popularity_score"] = json!((popularity * 1000.0).round() / 1000.0);
+    }
+    picked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,5 +748,25 @@ mod tests {
         for p in a.iter().map(Generated::input) {
             assert!(p.price > 0 && p.price % 100 == 0, "{} {}", p.name, p.price);
         }
+    }
+
+    #[test]
+    fn an_assortment_spans_the_aisles_in_a_shuffled_order_of_appeal() {
+        let a = assortment(60, 3);
+        assert_eq!(a, assortment(60, 3));
+        let aisles: std::collections::BTreeSet<String> =
+            a.iter().map(|g| g.input().category).collect();
+        assert_eq!(aisles.len(), super::aisles().len(), "{aisles:?}");
+        let pop: Vec<f64> = a.iter().map(|g| g.input().popularity_score).collect();
+        assert!(pop.windows(2).all(|w| w[0] >= w[1]), "{pop:?}");
+        // Not the catalog's aisle order: the first ten are not all one aisle.
+        let first: std::collections::BTreeSet<String> =
+            a[..10].iter().map(|g| g.input().category).collect();
+        assert!(first.len() > 2, "{first:?}");
+        let mut skus: Vec<&str> = a.iter().map(|g| g.sku.as_str()).collect();
+        skus.sort_unstable();
+        skus.dedup();
+        assert_eq!(skus.len(), 60);
+        assert_eq!(assortment(distinct() + 5, 3).len(), distinct() + 5);
     }
 }

@@ -216,6 +216,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_synonym_table_is_the_one_in_the_code() {
+        let doc = include_str!("../../../docs/search-language.md");
+        let rows: Vec<&str> = doc
+            .lines()
+            .skip_while(|l| *l != "| group |")
+            .skip(2)
+            .take_while(|l| l.starts_with("| "))
+            .collect();
+        let code: Vec<String> = SYNONYMS
+            .iter()
+            .map(|g| format!("| {} |", g.join(", ")))
+            .collect();
+        assert_eq!(
+            rows, code,
+            "docs/search-language.md lists the synonym groups as the code has them"
+        );
+        for (u, _, _) in UNITS {
+            assert!(doc.contains(&format!("`{u}`")), "unit {u} is documented");
+        }
+    }
+
+    #[test]
     fn case_diacritics_and_width_fold() {
         assert_eq!(terms("Crème BRÛLÉE"), ["creme", "brulee"]);
         assert_eq!(terms("ＵＨＴ　Susu"), ["uht", "susu"]);

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use qc_inventory::{HubId, Sku, StockStore};
+use qc_inventory::HubId;
 use qc_search::index::Request;
 use qc_search::rank::Sort;
 use serde_json::{json, Value};
@@ -82,33 +82,13 @@ pub async fn search(State(app): AppState, q: Params) -> Result<Response, ApiErro
     };
     let snap = app.current().ok_or_else(not_ready)?;
     let now = app.clock.now_ms();
-    let c = snap.index.candidates(&req, now).map_err(|e| {
-        tracing::warn!(error = %e, "search failed");
-        ApiError::unavailable("search failed")
-    })?;
-    let mut degraded = false;
-    let qty = match &hub {
-        None => None,
-        Some(h) => {
-            let skus: Vec<Sku> = snap
-                .index
-                .skus(&c)
-                .into_iter()
-                .filter_map(|s| Sku::parse(s).ok())
-                .collect();
-            match app.stock.available(h, &skus).await {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::warn!(error = %e, "search without stock");
-                    degraded = true;
-                    None
-                }
-            }
-        }
-    };
-    let res = snap
-        .index
-        .finish(&c, qty.as_deref(), &req, &app.settings.weights, now);
+    let found = qc_search::app::search(&snap.index, &req, &app.stock, &app.settings.weights, now)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "search failed");
+            ApiError::unavailable("search failed")
+        })?;
+    let res = found.results;
     let products: Vec<Value> = res
         .hits
         .iter()
@@ -123,7 +103,7 @@ pub async fn search(State(app): AppState, q: Params) -> Result<Response, ApiErro
     let body = json!({"products": products, "total": res.total, "page": res.page,
         "page_size": res.page_size, "query": text, "tier": res.tier});
     let mut r = data(StatusCode::OK, body);
-    if degraded {
+    if found.stock_degraded {
         r.headers_mut()
             .insert("x-search-degraded", HeaderValue::from_static("stock"));
     }

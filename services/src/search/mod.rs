@@ -9,7 +9,6 @@
 
 mod handlers;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -23,8 +22,8 @@ use qc_inventory::RedisStore;
 use qc_kit::config::{ConfigError, EnvReader, EnvSource};
 use qc_kit::redis_kit::KeyPrefix;
 use qc_kit::SharedClock;
-use qc_search::autocomplete::{entries, Autocomplete};
-use qc_search::index::{Doc, Index};
+use qc_search::app::{Followed, Snapshot};
+use qc_search::index::Doc;
 use qc_search::rank::Weights;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -81,22 +80,6 @@ impl SearchSettings {
             rebuild_s: r.number("SEARCH_REBUILD_S", 300, 1, 86_400),
         }
     }
-}
-
-/// Every product the feed has shown (active or not) and the last seq read.
-#[derive(Debug, Clone, Default)]
-struct Followed {
-    docs: BTreeMap<String, Doc>,
-    active: BTreeMap<String, bool>,
-    seq: i64,
-}
-
-/// What a search reads: the index and the autocomplete of one build.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub index: Index,
-    pub autocomplete: Autocomplete,
-    pub seq: i64,
 }
 
 #[derive(Debug)]
@@ -200,7 +183,10 @@ impl SearchApp {
         let from = if full {
             0
         } else {
-            self.products.lock().unwrap_or_else(|p| p.into_inner()).seq
+            self.products
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .seq()
         };
         // Read the feed first; the product map is touched only when something changed.
         let mut changes: Vec<Value> = Vec::new();
@@ -217,36 +203,16 @@ impl SearchApp {
         if read == 0 && self.current().is_some() && !full {
             return Ok(0);
         }
-        let mut f = self.products.lock().unwrap_or_else(|p| p.into_inner());
-        if full {
-            *f = Followed::default();
-        }
-        for it in &changes {
-            if let Some((d, on)) = doc_of(it) {
-                f.active.insert(d.sku.clone(), on);
-                f.docs.insert(d.sku.clone(), d);
+        let (live, seq) = {
+            let mut f = self.products.lock().unwrap_or_else(|p| p.into_inner());
+            if full {
+                *f = Followed::default();
             }
-        }
-        f.seq = f.seq.max(seq);
-        let Followed { docs, active, seq } = &*f;
-        let seq = *seq;
-        let live: Vec<Doc> = docs
-            .values()
-            .filter(|d| active.get(&d.sku).copied().unwrap_or(false))
-            .cloned()
-            .collect();
-        let mut ac = Autocomplete::new();
-        for d in &live {
-            ac.add(&entries(&d.name, &d.brand, &d.tags));
-        }
-        ac.refresh();
-        drop(f);
-        let index = tokio::task::block_in_place(|| Index::build(live))?;
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Snapshot {
-            index,
-            autocomplete: ac,
-            seq,
-        }));
+            f.apply(changes.iter().filter_map(doc_of), seq);
+            (f.live(), f.seq())
+        };
+        let snap = tokio::task::block_in_place(|| Snapshot::build(live, seq))?;
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(snap));
         self.ctx.warming.store(false, Ordering::SeqCst);
         Ok(read)
     }
