@@ -251,6 +251,7 @@ impl<'a, S: StockStore> CheckoutTwin<'a, S> {
             conn,
             prefix,
             timeout_ms: 5000,
+            scope: "checkout",
         });
     }
 

@@ -11,7 +11,8 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod flow;
-pub mod idempotency;
+/// Idempotency keys live in `qc_kit` (Flash sale uses them too).
+pub use qc_kit::idempotency;
 pub mod outbox;
 pub mod pg;
 pub mod ports;

@@ -170,6 +170,7 @@ async fn redis_idempotency_conforms() {
         conn: conn.clone(),
         prefix: prefix.clone(),
         timeout_ms: 2000,
+        scope: "checkout",
     })
     .await;
     qc_kit::testing::delete_prefix(&mut conn, &prefix)

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod idempotency;
 pub mod ids;
 pub mod lease;
 pub mod pg;

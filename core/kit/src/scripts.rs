@@ -27,6 +27,15 @@ lua!(PROMO_RESERVE, "promo_reserve.lua");
 lua!(PROMO_RELEASE, "promo_release.lua");
 lua!(CHECKOUT_IDEM_BEGIN, "checkout_idem_begin.lua");
 lua!(CHECKOUT_IDEM_FINISH, "checkout_idem_finish.lua");
+lua!(FLASH_INIT, "flash_init.lua");
+lua!(FLASH_HIT, "flash_hit.lua");
+lua!(FLASH_OBSERVE, "flash_observe.lua");
+lua!(FLASH_SLOT, "flash_slot.lua");
+lua!(FLASH_RESERVE, "flash_reserve.lua");
+lua!(FLASH_QUEUE, "flash_queue.lua");
+lua!(FLASH_ADMIT, "flash_admit.lua");
+lua!(FLASH_CONFIRM, "flash_confirm.lua");
+lua!(FLASH_RELEASE, "flash_release.lua");
 
 /// Every script, with its file name, for preloading and diagnostics.
 pub fn all() -> Vec<(&'static str, &'static Script)> {
@@ -46,6 +55,15 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("promo_release", &*PROMO_RELEASE),
         ("checkout_idem_begin", &*CHECKOUT_IDEM_BEGIN),
         ("checkout_idem_finish", &*CHECKOUT_IDEM_FINISH),
+        ("flash_init", &*FLASH_INIT),
+        ("flash_hit", &*FLASH_HIT),
+        ("flash_observe", &*FLASH_OBSERVE),
+        ("flash_slot", &*FLASH_SLOT),
+        ("flash_reserve", &*FLASH_RESERVE),
+        ("flash_queue", &*FLASH_QUEUE),
+        ("flash_admit", &*FLASH_ADMIT),
+        ("flash_confirm", &*FLASH_CONFIRM),
+        ("flash_release", &*FLASH_RELEASE),
     ]
 }
 

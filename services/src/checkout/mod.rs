@@ -308,6 +308,7 @@ pub async fn build(
             conn: conn.clone(),
             prefix: prefix.clone(),
             timeout_ms: store_cfg.redis_timeout_ms,
+            scope: "checkout",
         },
         settings,
         clock,

@@ -1,15 +1,15 @@
-//! Checkout's idempotency (04 "Idempotency"): per `<user_id>:<Idempotency-Key>`, a stored
-//! terminal outcome (status, body and the request's hash) is replayed — or refused with
-//! `IDEMPOTENCY_KEY_REUSED` for another body — and a 30 s lease (longer than the saga's 20 s
+//! Idempotency keys (00, 04 "Idempotency", 03 script I), for every service that takes them:
+//! per `<user_id>:<key>`, a stored terminal outcome (status, body and the request's hash) is
+//! replayed — or refused for another body — and a 30 s lease (longer than Checkout's 20 s saga
 //! deadline) keeps a second run out while the first is going. Memory and Redis adapters (two
-//! scripts, both keys under the user's hash tag).
+//! scripts, both keys under the user's hash tag; each service has its own key scope).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 
-use qc_kit::redis_kit::{bounded, BackendError, KeyPrefix};
-use qc_kit::scripts::{CHECKOUT_IDEM_BEGIN, CHECKOUT_IDEM_FINISH};
+use crate::redis_kit::{bounded, BackendError, KeyPrefix};
+use crate::scripts::{CHECKOUT_IDEM_BEGIN, CHECKOUT_IDEM_FINISH};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -154,21 +154,23 @@ impl IdempotencyStore for MemoryIdempotency {
     }
 }
 
-/// `checkout:idem:{<user_id>}:result:<key>` and `:lock:<key>`.
+/// `<scope>:idem:{<user_id>}:result:<key>` and `:lock:<key>` (`checkout`, `flash`).
 #[derive(Debug, Clone)]
 pub struct RedisIdempotency {
     pub conn: ConnectionManager,
     pub prefix: KeyPrefix,
     pub timeout_ms: u64,
+    pub scope: &'static str,
 }
 
 impl RedisIdempotency {
     fn keys(&self, user: &str, key: &str) -> (String, String) {
+        let scope = self.scope;
         (
             self.prefix
-                .key(&format!("checkout:idem:{{{user}}}:result:{key}")),
+                .key(&format!("{scope}:idem:{{{user}}}:result:{key}")),
             self.prefix
-                .key(&format!("checkout:idem:{{{user}}}:lock:{key}")),
+                .key(&format!("{scope}:idem:{{{user}}}:lock:{key}")),
         )
     }
 }
@@ -233,7 +235,7 @@ impl IdempotencyStore for RedisIdempotency {
 }
 
 /// The suite both adapters pass.
-#[cfg(any(test, feature = "conformance"))]
+#[cfg(any(test, feature = "testing"))]
 pub async fn idempotency_conforms(s: impl IdempotencyStore) {
     use serde_json::json;
     const T: i64 = 1_800_000_000_000;
