@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod dispatch;
 pub mod eta;
+pub mod flashsale;
 pub mod geo;
 pub mod inventory;
 pub mod platform;
@@ -66,6 +67,11 @@ pub async fn build_service(
         ServiceId::Search => {
             let s = search::SearchSettings::from_env(env).map_err(|e| e.to_string())?;
             let (_, svc) = search::build(cfg, s, Arc::new(WallClock), shutdown).await?;
+            Ok(svc)
+        }
+        ServiceId::FlashSale => {
+            let f = flashsale::FlashSettings::from_env(env, &cfg.env).map_err(|e| e.to_string())?;
+            let (_, svc) = flashsale::build(cfg, f, Arc::new(WallClock), shutdown).await?;
             Ok(svc)
         }
         ServiceId::Promo => {

@@ -14,6 +14,7 @@ pub enum ServiceId {
     Checkout,
     Catalog,
     Search,
+    FlashSale,
 }
 
 impl ServiceId {
@@ -28,6 +29,7 @@ impl ServiceId {
         ServiceId::Checkout,
         ServiceId::Catalog,
         ServiceId::Search,
+        ServiceId::FlashSale,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl ServiceId {
             ServiceId::Checkout => "checkout",
             ServiceId::Catalog => "catalog",
             ServiceId::Search => "search",
+            ServiceId::FlashSale => "flash-sale",
         }
     }
     pub fn default_port(self) -> u16 {
@@ -54,6 +57,7 @@ impl ServiceId {
             ServiceId::Checkout => 8094,
             ServiceId::Catalog => 8100,
             ServiceId::Search => 8098,
+            ServiceId::FlashSale => 8093,
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
