@@ -21,6 +21,7 @@ pub fn build_html(events: &DataFrame, s: &Summary) -> Result<String, ReportError
         ("GPS tracking", gps(s)?),
         ("Promotions", promo(s)),
         ("Search", search(s)),
+        ("Flash sale", flash_sale(s)),
         ("Hubs", hubs(s)),
         ("Inventory", inventory(s)?),
         ("Invariants", invariants(s)),
@@ -354,6 +355,83 @@ fn eta(s: &Summary) -> Result<String, ReportError> {
            the hub's historical mean.</p>"
         + &figure(calibration)
         + &figure(error_svg))
+}
+
+fn flash_sale(s: &Summary) -> String {
+    let f = &s.flash_sale;
+    if f.units == 0 {
+        return "<p class=\"note\">No flash sale in this run (<code>flash_sale.enabled = false</code>).</p>"
+            .into();
+    }
+    let pct = |v: f64| format!("{:.1}%", v * 100.0);
+    let units = table(
+        &[
+            "units",
+            "to humans",
+            "to bots",
+            "humans' share",
+            "oversell",
+            "still reserved",
+            "orders recorded",
+        ],
+        vec![vec![
+            c(f.units),
+            c(f.units_to_humans),
+            c(f.units_to_bots),
+            pct(f.humans_share),
+            c(f.oversell),
+            c(f.reserved_at_end),
+            c(f.orders_recorded),
+        ]],
+    );
+    let people = table(
+        &["", "count", "requests", "with a unit", "refused as bots"],
+        vec![
+            vec![
+                "humans".into(),
+                c(f.humans),
+                c(f.human_requests),
+                c(f.humans_with_units),
+                format!("{} ({})", c(f.humans_blocked), pct(f.humans_blocked_share)),
+            ],
+            vec![
+                "bots".into(),
+                c(f.bots),
+                c(f.bot_requests),
+                c(f.bots_with_units),
+                format!("{} ({})", c(f.bots_blocked), pct(f.bots_blocked_share)),
+            ],
+        ],
+    );
+    let q = &f.queue_wait_s;
+    let queue = table(
+        &[
+            "admitted from the queue",
+            "wait p50",
+            "p90",
+            "max",
+            "fairness (admission vs arrival, Spearman)",
+            "expired",
+        ],
+        vec![vec![
+            c(f.admitted),
+            format!("{:.0} s", q.p50),
+            format!("{:.0} s", q.p90),
+            format!("{:.0} s", q.max),
+            format!("{:.3}", f.fairness),
+            c(f.expired),
+        ]],
+    );
+    let answers = table(
+        &["answer", "count"],
+        f.answers.iter().map(|(k, v)| vec![esc(k), c(v)]).collect(),
+    );
+    format!(
+        "<p>Humans and bots compete for {} units through the production flash-sale core: tokens \
+         bound to user, device and product, the bot score, the waiting room with its admission \
+         passes, and the reaper.</p>{units}{people}{queue}{answers}",
+        c(f.units)
+    )
 }
 
 fn search(s: &Summary) -> String {

@@ -29,6 +29,9 @@ pub struct Summary {
     /// Shoppers searching through the search core (issue #14); all zero when nobody searches.
     #[serde(default)]
     pub search: SearchInfo,
+    /// The flash sale (issue #15); all zero without one.
+    #[serde(default)]
+    pub flash_sale: FlashSaleInfo,
     pub slo: Vec<SloRow>,
     pub invariants: Invariants,
     /// Store-operation latency (live backend only; empty in memory).
@@ -395,6 +398,42 @@ pub struct SearchInfo {
     pub substituted: u64,
     pub dropped: u64,
     pub shoppers_left: u64,
+}
+
+/// The `flash_sale` section of `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlashSaleInfo {
+    pub units: u64,
+    /// Units confirmed (paid) by humans and by bots; still reserved at the end (must be 0 after
+    /// the reaper); units sold beyond the stock (must be 0).
+    pub units_to_humans: u64,
+    pub units_to_bots: u64,
+    pub humans_share: f64,
+    pub reserved_at_end: u64,
+    pub oversell: u64,
+    /// Confirmed orders recorded by the order store (= units confirmed).
+    pub orders_recorded: u64,
+    pub humans: u64,
+    pub humans_with_units: u64,
+    /// Humans refused at least once as bots (false positives), and their share.
+    pub humans_blocked: u64,
+    pub humans_blocked_share: f64,
+    pub bots: u64,
+    /// Bots refused at least once as bots, and their share; bots that got a unit.
+    pub bots_blocked: u64,
+    pub bots_blocked_share: f64,
+    pub bots_with_units: u64,
+    /// Requests by humans and bots (token mints and checkouts), and answers by code.
+    pub human_requests: u64,
+    pub bot_requests: u64,
+    pub answers: BTreeMap<String, u64>,
+    /// Humans' seconds from first queued to admitted.
+    pub queue_wait_s: Dist,
+    /// Spearman rank correlation of admission order with arrival order, for humans who arrived
+    /// after opening and were admitted from the queue (1 = strictly first come, first served).
+    pub fairness: f64,
+    pub admitted: u64,
+    pub expired: u64,
 }
 
 /// The `promo` section of `summary.json`.

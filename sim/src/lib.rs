@@ -5,6 +5,7 @@ pub mod backend;
 pub mod checkout;
 pub mod engine;
 pub mod eta;
+pub mod flash;
 pub mod fleet;
 pub mod gate;
 pub mod gps;

@@ -206,7 +206,21 @@ pub fn run_with_store<S: StockStore>(
         Immediate,
         seed,
     );
-    drive(sc, seed, opts, world, |_, _| Ok(0))
+    let mut out = drive(sc, seed, opts, world, |_, _| Ok(0))?;
+    if sc.flash_sale.enabled {
+        out.summary.flash_sale = crate::flash::FlashTwin::new(
+            &sc.flash_sale,
+            qc_flashsale::MemoryFlash::new(),
+            qc_kit::idempotency::MemoryIdempotency::default(),
+            qc_flashsale::orders::MemoryOrders::default(),
+            &mut Immediate,
+            &crate::rng::Streams::new(seed),
+            crate::world::DAY_EPOCH_MS + sc.start_of_day_ms(),
+        )
+        .run()
+        .map_err(RunError::Backend)?;
+    }
+    Ok(out)
 }
 
 fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, RunError> {
@@ -293,15 +307,56 @@ fn run_live(sc: &Scenario, seed: u64, opts: &RunOptions) -> Result<RunOutput, Ru
                 .map_err(RunError::Backend)
         },
     );
+    let result = match result {
+        Ok(mut out) if sc.flash_sale.enabled => {
+            // The city's runtime is gone with its world: a fresh one, with its own connections.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let (fconn, fpool) = rt.block_on(async {
+                let c = qc_kit::redis_kit::connect(&cfg.redis_url, 5000).await;
+                let p = qc_kit::pg::connect(&cfg, 2).await;
+                match (c, p) {
+                    (Ok(c), Ok(p)) => Ok((c, p)),
+                    (Err(e), _) | (_, Err(e)) => {
+                        Err(RunError::Backend(format!("live backend: {e}")))
+                    }
+                }
+            })?;
+            let mut exec = Blocking::new(rt);
+            let flash = crate::flash::FlashTwin::new(
+                &sc.flash_sale,
+                qc_flashsale::RedisFlash::new(fconn.clone(), prefix.clone(), 5000),
+                qc_kit::idempotency::RedisIdempotency {
+                    conn: fconn,
+                    prefix: prefix.clone(),
+                    timeout_ms: 5000,
+                    scope: "flash",
+                },
+                qc_flashsale::orders::PgOrders { pool: fpool },
+                &mut exec,
+                &crate::rng::Streams::new(seed),
+                crate::world::DAY_EPOCH_MS + sc.start_of_day_ms(),
+            )
+            .run()
+            .map_err(RunError::Backend)?;
+            out.summary.flash_sale = flash;
+            out.summary.latency.extend(exec.latency());
+            Ok(out)
+        }
+        other => other,
+    };
     if !opts.keep {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        // The run's runtime is gone: the clean-up connects on its own.
         rt.block_on(async {
-            let mut c = conn.clone();
-            let _ = delete_prefix(&mut c, &prefix).await;
-            pool.close().await;
+            if let Ok(mut c) = qc_kit::redis_kit::connect(&cfg.redis_url, 5000).await {
+                let _ = delete_prefix(&mut c, &prefix).await;
+            }
             let _ = qc_kit::pg::drop_schema(&cfg).await;
         });
     } else if opts.progress {
@@ -651,6 +706,8 @@ fn summarise<S: StockStore, R: DispatchRepo, E: EtaStore, X: Exec>(
             .as_ref()
             .map(crate::search::SearchTwin::summarise)
             .unwrap_or_default(),
+        // Run after the city (`run_with_store`, `run_live`): a sale of its own.
+        flash_sale: Default::default(),
         hubs,
         skus: sku_rows(&world.orders, &sku_names, 50),
         slo,

@@ -41,6 +41,58 @@ pub struct Scenario {
     pub checkout: CheckoutSection,
     #[serde(default)]
     pub search: SearchSection,
+    #[serde(default)]
+    pub flash_sale: FlashSaleSection,
+}
+
+/// A flash sale in the twin (issue #15): humans and bots compete for a few hundred units of one
+/// product through the production flash-sale core (`qc_flashsale::app`: token mint, the
+/// checkout pipeline, the waiting room, admission and the reaper on the twin's clock).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlashSaleSection {
+    pub enabled: bool,
+    /// When the sale opens, after the scenario's start.
+    pub opens_after: Span,
+    /// How long buyers keep trying after opening.
+    pub lasts: Span,
+    pub units: u32,
+    pub per_user_limit: u32,
+    pub reservation_ttl_s: u32,
+    pub humans: u32,
+    /// Humans arrive uniformly from `humans_early_s` before opening to `humans_late_s` after.
+    pub humans_early_s: f64,
+    pub humans_late_s: f64,
+    /// Share of humans on accounts younger than a day.
+    pub humans_new_accounts: f64,
+    /// Share of humans who pay for what they reserved (the rest release it or let it expire).
+    pub pay_share: f64,
+    pub bots: u32,
+    /// Requests per bot for each request a human makes (a human tries about every 5 s).
+    pub bot_requests_per_human: f64,
+    /// Bots start this long before opening.
+    pub bots_early_s: f64,
+}
+
+impl Default for FlashSaleSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            opens_after: Span(600_000),
+            lasts: Span(600_000),
+            units: 300,
+            per_user_limit: 1,
+            reservation_ttl_s: 120,
+            humans: 3000,
+            humans_early_s: 60.0,
+            humans_late_s: 240.0,
+            humans_new_accounts: 0.1,
+            pay_share: 0.9,
+            bots: 40,
+            bot_requests_per_human: 20.0,
+            bots_early_s: 30.0,
+        }
+    }
 }
 
 /// Shoppers who search (issue #14): for every item of their basket they type a query about the
@@ -1318,6 +1370,46 @@ impl Scenario {
         }
         if !(co.relay_every_s.is_finite() && co.relay_every_s > 0.0) {
             err("checkout.relay_every_s", "must be positive".into());
+        }
+        let fs = &self.flash_sale;
+        if fs.enabled {
+            for (key, v) in [
+                ("flash_sale.humans_new_accounts", fs.humans_new_accounts),
+                ("flash_sale.pay_share", fs.pay_share),
+            ] {
+                if !(0.0..=1.0).contains(&v) {
+                    err(key, "must be within [0, 1]".into());
+                }
+            }
+            if fs.units == 0 || fs.humans == 0 {
+                err("flash_sale.units", "a sale needs units and humans".into());
+            }
+            if !(30..=3600).contains(&fs.reservation_ttl_s) {
+                err(
+                    "flash_sale.reservation_ttl_s",
+                    "must be within 30..3600 (03)".into(),
+                );
+            }
+            for (key, v) in [
+                ("flash_sale.humans_early_s", fs.humans_early_s),
+                ("flash_sale.humans_late_s", fs.humans_late_s),
+                ("flash_sale.bots_early_s", fs.bots_early_s),
+            ] {
+                if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {
+                    err(key, "seconds within 0..3600".into());
+                }
+            }
+            if !(fs.bot_requests_per_human.is_finite()
+                && (1.0..=200.0).contains(&fs.bot_requests_per_human))
+            {
+                err(
+                    "flash_sale.bot_requests_per_human",
+                    "must be within 1..200".into(),
+                );
+            }
+            if fs.lasts.ms() <= 0 {
+                err("flash_sale.lasts", "must be positive".into());
+            }
         }
         let se = &self.search;
         for (key, v) in [

@@ -798,3 +798,85 @@ fn shoppers_who_search_find_what_they_want_and_substitute_what_is_out_of_stock()
     );
     assert!(t.search.substituted > 0, "{:?}", t.search);
 }
+
+#[test]
+fn a_flash_sale_goes_to_humans_blocks_bots_and_never_oversells() {
+    let sc = scenario("flash-sale.toml");
+    let f = run(&sc, &RunOptions::default()).unwrap().summary.flash_sale;
+    println!(
+        "flash sale: {} units, {} to humans ({:.1}%), {} to bots; oversell {}; bots blocked {} of {} ({:.1}%), \
+         humans falsely blocked {} of {} ({:.2}%); queue wait p50 {:.0} s p90 {:.0} s; fairness {:.3}; \
+         requests: humans {}, bots {}",
+        f.units,
+        f.units_to_humans,
+        f.humans_share * 100.0,
+        f.units_to_bots,
+        f.oversell,
+        f.bots_blocked,
+        f.bots,
+        f.bots_blocked_share * 100.0,
+        f.humans_blocked,
+        f.humans,
+        f.humans_blocked_share * 100.0,
+        f.queue_wait_s.p50,
+        f.queue_wait_s.p90,
+        f.fairness,
+        f.human_requests,
+        f.bot_requests
+    );
+    assert_eq!(f.oversell, 0);
+    assert_eq!(
+        f.reserved_at_end, 0,
+        "the reaper returned every unpaid unit"
+    );
+    assert_eq!(f.orders_recorded, f.units_to_humans + f.units_to_bots);
+    assert!(f.units_to_humans + f.units_to_bots <= f.units);
+    assert!(f.bots_blocked_share >= 0.95, "{f:?}");
+    assert!(f.humans_blocked_share <= 0.01, "{f:?}");
+    assert!(f.humans_share >= 0.9, "{f:?}");
+    assert!(
+        f.units_to_humans >= f.units * 9 / 10,
+        "the sale sold out to people: {f:?}"
+    );
+    assert!(
+        f.bot_requests >= 10 * f.human_requests,
+        "bots hammer: {f:?}"
+    );
+    assert!(
+        f.fairness >= 0.99,
+        "first come, first served after opening: {f:?}"
+    );
+}
+
+#[test]
+fn the_flash_sale_runs_alike_on_memory_and_on_redis_and_postgres() {
+    let small = [
+        "flash_sale.humans=300".to_string(),
+        "flash_sale.units=40".into(),
+        "flash_sale.bots=4".into(),
+        "flash_sale.lasts=\"5m\"".into(),
+        "search.share=0".into(),
+    ];
+    let sc = Scenario::load(&scenario_path("flash-sale.toml"), &small).unwrap();
+    let memory = run(&sc, &RunOptions::default()).unwrap().summary.flash_sale;
+    let live = run(
+        &sc,
+        &RunOptions {
+            backend: Backend::Live,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap()
+    .summary;
+    assert!(
+        live.latency.contains_key("flash.checkout"),
+        "{:?}",
+        live.latency.keys()
+    );
+    assert_eq!(memory, live.flash_sale);
+    assert_eq!(
+        memory.units_to_humans + memory.units_to_bots,
+        40,
+        "{memory:?}"
+    );
+}
