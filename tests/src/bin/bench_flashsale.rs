@@ -140,7 +140,7 @@ async fn main() {
             let (app, tokens, client, base, decided) = (app.clone(), tokens.clone(), client.clone(), base.clone(), decided.clone());
             async move {
                 let body = json!({"product_id": pid, "user_id": format!("u{i}"), "device_fp": format!("d{i}"),
-                    "token": tokens[i], "quantity": 1, "idempotency_key": "k"});
+                    "token": tokens[i], "quantity": 1, "idempotency_key": pid});
                 let status = if http {
                     client.post(format!("{base}/flash-sale/checkout")).json(&body).send().await.unwrap().status().as_u16()
                 } else {
